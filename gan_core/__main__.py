@@ -1,0 +1,242 @@
+"""Command line: python -m gan_core {train,resume,sample,texture} ... (see --help of each)."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .config import AUGMENTS, LOSSES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
+from .errors import StudioError
+
+EPILOG = """examples:
+  python -m gan_core train cgan assets/demo/classes --out runs/demo --steps 3000
+  python -m gan_core resume runs/demo --steps 5000
+  python -m gan_core sample runs/demo --class brick --n 16 --out brick.png
+  python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
+  python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
+"""
+
+
+def _positive(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _augment(v: str) -> list[str]:
+    names = [a.strip() for a in v.split(",") if a.strip() and a.strip() != "none"]
+    bad = [a for a in names if a not in AUGMENTS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r} (choose from {', '.join(AUGMENTS)})")
+    return names
+
+
+def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--out", required=True, help="run folder to create (checkpoints, samples, stats)")
+    g.add_argument("--steps", type=_positive, default=defaults.steps, help="generator steps (default %(default)s)")
+    g.add_argument("--batch", type=_positive, default=defaults.batch, help="images per batch (default %(default)s)")
+    g.add_argument("--loss", choices=LOSSES, default=defaults.loss,
+                   help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge loss (default %(default)s)")
+    g.add_argument("--gp-lambda", type=float, default=defaults.gp_lambda, help="gradient penalty weight (default %(default)s)")
+    g.add_argument("--n-critic", type=_positive, default=defaults.n_critic,
+                   help="critic updates per generator update (default %(default)s)")
+    g.add_argument("--lr", type=float, default=defaults.lr_g, help="Adam learning rate of both networks (default %(default)s)")
+    g.add_argument("--betas", type=float, nargs=2, default=(defaults.beta1, defaults.beta2), metavar=("B1", "B2"),
+                   help="Adam betas (default %(default)s)")
+    g.add_argument("--augment", type=_augment, default=defaults.augment, metavar="LIST",
+                   help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "
+                        "or none (default none)")
+    g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
+    g.add_argument("--ema", type=float, default=defaults.ema_beta, help="EMA decay of the sampling generator (default %(default)s)")
+    g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
+    g.add_argument("--sample-every", type=_positive, default=defaults.sample_every, help="steps between sample grids (default %(default)s)")
+    g.add_argument("--ckpt-every", type=_positive, default=defaults.ckpt_every, help="steps between checkpoints (default %(default)s)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast where the hardware is fast at it, else fp32")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda[:N]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gan_core", description="Train and sample GANs headless.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tr = sub.add_parser("train", help="start a training run")
+    tsub = tr.add_subparsers(dest="variant", required=True, metavar="VARIANT")
+    c = tsub.add_parser("cgan", help="conditional GAN on a folder with one subfolder per class",
+                        description="Train a conditional GAN. DATA_DIR holds one subfolder per class "
+                                    "(e.g. urban/, forest/) with jpg/png/webp/bmp/tif images.")
+    c.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder of images per class")
+    mc = CGANConfig()
+    c.add_argument("--res", type=int, choices=RESOLUTIONS, default=mc.resolution, help="image size (default %(default)s)")
+    c.add_argument("--g-channels", type=_positive, default=mc.g_channels, help="generator width (default %(default)s)")
+    c.add_argument("--d-channels", type=_positive, default=mc.d_channels, help="critic width (default %(default)s)")
+    c.add_argument("--conditioning", choices=("projection", "concat"), default=mc.conditioning,
+                   help="how the critic sees the class (default %(default)s)")
+    _add_train_options(c, TrainConfig())
+
+    s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",
+                        description="Train a spatial GAN on random patches of one or more texture images. "
+                                    "Several images are fused into one model with one style per image.")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="texture image files, or a folder of them")
+    ms, ts = SGANConfig(), TrainConfig(patch=128)
+    s.add_argument("--patch", type=_positive, default=ts.patch, help="training patch size in pixels (default %(default)s)")
+    s.add_argument("--max-side", type=_positive, default=ts.max_side,
+                   help="shrink sources so their shorter side is at most this (default %(default)s)")
+    s.add_argument("--depth", type=_positive, default=ms.depth, help="stride-2 layers (default %(default)s)")
+    s.add_argument("--g-channels", type=_positive, default=ms.g_channels, help="generator width (default %(default)s)")
+    s.add_argument("--d-channels", type=_positive, default=ms.d_channels, help="critic width (default %(default)s)")
+    _add_train_options(s, ts)
+
+    r = sub.add_parser("resume", help="continue a stopped or crashed run from its newest checkpoint")
+    r.add_argument("run", metavar="RUN_DIR")
+    r.add_argument("--steps", type=_positive, help="new total number of steps (default: the run's own)")
+    r.add_argument("--device", default="auto")
+
+    sm = sub.add_parser("sample", help="write a grid of images from a conditional model")
+    sm.add_argument("run", metavar="RUN_DIR", help="run folder or model folder")
+    sm.add_argument("--class", dest="cls", action="append", metavar="NAME",
+                    help="class to draw (repeat, or NAME=WEIGHT to blend, e.g. --class urban=0.3 --class forest=0.7); "
+                         "default: one row per class")
+    sm.add_argument("--n", type=_positive, default=16, help="images (per class row) (default %(default)s)")
+    sm.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed+i (default %(default)s)")
+    sm.add_argument("--truncation", type=float, default=1.0, help="0 < t <= 1; lower is less varied (default %(default)s)")
+    sm.add_argument("--out", required=True, help="PNG file to write")
+
+    tx = sub.add_parser("texture", help="write a texture from a spatial model")
+    tx.add_argument("run", metavar="RUN_DIR", help="run folder or model folder")
+    tx.add_argument("--width", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
+    tx.add_argument("--height", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
+    tx.add_argument("--tileable", action="store_true",
+                    help="seamless tile (size rounded up to a multiple of 2**depth, 32 by default)")
+    tx.add_argument("--seed", type=int, default=0)
+    tx.add_argument("--source", type=int, help="style of this source image (0-based) of a fused model")
+    tx.add_argument("--out", required=True, help="PNG file to write")
+    return p
+
+
+def _train_config(a) -> TrainConfig:
+    t = TrainConfig(steps=a.steps, batch=a.batch, loss=a.loss, gp_lambda=a.gp_lambda, n_critic=a.n_critic,
+                    lr_g=a.lr, lr_d=a.lr, beta1=a.betas[0], beta2=a.betas[1], augment=a.augment,
+                    mirror=not a.no_mirror, ema_beta=a.ema, seed=a.seed, sample_every=a.sample_every,
+                    ckpt_every=a.ckpt_every, precision=a.precision)
+    if a.variant == "sgan":
+        t.patch, t.max_side = a.patch, a.max_side
+    return t
+
+
+class _Bar:
+    """tqdm progress with losses; Ctrl-C asks the loop to stop after saving a checkpoint."""
+
+    def __init__(self):
+        self.bar = None
+        self.stop = False
+        signal.signal(signal.SIGINT, self._sigint)
+
+    def _sigint(self, *_):
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+        if self.bar is None:
+            self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
+        self.bar.n = p.step
+        if p.event == "log":
+            r = p.record
+            self.bar.set_postfix(d=f"{r['d_loss']:.3f}", g=f"{r['g_loss']:.3f}", ips=f"{r['img_per_s']:.0f}")
+        elif p.event in ("rollback",):
+            self.bar.write(p.message)
+        self.bar.refresh()
+        if p.event == "done":
+            self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return _dispatch(a)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(a) -> int:
+    from . import checkpoint, explore, texture, train
+
+    if a.command == "train":
+        if a.variant == "cgan":
+            model = CGANConfig(resolution=a.res, g_channels=a.g_channels, d_channels=a.d_channels,
+                               conditioning=a.conditioning)
+            data = [str(Path(a.data).expanduser().resolve())]
+        else:
+            model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels)
+            data = [str(Path(p).expanduser().resolve()) for p in a.images]
+        cfg = RunConfig(a.variant, model, _train_config(a), data=data)
+        bar = _Bar()
+        res = train.train(cfg, a.out, on_progress=bar, should_stop=lambda: bar.stop, device=a.device)
+        _report(res)
+        return 0
+    if a.command == "resume":
+        bar = _Bar()
+        res = train.resume(a.run, steps=a.steps, on_progress=bar, should_stop=lambda: bar.stop, device=a.device)
+        _report(res)
+        return 0
+    if a.command == "sample":
+        G, cfg = checkpoint.load_generator(a.run)
+        if cfg.variant != "cgan":
+            raise StudioError(f"{a.run} is a texture model; use the texture command.")
+        names = cfg.model.class_names
+        if not a.cls:
+            img = explore.class_grid(G, names, a.n, a.seed, a.truncation)
+            spec = "one row per class"
+        else:
+            blend = dict(_weight(s) for s in a.cls)
+            z = explore.noise(list(range(a.seed, a.seed + a.n)), cfg.model.nz, a.truncation)
+            img = explore.grid(explore.generate(G, z, explore.class_weights(names, blend)), min(a.n, 8))
+            spec = json.dumps(blend)
+        explore.save_png(a.out, img, {"model": str(a.run), "classes": spec, "seed": str(a.seed),
+                                      "n": str(a.n), "truncation": str(a.truncation)})
+        print(f"wrote {a.out} ({img.shape[1]}x{img.shape[0]})")
+        return 0
+    if a.command == "texture":
+        G, cfg = checkpoint.load_generator(a.run)
+        if cfg.variant != "sgan":
+            raise StudioError(f"{a.run} is a conditional model; use the sample command.")
+        img = texture.generate_texture(G, a.width, a.height, seed=a.seed, tileable=a.tileable, source=a.source)
+        h, w = img.shape[:2]
+        if (w, h) != (a.width, a.height):
+            print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")
+        from .metrics import seam_ratio
+        explore.save_png(a.out, img, {"model": str(a.run), "seed": str(a.seed), "tileable": str(a.tileable),
+                                      "source": str(a.source)})
+        print(f"wrote {a.out} ({w}x{h}); seam ratio {seam_ratio(img):.3f} (about 1 = no visible seam)")
+        return 0
+    raise AssertionError(a.command)
+
+
+def _weight(spec: str) -> tuple[str, float]:
+    name, _, w = spec.partition("=")
+    try:
+        return name, float(w) if w else 1.0
+    except ValueError:
+        raise StudioError(f"bad class weight in {spec!r}; write NAME or NAME=WEIGHT, e.g. forest=0.7") from None
+
+
+def _report(res) -> None:
+    state = "stopped" if res.stopped else "finished"
+    print(f"{state} at step {res.step}; checkpoint {res.checkpoint}")
+    print(f"samples: {res.run_dir / 'samples'}   loss plot: {res.run_dir / 'loss_plot.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

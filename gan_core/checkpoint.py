@@ -1,0 +1,182 @@
+"""Checkpoints: safetensors weights + config.json + training state, written atomically.
+
+A run folder keeps its checkpoints in `checkpoints/step_NNNNNNNN/`, each holding
+`config.json`, `G.safetensors`, `G_ema.safetensors`, `D.safetensors` and `train_state.pt`
+(optimizers, step, RNG states, loss history; read with `weights_only=True`). A checkpoint is built
+in a hidden temporary folder and renamed into place, so a crash leaves either the previous
+checkpoint or the complete new one, never a partial one. A model folder (such as a shipped demo)
+needs only `config.json` and `G_ema.safetensors` (or `G.safetensors`).
+
+Model files are judged by their bytes: a file that is not a well-formed safetensors file (for
+example a pickle renamed to .safetensors) is refused without being unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .errors import CheckpointError, ConfigError
+from .io import atomic_write, fsync_dir
+from .nets import build_discriminator, build_generator
+
+CKPT_SUBDIR = "checkpoints"
+WEIGHT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors")
+STATE_FILE = "train_state.pt"
+MAX_HEADER = 100_000_000
+
+
+def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders of a run, newest first."""
+    d = Path(run_dir) / CKPT_SUBDIR
+    if not d.is_dir():
+        return []
+    out = [p for p in d.iterdir() if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit()]
+    return sorted(out, key=lambda p: int(p.name[5:]), reverse=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_ema: nn.Module,
+                    D: nn.Module, state: dict, keep: int = 2) -> Path:
+    """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`."""
+    from safetensors.torch import save_file
+
+    root = Path(run_dir) / CKPT_SUBDIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{int(state['step']):08d}"
+    tmp = root / f".tmp_{final.name}_{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        (tmp / "config.json").write_text(cfg.to_json())
+        for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
+            save_file(_plain_state(m), str(tmp / name))
+        torch.save(state, tmp / STATE_FILE)
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        fsync_dir(tmp)
+        if final.exists():  # re-saving the same step: move the old one aside first
+            old = root / f".old_{final.name}_{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for stale in checkpoint_dirs(run_dir)[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    for leftover in root.glob(".tmp_*"):  # from a crash during an earlier save
+        if leftover != tmp:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return final
+
+
+def _plain_state(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in m.state_dict().items()}
+
+
+def read_config(folder: str | os.PathLike) -> RunConfig:
+    p = Path(folder) / "config.json"
+    if not p.is_file():
+        raise CheckpointError(f"{folder} has no config.json: it is not a model or checkpoint folder.")
+    try:
+        return RunConfig.from_json(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{p} is not a text file.") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{p}: {e}") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a safetensors file after checking its bytes really are safetensors."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is missing in {path.parent}.")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        raise CheckpointError(f"{path.name} is truncated (only {size} bytes).")
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise CheckpointError(f"{path.name} is a pickle/zip file, not safetensors; it was not opened. "
+                              "Only safetensors model files are accepted.")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > min(size - 8, MAX_HEADER) or head[8:9] != b"{":
+        raise CheckpointError(f"{path.name} is not a valid safetensors file (bad header).")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path.name} is damaged or truncated: {e}") from None
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], name: str) -> None:
+    """Copy tensors into model after checking keys, shapes and finiteness."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        what = (f"missing {missing[:3]}" if missing else "") + (" and " if missing and extra else "") + \
+               (f"unexpected {extra[:3]}" if extra else "")
+        raise CheckpointError(f"{name} does not match config.json: {what}.")
+    for k, v in tensors.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{name}: {k} has shape {tuple(v.shape)}, config.json needs "
+                                  f"{tuple(expected[k].shape)}.")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{name}: {k} holds NaN or infinite values.")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """A run folder resolves to its newest complete checkpoint; a model folder to itself."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"{p} does not exist.")
+    if not p.is_dir():
+        raise CheckpointError(f"{p} is a file; give the model or run folder that holds config.json.")
+    ckpts = checkpoint_dirs(p)
+    if ckpts:
+        return ckpts[0]
+    if (p / "config.json").is_file():
+        return p
+    raise CheckpointError(f"{p} holds no checkpoint yet (no checkpoints/step_* folder or config.json).")
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   ema: bool = True) -> tuple[nn.Module, RunConfig]:
+    """Rebuild the generator (EMA weights by default) from a model, checkpoint or run folder."""
+    d = resolve_model_dir(path)
+    cfg = read_config(d)
+    G = build_generator(cfg)
+    name = "G_ema.safetensors" if ema and (d / "G_ema.safetensors").is_file() else "G.safetensors"
+    load_weights(G, read_safetensors(d / name), name)
+    return G.to(device).eval(), cfg
+
+
+def load_training_state(ckpt: Path, G: nn.Module, G_ema: nn.Module, D: nn.Module) -> dict:
+    for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
+        load_weights(m, read_safetensors(ckpt / name), name)
+    try:
+        return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt / STATE_FILE} cannot be read safely: {e}") from None
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,218 @@
+"""Configuration dataclasses for models and training runs, saved as JSON beside the weights.
+
+A model is rebuilt from its config alone (`RunConfig.from_json` -> `nets.build_generator`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .errors import ConfigError
+
+VARIANTS = ("cgan", "sgan")
+LOSSES = ("wgan-gp", "hinge")
+RESOLUTIONS = (32, 64, 128)
+AUGMENTS = ("color", "translation", "cutout")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class CGANConfig:
+    """Conditional generator/critic for square images at `resolution`."""
+
+    resolution: int = 64
+    nz: int = 100
+    embed_dim: int = 50
+    g_channels: int = 32  # width of the last generator stage; earlier stages double it
+    d_channels: int = 32  # width of the first critic stage; later stages double it
+    conditioning: str = "projection"  # or "concat": the embedding as extra input planes
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> None:
+        if self.resolution not in RESOLUTIONS:
+            raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}.")
+        if self.conditioning not in ("projection", "concat"):
+            raise ConfigError("conditioning must be 'projection' or 'concat'.")
+        for name in ("nz", "embed_dim", "g_channels", "d_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive.")
+
+
+@dataclass
+class SGANConfig:
+    """Fully convolutional texture generator/discriminator with a PSGAN spatial latent."""
+
+    depth: int = 5  # stride-2 layers; output = noise size * 2**depth
+    kernel: int = 5
+    nz_local: int = 20
+    nz_global: int = 40
+    nz_periodic: int = 4
+    source_dim: int = 8  # learned style code per source image (used when there are 2+ sources)
+    g_channels: int = 32  # width of the last generator layer; earlier layers double it (capped)
+    d_channels: int = 32
+    max_channels: int = 256
+    source_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_sources(self) -> int:
+        return max(1, len(self.source_names))
+
+    @property
+    def scale(self) -> int:
+        return 2**self.depth
+
+    def validate(self) -> None:
+        if not 1 <= self.depth <= 7:
+            raise ConfigError("depth must be between 1 and 7.")
+        if self.kernel not in (3, 5):
+            raise ConfigError("kernel must be 3 or 5.")
+        if self.nz_local < 1 or self.nz_global < 0 or self.nz_periodic < 0:
+            raise ConfigError("noise channel counts must be positive (periodic and global may be 0).")
+        if self.nz_periodic and not self.nz_global:
+            raise ConfigError("periodic noise needs global noise to derive its wave numbers from.")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000  # generator steps
+    batch: int = 32
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.1
+    beta2: float = 0.9
+    n_critic: int = 2  # critic updates per generator update
+    loss: str = "wgan-gp"
+    gp_lambda: float = 5.0
+    ema_beta: float = 0.999
+    augment: list[str] = field(default_factory=list)
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 200
+    ckpt_every: int = 200
+    keep_checkpoints: int = 2
+    precision: str = "auto"
+    mirror: bool = True  # random flips of the real images (horizontal; textures also vertical)
+    # texture (sgan) runs only
+    patch: int = 128
+    max_side: int = 512
+
+    def validate(self, variant: str) -> None:
+        ints = ("steps", "batch", "n_critic", "log_every", "sample_every", "ckpt_every", "keep_checkpoints")
+        for name in ints:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be a whole number of at least 1, "
+                                  f"got {getattr(self, name)!r}.")
+        for name in ("lr_g", "lr_d"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be between 0 and 1.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError("Adam betas must be in [0, 1).")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
+        if self.gp_lambda < 0:
+            raise ConfigError("gp-lambda must not be negative.")
+        if not 0 <= self.ema_beta < 1:
+            raise ConfigError("ema-beta must be in [0, 1).")
+        bad = [a for a in self.augment if a not in AUGMENTS]
+        if bad:
+            raise ConfigError(f"unknown augmentation {bad[0]!r}; choose from {', '.join(AUGMENTS)}.")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}.")
+        if variant == "sgan":
+            if self.patch < 32 or self.patch > 512:
+                raise ConfigError("patch must be between 32 and 512 pixels.")
+            if self.max_side < self.patch:
+                raise ConfigError("max-side must be at least the patch size.")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild a model and continue its training."""
+
+    variant: str
+    model: CGANConfig | SGANConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: list[str] = field(default_factory=list)  # dataset folder (cgan) or texture files (sgan)
+    version: str = __version__
+
+    def validate(self, require_names: bool = True) -> None:
+        """Check every setting; `require_names=False` before the data has set the class names."""
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}.")
+        expected = CGANConfig if self.variant == "cgan" else SGANConfig
+        if not isinstance(self.model, expected):
+            raise ConfigError(f"a {self.variant} run needs a {expected.__name__}.")
+        self.model.validate()
+        self.train.validate(self.variant)
+        if require_names and self.variant == "cgan" and not self.model.class_names:
+            raise ConfigError("a conditional model needs at least one class name.")
+        if self.variant == "sgan" and self.train.patch % self.model.scale:
+            raise ConfigError(f"patch ({self.train.patch}) must be a multiple of 2**depth "
+                              f"({self.model.scale}).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("config.json must hold a JSON object.")
+        try:
+            variant = d["variant"]
+            model_cls = CGANConfig if variant == "cgan" else SGANConfig
+            cfg = cls(
+                variant=variant,
+                model=_build(model_cls, d["model"]),
+                train=_build(TrainConfig, d.get("train", {})),
+                data=list(d.get("data", [])),
+                version=str(d.get("version", "unknown")),
+            )
+        except KeyError as e:
+            raise ConfigError(f"config.json lacks the field {e.args[0]!r}.") from None
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config.json is not valid JSON ({e.msg} at line {e.lineno}).") from None
+        return cls.from_dict(d)
+
+
+def _build(dc, d: Any):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section for {dc.__name__} must be a JSON object.")
+    known = {f.name: f for f in dataclasses.fields(dc)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"config.json has unknown {dc.__name__} setting(s): {', '.join(unknown)}.")
+    try:
+        obj = dc(**d)
+    except TypeError as e:
+        raise ConfigError(f"config.json does not fit {dc.__name__}: {e}") from None
+    for name, f in known.items():  # reject wrong JSON types early (e.g. "64" for an int)
+        v = getattr(obj, name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if isinstance(default, bool) and not isinstance(v, bool):
+            raise ConfigError(f"{name} must be true or false.")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{name} must be a number.")
+            if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
+                raise ConfigError(f"{name} must be a whole number.")
+            setattr(obj, name, type(default)(v))
+        if isinstance(default, list) and not (isinstance(v, list) and all(isinstance(s, str) for s in v)):
+            raise ConfigError(f"{name} must be a list of names.")
+    return obj

@@ -1,0 +1,39 @@
+"""Adversarial losses and the gradient penalty. Always computed in float32."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Critic loss from the scores of real and generated images (any shape; averaged)."""
+    real, fake = real.float(), fake.float()
+    if kind == "wgan-gp":
+        return fake.mean() - real.mean()
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def g_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Generator loss: raise the critic's score of generated images (WGAN and hinge alike)."""
+    return -fake.float().mean()
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                     fake: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: mean over samples of (||grad_x D(x_hat)|| - 1)^2 at random interpolates x_hat.
+
+    `critic` scores a batch; the caller binds each image's own label (or source) to it, so that
+    every interpolate is judged with the condition of the pair it was made from. The norm has a
+    small epsilon so a zero gradient gives a finite penalty gradient instead of NaN.
+    """
+    b = real.shape[0]
+    alpha = torch.rand(b, 1, 1, 1, generator=gen).to(real.device, real.dtype)
+    x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    score = critic(x).float()
+    (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)
+    norm = torch.sqrt(grad.float().pow(2).flatten(1).sum(1) + 1e-12)
+    return (norm - 1.0).pow(2).mean()

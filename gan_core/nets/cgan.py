@@ -1,0 +1,86 @@
+"""Conditional GAN for square images.
+
+Generator: noise z (nz) and a class embedding (embed_dim) -> linear to 4x4 features -> stride-2
+transposed convolutions (BatchNorm + ReLU) up to the resolution -> 3x3 conv -> tanh.
+Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
+penalty is defined per sample, which batch statistics would break). Class conditioning by
+projection (score + <embed(y), features>), or the reference's concatenation of the embedding as
+extra input planes.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..config import CGANConfig
+
+
+def _widths(base: int, stages: int, cap: int = 512) -> list[int]:
+    """Channel widths from the coarsest (4x4) to the finest stage: base * 2**k, capped."""
+    return [min(base * 2 ** (stages - i), cap) for i in range(stages + 1)]
+
+
+class CondGenerator(nn.Module):
+    def __init__(self, cfg: CGANConfig):
+        super().__init__()
+        self.cfg = cfg
+        stages = int(math.log2(cfg.resolution)) - 2
+        ch = _widths(cfg.g_channels, stages)
+        self.embed = nn.Embedding(cfg.n_classes, cfg.embed_dim)
+        self.fc = nn.Linear(cfg.nz + cfg.embed_dim, ch[0] * 16)
+        self.bn0 = nn.BatchNorm2d(ch[0])
+        layers: list[nn.Module] = []
+        for cin, cout in zip(ch[:-1], ch[1:]):
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        self.up = nn.Sequential(*layers)
+        self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1)
+        nn.init.xavier_uniform_(self.fc.weight)
+        nn.init.normal_(self.embed.weight, 0.0, 1.0)
+        for m in self.modules():
+            if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def class_embedding(self, weights: torch.Tensor) -> torch.Tensor:
+        """Blend class embeddings: weights (B, n_classes), normalised to sum 1 per row."""
+        w = weights.float().clamp_min(0)
+        w = w / w.sum(1, keepdim=True).clamp_min(1e-8)
+        return w @ self.embed.weight
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None,
+                embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, nz); either class indices y (B,) or a ready class embedding (B, embed_dim)."""
+        e = self.embed(y) if embedding is None else embedding
+        h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
+        h = torch.relu(self.bn0(h))
+        return torch.tanh(self.to_rgb(self.up(h)))
+
+
+class CondDiscriminator(nn.Module):
+    def __init__(self, cfg: CGANConfig):
+        super().__init__()
+        self.cfg = cfg
+        stages = int(math.log2(cfg.resolution)) - 2
+        ch = [min(cfg.d_channels * 2**i, 512) for i in range(stages + 1)]
+        self.concat = cfg.conditioning == "concat"
+        in_ch = 3 + (cfg.embed_dim if self.concat else 0)
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(in_ch, ch[0], 3, 1, 1)), nn.LeakyReLU(0.2, True)]
+        for cin, cout in zip(ch[:-1], ch[1:]):
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+        self.features = nn.Sequential(*layers)
+        self.out = spectral_norm(nn.Linear(ch[-1], 1))
+        self.embed = spectral_norm(nn.Embedding(cfg.n_classes, cfg.embed_dim if self.concat else ch[-1]))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Returns one score per image, shape (B,)."""
+        e = self.embed(y)
+        if self.concat:
+            planes = e.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+            x = torch.cat([x, planes], 1)
+        h = self.features(x).sum(dim=(2, 3))  # global sum pooling
+        score = self.out(h).squeeze(1)
+        if not self.concat:
+            score = score + (e.to(h.dtype) * h).sum(1)
+        return score

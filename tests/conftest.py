@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny datasets made on the fly and tiny model configs (seconds to train)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_core.config import CGANConfig, RunConfig, SGANConfig, TrainConfig
+
+torch.set_num_threads(2)
+
+COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
+
+
+def make_class_folder(root, n_per_class: int = 6, size: int = 40, classes=COLORS) -> str:
+    """Class folders of noisy solid-colour images: trivially separable by class."""
+    rng = np.random.default_rng(0)
+    for name, rgb in classes.items():
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n_per_class):
+            arr = np.clip(np.array(rgb) + rng.normal(0, 12, (size, size + 8, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(d / f"img{i}.png")
+    return str(root)
+
+
+def make_texture(path, size: int = 96) -> str:
+    """A stripy colour texture with some noise."""
+    yy, xx = np.mgrid[:size, :size]
+    base = (np.sin(xx / 3.0) * 0.5 + 0.5)[..., None] * np.array([200, 120, 40]) + 30
+    arr = np.clip(base + np.random.default_rng(1).normal(0, 10, (size, size, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def tiny_cgan(data: str, **train) -> RunConfig:
+    t = dict(steps=4, batch=4, log_every=1, sample_every=2, ckpt_every=2, seed=3)
+    t.update(train)
+    return RunConfig("cgan", CGANConfig(resolution=32, nz=8, embed_dim=4, g_channels=4, d_channels=4),
+                     TrainConfig(**t), data=[data])
+
+
+def tiny_sgan(files: list[str], **train) -> RunConfig:
+    t = dict(steps=4, batch=2, log_every=1, sample_every=2, ckpt_every=2, patch=32, max_side=96, seed=3)
+    t.update(train)
+    return RunConfig("sgan", SGANConfig(depth=3, nz_local=3, nz_global=4, nz_periodic=2, source_dim=2,
+                                        g_channels=4, d_channels=4), TrainConfig(**t), data=files)
+
+
+@pytest.fixture
+def class_dir(tmp_path):
+    return make_class_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def texture_files(tmp_path):
+    a = make_texture(tmp_path / "stripes.png")
+    arr = np.random.default_rng(2).integers(0, 255, (80, 100, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "noise.png")
+    return [a, str(tmp_path / "noise.png")]

@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_core.__main__ import main
+
+TINY = ["--steps", "3", "--batch", "4", "--sample-every", "3", "--ckpt-every", "3"]
+
+
+def test_help_explains_commands():
+    out = subprocess.run([sys.executable, "-m", "gan_core", "train", "cgan", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "--augment" in out.stdout and "one subfolder per class" in out.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "cgan", "DATA", "--out", "x", "--steps", "0"], "must be at least 1"),
+    (["train", "cgan", "DATA", "--out", "x", "--res", "48"], "invalid choice"),
+    (["train", "cgan", "DATA", "--out", "x", "--augment", "zoom"], "unknown augmentation"),
+    (["texture"], "required"),
+])
+def test_bad_arguments_give_a_message_not_a_traceback(args, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "cgan", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cgan_train_sample_resume_end_to_end(class_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
+                 "--d-channels", "4", *TINY]) == 0
+    assert (run / "checkpoints" / "step_00000003").is_dir()
+    assert main(["resume", str(run), "--steps", "5"]) == 0
+    assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 5
+    out = tmp_path / "g.png"
+    assert main(["sample", str(run), "--class", "red=0.3", "--class", "blue=0.7", "--n", "4", "--out", str(out)]) == 0
+    im = Image.open(out)
+    assert im.text["classes"] == '{"red": 0.3, "blue": 0.7}' and im.size[0] > 4 * 32
+    assert main(["sample", str(run), "--class", "purple", "--out", str(out)]) == 2
+    assert "unknown class 'purple'" in capsys.readouterr().err
+    assert main(["texture", str(run), "--out", str(out)]) == 2  # wrong model kind
+
+
+def test_sgan_train_and_tileable_texture(texture_files, tmp_path, capsys):
+    run = tmp_path / "tex"
+    assert main(["train", "sgan", texture_files[0], "--out", str(run), "--patch", "32", "--depth", "3",
+                 "--g-channels", "4", "--d-channels", "4", *TINY]) == 0
+    out = tmp_path / "t.png"
+    assert main(["texture", str(run), "--width", "60", "--height", "40", "--tileable", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "rounded up to 64x40" in text and "seam ratio" in text
+    assert np.asarray(Image.open(out)).shape == (40, 64, 3)
+    assert main(["texture", str(run), "--width", "9000", "--out", str(out)]) == 2
+    assert "between 1 and 8192" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from gan_core import checkpoint as ckpt
+from gan_core.errors import CheckpointError
+from gan_core.explore import class_grid
+from gan_core.texture import generate_texture, wrap_error
+from gan_core.train import resume, train
+from tests.conftest import tiny_cgan, tiny_sgan
+
+
+def _weights(run_dir, name="G_ema.safetensors"):
+    return ckpt.read_safetensors(ckpt.checkpoint_dirs(run_dir)[0] / name)
+
+
+def test_run_folder_has_everything(class_dir, tmp_path):
+    events = []
+    res = train(tiny_cgan(class_dir), tmp_path / "run", on_progress=lambda p: events.append(p.event))
+    run = tmp_path / "run"
+    assert res.step == 4 and not res.stopped
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["class_names"] == ["blue", "green", "red"]
+    stats = [json.loads(l) for l in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [1, 2, 3, 4]
+    assert {"d_loss", "g_loss", "img_per_s", "elapsed"} <= set(stats[0])
+    assert (run / "samples" / "step_00000004.png").is_file() and (run / "loss_plot.png").is_file()
+    d = ckpt.checkpoint_dirs(run)[0]
+    assert d.name == "step_00000004"
+    assert {p.name for p in d.iterdir()} == {"config.json", "G.safetensors", "G_ema.safetensors",
+                                             "D.safetensors", "train_state.pt"}
+    assert len(ckpt.checkpoint_dirs(run)) == 2  # older ones pruned
+    assert {"log", "sample", "checkpoint", "done"} <= set(events)
+
+
+def test_checkpoint_roundtrip_gives_identical_outputs(class_dir, tmp_path):
+    train(tiny_cgan(class_dir), tmp_path / "run")
+    G1, cfg = ckpt.load_generator(tmp_path / "run")
+    G2, _ = ckpt.load_generator(ckpt.checkpoint_dirs(tmp_path / "run")[0])
+    z = torch.randn(5, cfg.model.nz)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        assert torch.equal(G1(z, y), G2(z, y))
+    # and a sample grid has one row per class
+    img = class_grid(G1, cfg.model.class_names, 4)
+    assert img.shape[0] > 3 * 32 and img.dtype.name == "uint8"
+
+
+@pytest.mark.parametrize("variant", ["cgan", "sgan"])
+def test_resume_equals_uninterrupted_run(variant, class_dir, texture_files, tmp_path):
+    make = (lambda **k: tiny_cgan(class_dir, augment=["color", "translation", "cutout"], **k)) \
+        if variant == "cgan" else (lambda **k: tiny_sgan(texture_files, **k))
+    train(make(steps=6), tmp_path / "full")
+    stopped = train(make(steps=6), tmp_path / "part", should_stop=_stop_after(3))
+    assert stopped.stopped and stopped.step == 3
+    res = resume(tmp_path / "part")
+    assert res.step == 6
+    for name in ("G.safetensors", "G_ema.safetensors", "D.safetensors"):
+        a, b = _weights(tmp_path / "full", name), _weights(tmp_path / "part", name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    full = [json.loads(l) for l in (tmp_path / "full" / "stats.jsonl").read_text().splitlines()]
+    part = [json.loads(l) for l in (tmp_path / "part" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in part] == [r["step"] for r in full]
+    assert [r["g_loss"] for r in part] == [r["g_loss"] for r in full]
+
+
+def _stop_after(n):
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > n
+    return stop
+
+
+def test_resume_drops_records_after_the_checkpoint(class_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir, steps=3, ckpt_every=2), run)
+    ckpt_dir = ckpt.checkpoint_dirs(run)[0]
+    import shutil
+    shutil.rmtree(ckpt_dir)  # as if the process died after step 3 was logged but before it was saved
+    with open(run / "stats.jsonl", "a") as f:
+        f.write('{"step": 3, "torn')  # and a line torn by the crash
+    res = resume(run, steps=4)
+    steps = [json.loads(l)["step"] for l in (run / "stats.jsonl").read_text().splitlines()]
+    assert res.step == 4 and steps == [1, 2, 3, 4]
+
+
+def test_new_run_refuses_an_existing_run_folder(class_dir, tmp_path):
+    train(tiny_cgan(class_dir, steps=2), tmp_path / "run")
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(tiny_cgan(class_dir, steps=2), tmp_path / "run")
+
+
+def test_non_finite_loss_rolls_back_and_never_saves_nan(class_dir, tmp_path, monkeypatch):
+    from gan_core import train as train_mod
+    real_step = train_mod._Loop.train_step
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        rec = real_step(self)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                next(self.G.parameters()).fill_(float("nan"))
+            rec["g_loss"] = float("nan")
+        return rec
+
+    monkeypatch.setattr(train_mod._Loop, "train_step", flaky)
+    events = []
+    res = train(tiny_cgan(class_dir, steps=4), tmp_path / "run", on_progress=lambda p: events.append(p))
+    assert res.step == 4
+    assert any(e.event == "rollback" for e in events)
+    for d in ckpt.checkpoint_dirs(tmp_path / "run"):
+        for name in ckpt.WEIGHT_FILES:
+            assert all(torch.isfinite(v).all() for v in ckpt.read_safetensors(d / name).values())
+
+
+def test_pickle_renamed_to_safetensors_is_refused_unopened(tmp_path):
+    sentinel = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    import pickle
+    p = tmp_path / "G.safetensors"
+    p.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match="pickle"):
+        ckpt.read_safetensors(p)
+    torch.save({"x": Payload()}, tmp_path / "G2.safetensors")
+    with pytest.raises(CheckpointError, match="pickle"):
+        ckpt.read_safetensors(tmp_path / "G2.safetensors")
+    assert not sentinel.exists()
+
+
+def test_sgan_trains_and_tileable_output_wraps_exactly(texture_files, tmp_path):
+    train(tiny_sgan(texture_files), tmp_path / "tex")
+    G, cfg = ckpt.load_generator(tmp_path / "tex")
+    assert cfg.model.source_names == ["stripes", "noise"]  # in the order given
+    G.float()
+    assert wrap_error(G, 4, 6, tileable=True) < 1e-5
+    assert wrap_error(G, 4, 6, tileable=False) > 1e-3  # zero padding shows at the seam
+    img = generate_texture(G, 48, 40, seed=1, tileable=True)
+    assert img.shape == (40, 48, 3)  # already multiples of 2**depth = 8
+    odd = generate_texture(G, 50, 30, seed=1)
+    assert odd.shape == (30, 50, 3)
+    assert not (generate_texture(G, 32, 32, seed=1) == generate_texture(G, 32, 32, seed=2)).all()
