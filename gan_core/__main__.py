@@ -212,7 +212,13 @@ def _dispatch(a) -> int:
         G, cfg = checkpoint.load_generator(a.run)
         if cfg.variant != "sgan":
             raise StudioError(f"{a.run} is a conditional model; use the sample command.")
-        img = texture.generate_texture(G, a.width, a.height, seed=a.seed, tileable=a.tileable, source=a.source)
+        from tqdm import tqdm
+        with tqdm(total=100, unit="%", desc="generating", leave=False) as bar:
+            def tick(f: float) -> None:
+                bar.n = round(100 * f)
+                bar.refresh()
+            img = texture.generate_texture(G, a.width, a.height, seed=a.seed, tileable=a.tileable,
+                                           source=a.source, on_progress=tick)
         h, w = img.shape[:2]
         if (w, h) != (a.width, a.height):
             print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")

@@ -26,8 +26,8 @@ class CGANConfig:
     resolution: int = 64
     nz: int = 100
     embed_dim: int = 50
-    g_channels: int = 32  # width of the last generator stage; earlier stages double it
-    d_channels: int = 32  # width of the first critic stage; later stages double it
+    g_channels: int = 16  # width of the last generator stage; earlier stages double it (capped at 512)
+    d_channels: int = 16  # width of the first critic stage; later stages double it (capped at 512)
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
     class_names: list[str] = field(default_factory=list)
 

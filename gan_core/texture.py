@@ -1,21 +1,35 @@
-"""Texture generation with a spatial generator: any size, optionally seamless (tileable)."""
+"""Texture generation with a spatial generator: any size up to 8192 px, seamless if asked,
+styles painted per region, in bounded memory.
+
+The canvas noise is built once (a few MB even at 8192 px), then the generator runs over tiles of
+it with a margin of noise cells around each tile. Each stride-2 layer of a 5x5 (or 3x3) transposed
+convolution looks at most one input cell to either side, so over all layers an output pixel
+depends on noise cells less than 2 cells away: with a margin of MARGIN cells, cropping the margin
+gives exactly the pixels of one pass over the whole canvas (the generator is in eval mode, so
+BatchNorm is a fixed per-channel affine map). Tiles are written into one preallocated uint8 image.
+"""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import to_uint8
 from .errors import ConfigError
+from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
+MARGIN = 2  # noise cells; the receptive radius of the generator is below 2 cells
+TILE = 16  # noise cells per tile side (512 px at depth 5)
 
 
 def check_size(width: int, height: int) -> None:
     for name, v in (("width", width), ("height", height)):
-        if not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
-            raise ConfigError(f"{name} must be between 1 and {MAX_SIDE} pixels, got {v}.")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
+            raise ConfigError(f"{name} must be a whole number between 1 and {MAX_SIDE} pixels, got {v}.")
 
 
 def canvas_cells(G, width: int, height: int, tileable: bool) -> tuple[int, int, int, int]:
@@ -33,28 +47,132 @@ def canvas_cells(G, width: int, height: int, tileable: bool) -> tuple[int, int, 
     return h, w, height, width
 
 
-@torch.inference_mode()
-def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool = False,
-                     source: int | None = None, style_seed: int | None = None) -> np.ndarray:
-    """An (H, W, 3) uint8 texture. `source` picks one source image's style (fused models);
-    `style_seed` fixes the random global code separately from the local noise."""
-    h, w, H, W = canvas_cells(G, width, height, tileable)
-    if source is not None and not 0 <= source < G.cfg.n_sources:
-        raise ConfigError(f"source must be between 0 and {G.cfg.n_sources - 1}.")
+def _brush_codes(G, brushes: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per brush: its global style code (nz_global) and source weights (n_sources)."""
+    c = G.cfg
+    default = torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(seed) + 7919))
+    default_src = int(torch.randint(c.n_sources, (1,), generator=torch.Generator().manual_seed(int(seed))))
+    styles, sources = [], []
+    for b in brushes:
+        s, src = b.get("style_seed"), b.get("source")
+        styles.append(default if s is None else torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(s))))
+        src = default_src if src is None else int(src)
+        if not 0 <= src < c.n_sources:
+            raise ConfigError(f"source must be between 0 and {c.n_sources - 1}; this model has "
+                              f"{c.n_sources} source image(s).")
+        sources.append(F.one_hot(torch.tensor(src), c.n_sources).float())
+    return torch.stack(styles), torch.stack(sources)
+
+
+def brush_weights(style_map: np.ndarray, n_brushes: int, h: int, w: int, tileable: bool,
+                  blend_cells: float = 1.5) -> torch.Tensor:
+    """Soft per-brush weights (n_brushes, h, w) from a painted label map of any resolution.
+
+    Each brush's mask is area-averaged onto the noise grid and blurred by a Gaussian of
+    `blend_cells` noise cells (wrapping around for tileable textures), so regions meet with a
+    smooth transition; the weights sum to 1 at every cell.
+    """
+    labels = torch.as_tensor(np.asarray(style_map), dtype=torch.long)
+    if labels.dim() != 2:
+        raise ConfigError("the style map must be a 2-D array of brush numbers.")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= n_brushes):
+        raise ConfigError(f"the style map uses brush numbers outside 0..{n_brushes - 1}.")
+    onehot = F.one_hot(labels, n_brushes).permute(2, 0, 1)[None].float()
+    m = F.interpolate(onehot, size=(h, w), mode="area")
+    if blend_cells > 0:
+        r = max(1, int(math.ceil(2.5 * blend_cells)))
+        x = torch.arange(-r, r + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (x / blend_cells) ** 2)
+        k = (k / k.sum()).view(1, 1, 1, -1).repeat(n_brushes, 1, 1, 1)
+        mode = "circular" if tileable else "replicate"
+        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode=mode), k, groups=n_brushes)
+        m = F.conv2d(F.pad(m, (0, 0, r, r), mode=mode), k.transpose(2, 3), groups=n_brushes)
+    m = m[0].clamp_min(0)
+    return m / m.sum(0, keepdim=True).clamp_min(1e-8)
+
+
+def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, source: int | None = None,
+                 style_seed: int | None = None, style_map: np.ndarray | None = None,
+                 brushes: list[dict] | None = None) -> SpatialNoise:
+    """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style)."""
+    c = G.cfg
+    if brushes is None:
+        brushes = [{"source": source, "style_seed": style_seed}]
+    if not brushes:
+        raise ConfigError("at least one brush (style) is needed.")
+    styles, sources = _brush_codes(G, brushes, seed)
+    if style_map is None:
+        wts = torch.zeros(len(brushes), h, w)
+        wts[0] = 1.0
+    else:
+        wts = brush_weights(style_map, len(brushes), h, w, tileable)
     gen = torch.Generator().manual_seed(int(seed))
-    style = None
-    if style_seed is not None:
-        style = torch.randn(1, G.cfg.nz_global, generator=torch.Generator().manual_seed(int(style_seed)))
-    src = None if source is None else torch.tensor([source])
-    noise = G.make_noise(1, h, w, gen, sources=src, style=style, tileable=tileable)
+    local = torch.randn(1, c.nz_local, h, w, generator=gen)
+    phase = torch.rand(1, c.nz_periodic, generator=gen) * (2 * math.pi)
+    style = torch.einsum("bhw,bc->chw", wts, styles)[None]
+    src = torch.einsum("bhw,bc->chw", wts, sources)[None]
+    return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=(h, w) if tileable else None)
+
+
+def _take(t: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    return t[..., ys[:, None], xs[None, :]]
+
+
+@torch.inference_mode()
+def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile: int = TILE,
+           on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8."""
+    s = G.cfg.scale
+    h, w = noise.local.shape[-2:]
+    dev = next(G.parameters()).device
+    dtype = next(G.parameters()).dtype
+    out = np.empty((out_h, out_w, 3), np.uint8)
     was = G.tileable
-    G.set_tileable(tileable)
+    G.eval().set_tileable(False)  # margins carry the context; see the module docstring
+    tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     try:
-        dev = next(G.parameters()).device
-        out = G(noise.to(dev)).float().cpu()
+        for i, (y0, x0) in enumerate(tiles):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            if tileable:  # margins wrap around the canvas
+                ya, yb, xa, xb = y0 - MARGIN, y1 + MARGIN, x0 - MARGIN, x1 + MARGIN
+                ys, xs = torch.arange(ya, yb) % h, torch.arange(xa, xb) % w
+            else:  # margins stop at the canvas edge, where the whole pass has its zero padding
+                ya, yb, xa, xb = max(0, y0 - MARGIN), min(h, y1 + MARGIN), max(0, x0 - MARGIN), min(w, x1 + MARGIN)
+                ys, xs = torch.arange(ya, yb), torch.arange(xa, xb)
+            part = SpatialNoise(_take(noise.local, ys, xs), _take(noise.style, ys, xs),
+                                _take(noise.sources, ys, xs), noise.phase,
+                                (noise.offset[0] + ya, noise.offset[1] + xa), noise.period)
+            part = SpatialNoise(*(t.to(dev, dtype) for t in (part.local, part.style, part.sources, part.phase)),
+                                part.offset, part.period)
+            img = G(part)[0]
+            oy, ox = (y0 - ya) * s, (x0 - xa) * s
+            py0, px0 = y0 * s, x0 * s
+            py1, px1 = min(y1 * s, out_h), min(x1 * s, out_w)
+            if py1 > py0 and px1 > px0:
+                crop = img[:, oy:oy + py1 - py0, ox:ox + px1 - px0]
+                out[py0:py1, px0:px1] = to_uint8(crop).permute(1, 2, 0).cpu().numpy()
+            if on_progress:
+                on_progress((i + 1) / len(tiles))
     finally:
         G.set_tileable(was)
-    return to_uint8(out[0, :, :H, :W]).permute(1, 2, 0).numpy()
+    return out
+
+
+def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool = False,
+                     source: int | None = None, style_seed: int | None = None,
+                     style_map: np.ndarray | None = None, brushes: list[dict] | None = None,
+                     on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 texture.
+
+    seed: the local noise (and the default style). tileable: exactly periodic; the size is
+    rounded up to a multiple of 2**depth. source / style_seed: one style for the whole canvas
+    (a source image of a fused model; a random global code). style_map + brushes: a painted
+    2-D array of brush numbers (any resolution) and, per brush, {"source": int | None,
+    "style_seed": int | None}; the texture follows the map with smooth transitions.
+    """
+    h, w, H, W = canvas_cells(G, width, height, tileable)
+    noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes)
+    return render(G, noise, H, W, tileable, on_progress=on_progress)
 
 
 @torch.inference_mode()
@@ -62,15 +180,16 @@ def wrap_error(G, h: int, w: int, seed: int = 0, tileable: bool = True) -> float
     """How far the generator is from exact periodicity on an h x w noise canvas.
 
     Rolls the noise by half the canvas and compares the output with the rolled output of the
-    unrolled noise: a periodic generator gives the same pixels (error ~ 0, float rounding); with
-    zero padding the seam region differs. Returned as max |difference| / value range (2).
+    unrolled noise, both in one pass: a periodic generator gives the same pixels (error ~ 0,
+    float rounding); with zero padding the seam region differs. Returned as max |difference| /
+    value range (2).
     """
     noise = G.make_noise(1, h, w, torch.Generator().manual_seed(seed), tileable=tileable)
     dy, dx = h // 2, w // 2
-    rolled = type(noise)(*(t.roll((dy, dx), (-2, -1)) for t in (noise.local, noise.style, noise.sources)),
-                         noise.phase, (noise.offset[0] - dy, noise.offset[1] - dx), noise.period)
+    rolled = SpatialNoise(*(t.roll((dy, dx), (-2, -1)) for t in (noise.local, noise.style, noise.sources)),
+                          noise.phase, (noise.offset[0] - dy, noise.offset[1] - dx), noise.period)
     was = G.tileable
-    G.set_tileable(tileable)
+    G.eval().set_tileable(tileable)
     try:
         a = G(noise).float().roll((dy * G.cfg.scale, dx * G.cfg.scale), (-2, -1))
         b = G(rolled).float()

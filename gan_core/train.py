@@ -315,19 +315,18 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
         raise CheckpointError(f"No checkpoint in {run_dir} could be loaded: {last_error}")
     _truncate_stats(run_dir / "stats.jsonl", loop.step)
     ckpt.write_json(run_dir / "config.json", cfg.to_dict())
-    return _run(loop, on_progress, should_stop)
+    return _run(loop, on_progress, should_stop, start=path)
 
 
-def _run(loop: _Loop, on_progress, should_stop) -> TrainResult:
+def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> TrainResult:
+    """The loop itself; `start` is the checkpoint a resumed run was loaded from."""
     cfg, t = loop.cfg, loop.cfg.train
     emit = on_progress or (lambda p: None)
     stop = should_stop or (lambda: False)
     stats_path = loop.run_dir / "stats.jsonl"
     window: list[dict] = []
     t0, imgs0, step0 = time.perf_counter(), 0, loop.step
-    last_ckpt = ckpt.checkpoint_dirs(loop.run_dir)[0] if ckpt.checkpoint_dirs(loop.run_dir) else None
-    if last_ckpt is None:
-        last_ckpt = loop.save()  # step 0: a state to roll back to
+    last_ckpt = start or loop.save()  # a new run saves step 0, a state to roll back to
     stopped = False
     while loop.step < t.steps:
         if stop():

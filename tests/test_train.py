@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -149,3 +151,63 @@ def test_sgan_trains_and_tileable_output_wraps_exactly(texture_files, tmp_path):
     odd = generate_texture(G, 50, 30, seed=1)
     assert odd.shape == (30, 50, 3)
     assert not (generate_texture(G, 32, 32, seed=1) == generate_texture(G, 32, 32, seed=2)).all()
+
+
+def _tiny_spatial_generator(n_sources=2):
+    from gan_core.config import RunConfig, SGANConfig
+    from gan_core.nets import build_generator
+    torch.manual_seed(0)
+    G = build_generator(RunConfig("sgan", SGANConfig(depth=3, nz_local=3, nz_global=4, nz_periodic=2,
+                                                    g_channels=4, source_names=[f"s{i}" for i in range(n_sources)])))
+    for m in G.modules():  # give BatchNorm non-trivial statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return G.eval()
+
+
+@pytest.mark.parametrize("tileable", [True, False])
+def test_tiled_generation_equals_one_pass(tileable):
+    from gan_core.texture import canvas_noise, render
+    G = _tiny_spatial_generator()
+    noise = canvas_noise(G, 9, 11, seed=4, tileable=tileable)
+    tiled = render(G, noise, 72, 88, tileable, tile=4)
+    G.set_tileable(tileable)
+    with torch.no_grad():
+        whole = G(noise)
+    G.set_tileable(False)
+    from gan_core.data import to_uint8
+    ref = to_uint8(whole[0]).permute(1, 2, 0).numpy()
+    assert np.abs(tiled.astype(int) - ref.astype(int)).max() <= 1  # at most a rounding step
+
+
+def test_painted_map_follows_the_brushes_and_stays_tileable():
+    from gan_core.metrics import seam_ratio
+    from gan_core.texture import brush_weights
+    G = _tiny_spatial_generator()
+    paint = np.zeros((50, 100), np.int64)
+    paint[:, 50:] = 1  # left half brush 0, right half brush 1
+    wts = brush_weights(paint, 2, 4, 8, tileable=False)
+    assert torch.allclose(wts.sum(0), torch.ones(4, 8))
+    assert wts[0, :, 0].min() > 0.9 and wts[1, :, -1].min() > 0.9  # far from the border: pure
+    assert 0.2 < wts[0, 0, 3] < 0.8 or 0.2 < wts[0, 0, 4] < 0.8  # smooth transition in between
+    brushes = [{"source": 0}, {"source": 1}]
+    img = generate_texture(G, 64, 32, seed=1, tileable=True, style_map=paint, brushes=brushes)
+    plain = generate_texture(G, 64, 32, seed=1, tileable=True, source=0)
+    assert img.shape == (32, 64, 3)
+    assert (img[:, :16] == plain[:, :16]).mean() > 0.5 and not (img[:, 48:] == plain[:, 48:]).all()
+    with pytest.raises(Exception, match="brush numbers"):
+        generate_texture(G, 64, 32, style_map=paint + 5, brushes=brushes)
+    assert seam_ratio(img) < 5
+
+
+def test_resume_falls_back_to_the_previous_checkpoint_if_the_newest_is_damaged(class_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir, steps=4), run)
+    newest, older = ckpt.checkpoint_dirs(run)
+    data = (newest / "G.safetensors").read_bytes()
+    (newest / "G.safetensors").write_bytes(data[: len(data) // 2])
+    events = []
+    res = resume(run, steps=5, on_progress=lambda p: events.append((p.event, p.step)))
+    assert res.step == 5
+    assert events[0] == ("log", int(older.name[5:]) + 1)  # went on from the older checkpoint
