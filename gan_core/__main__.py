@@ -48,6 +48,8 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--n-critic", type=_positive, default=defaults.n_critic,
                    help="critic updates per generator update (default %(default)s)")
     g.add_argument("--lr", type=float, default=defaults.lr_g, help="Adam learning rate of both networks (default %(default)s)")
+    g.add_argument("--lr-d", type=float, default=None,
+                   help="critic learning rate, if it should differ from --lr (e.g. 4e-4 with --lr 1e-4)")
     g.add_argument("--betas", type=float, nargs=2, default=(defaults.beta1, defaults.beta2), metavar=("B1", "B2"),
                    help="Adam betas (default %(default)s)")
     g.add_argument("--augment", type=_augment, default=defaults.augment, metavar="LIST",
@@ -80,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--d-channels", type=_positive, default=mc.d_channels, help="critic width (default %(default)s)")
     c.add_argument("--conditioning", choices=("projection", "concat"), default=mc.conditioning,
                    help="how the critic sees the class (default %(default)s)")
-    _add_train_options(c, TrainConfig())
+    _add_train_options(c, TrainConfig.for_variant("cgan"))
 
     s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",
                         description="Train a spatial GAN on random patches of one or more texture images. "
                                     "Several images are fused into one model with one style per image.")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="texture image files, or a folder of them")
-    ms, ts = SGANConfig(), TrainConfig(patch=128)
+    ms, ts = SGANConfig(), TrainConfig.for_variant("sgan")
     s.add_argument("--patch", type=_positive, default=ts.patch, help="training patch size in pixels (default %(default)s)")
     s.add_argument("--max-side", type=_positive, default=ts.max_side,
                    help="shrink sources so their shorter side is at most this (default %(default)s)")
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_config(a) -> TrainConfig:
     t = TrainConfig(steps=a.steps, batch=a.batch, loss=a.loss, gp_lambda=a.gp_lambda, n_critic=a.n_critic,
-                    lr_g=a.lr, lr_d=a.lr, beta1=a.betas[0], beta2=a.betas[1], augment=a.augment,
+                    lr_g=a.lr, lr_d=a.lr if a.lr_d is None else a.lr_d, beta1=a.betas[0], beta2=a.betas[1], augment=a.augment,
                     mirror=not a.no_mirror, ema_beta=a.ema, seed=a.seed, sample_every=a.sample_every,
                     ckpt_every=a.ckpt_every, precision=a.precision)
     if a.variant == "sgan":
@@ -148,6 +150,9 @@ class _Bar:
 
     def __call__(self, p) -> None:
         from tqdm import tqdm
+        if p.event == "data":
+            print(p.message)
+            return
         if self.bar is None:
             self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
         self.bar.n = p.step

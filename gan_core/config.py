@@ -29,6 +29,7 @@ class CGANConfig:
     g_channels: int = 16  # width of the last generator stage; earlier stages double it (capped at 512)
     d_channels: int = 16  # width of the first critic stage; later stages double it (capped at 512)
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
+    mbstd_group: int = 4  # critic sees feature spread within groups of this many images (0: off)
     class_names: list[str] = field(default_factory=list)
 
     @property
@@ -102,6 +103,13 @@ class TrainConfig:
     # texture (sgan) runs only
     patch: int = 128
     max_side: int = 512
+
+    @classmethod
+    def for_variant(cls, variant: str, **overrides) -> "TrainConfig":
+        """Defaults per variant. Texture patches are large (128 px, 16 critic scores each), so a
+        texture run uses small batches and the cheaper hinge loss with one critic step."""
+        base = {"sgan": {"batch": 8, "loss": "hinge", "n_critic": 1}}.get(variant, {})
+        return cls(**{**base, **overrides})
 
     def validate(self, variant: str) -> None:
         ints = ("steps", "batch", "n_critic", "log_every", "sample_every", "ckpt_every", "keep_checkpoints")

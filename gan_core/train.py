@@ -40,7 +40,8 @@ class TrainingError(StudioError):
 
 @dataclass
 class Progress:
-    """What the loop reports: event is 'log', 'sample', 'checkpoint', 'rollback' or 'done'."""
+    """What the loop reports: event is 'data' (dataset summary in message), 'log' (record),
+    'sample' / 'checkpoint' (path), 'rollback' (message) or 'done'."""
 
     event: str
     step: int
@@ -106,13 +107,17 @@ class _Loop:
                     f"The data folder's classes ({', '.join(ds.class_names)}) differ from the run's "
                     f"({', '.join(cfg.model.class_names)}). Restore the folder or start a new run.")
             cfg.model.class_names = ds.class_names
-            self.images, self.labels, self.report = ds.images, ds.labels, ds.report
+            self.images, self.labels = ds.images, ds.labels
             self.skipped = ds.report.skipped
+            self.summary = ds.report.summary()
             if t.batch > len(ds):
                 raise StudioError(f"batch ({t.batch}) is larger than the dataset ({len(ds)} images). "
                                   "Use a smaller batch or add images.")
         else:
             self.textures, names, self.skipped = load_textures(cfg.data, t.patch, t.max_side)
+            self.summary = "\n".join([f"{len(names)} texture image(s): " + ", ".join(
+                f"{n} ({x.shape[2]}x{x.shape[1]})" for n, x in zip(names, self.textures))]
+                + [f"  skipped {p}: {why}" for p, why in self.skipped])
             if cfg.model.source_names and cfg.model.source_names != names:
                 raise CheckpointError(f"The texture images ({', '.join(names)}) differ from the run's "
                                       f"({', '.join(cfg.model.source_names)}).")
@@ -323,6 +328,7 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
     cfg, t = loop.cfg, loop.cfg.train
     emit = on_progress or (lambda p: None)
     stop = should_stop or (lambda: False)
+    emit(Progress("data", loop.step, t.steps, message=loop.summary))
     stats_path = loop.run_dir / "stats.jsonl"
     window: list[dict] = []
     t0, imgs0, step0 = time.perf_counter(), 0, loop.step

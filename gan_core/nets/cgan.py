@@ -58,6 +58,18 @@ class CondGenerator(nn.Module):
         return torch.tanh(self.to_rgb(self.up(h)))
 
 
+def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+    """Per image, the mean standard deviation of the features across its group of `group`
+    images (ProGAN). A generator that ignores its noise makes identical images, which this
+    plane shows the critic at once; it is the usual remedy for collapse onto one image per class.
+    Batches not divisible by the group size use the largest divisor that fits."""
+    b, c, hh, ww = h.shape
+    g = next(k for k in range(min(group, b), 0, -1) if b % k == 0)
+    y = h.float().reshape(g, b // g, c, hh, ww)
+    std = torch.sqrt(y.var(0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))  # (b // g,)
+    return std.repeat(g)[:, None, None, None].expand(b, 1, hh, ww).to(h.dtype)
+
+
 class CondDiscriminator(nn.Module):
     def __init__(self, cfg: CGANConfig):
         super().__init__()
@@ -70,6 +82,9 @@ class CondDiscriminator(nn.Module):
         for cin, cout in zip(ch[:-1], ch[1:]):
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
+        self.mbstd = cfg.mbstd_group
+        if self.mbstd:  # one extra feature plane: how much the images of a small group differ
+            self.mix = nn.Sequential(spectral_norm(nn.Conv2d(ch[-1] + 1, ch[-1], 3, 1, 1)), nn.LeakyReLU(0.2, True))
         self.out = spectral_norm(nn.Linear(ch[-1], 1))
         self.embed = spectral_norm(nn.Embedding(cfg.n_classes, cfg.embed_dim if self.concat else ch[-1]))
 
@@ -79,7 +94,10 @@ class CondDiscriminator(nn.Module):
         if self.concat:
             planes = e.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
             x = torch.cat([x, planes], 1)
-        h = self.features(x).sum(dim=(2, 3))  # global sum pooling
+        h = self.features(x)
+        if self.mbstd:
+            h = self.mix(torch.cat([h, minibatch_std(h, self.mbstd)], 1))
+        h = h.sum(dim=(2, 3))  # global sum pooling
         score = self.out(h).squeeze(1)
         if not self.concat:
             score = score + (e.to(h.dtype) * h).sum(1)
