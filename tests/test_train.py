@@ -210,4 +210,5 @@ def test_resume_falls_back_to_the_previous_checkpoint_if_the_newest_is_damaged(c
     events = []
     res = resume(run, steps=5, on_progress=lambda p: events.append((p.event, p.step)))
     assert res.step == 5
-    assert events[0] == ("log", int(older.name[5:]) + 1)  # went on from the older checkpoint
+    assert events[0] == ("data", int(older.name[5:]))  # loaded the older checkpoint
+    assert [e for e in events if e[0] == "log"][0] == ("log", int(older.name[5:]) + 1)

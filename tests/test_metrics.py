@@ -1,0 +1,23 @@
+import numpy as np
+import torch
+
+from gan_core.metrics import seam_ratio, sliced_wasserstein
+
+
+def test_seam_ratio_is_about_one_without_a_seam_and_high_with_one():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (700, 600, 3))
+    fy, fx = np.fft.fftfreq(700)[:, None, None], np.fft.rfftfreq(600)[None, :, None]
+    smooth = np.fft.irfft2(np.fft.rfft2(noise, axes=(0, 1)) * np.exp(-(fy**2 + fx**2) * 800), s=(700, 600), axes=(0, 1))
+    plain = np.clip(128 + smooth / smooth.std() * 30, 0, 255).astype(np.uint8)  # smooth and periodic
+    yy, xx = np.mgrid[:700, :600]
+    ramp = np.clip(plain + (xx / 600 * 100)[..., None], 0, 255).astype(np.uint8)  # a jump at the wrap
+    assert 0.8 < seam_ratio(plain) < 1.25  # no structure: the wrap step is like any other step
+    assert seam_ratio(ramp) > 2 * seam_ratio(plain)
+
+
+def test_sliced_wasserstein_is_zero_for_equal_sets_and_grows_with_shift():
+    a = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
+    assert sliced_wasserstein(a, a) == 0
+    near, far = sliced_wasserstein(a, a + 0.1), sliced_wasserstein(a, a + 1.0)
+    assert 0 < near < far
