@@ -108,6 +108,7 @@ class _Loop:
                     f"({', '.join(cfg.model.class_names)}). Restore the folder or start a new run.")
             cfg.model.class_names = ds.class_names
             self.images, self.labels = ds.images, ds.labels
+            self.by_class = [torch.nonzero(ds.labels == c).flatten() for c in range(len(ds.class_names))]
             self.skipped = ds.report.skipped
             self.summary = ds.report.summary()
             if t.batch > len(ds):
@@ -123,10 +124,34 @@ class _Loop:
                                       f"({', '.join(cfg.model.source_names)}).")
             cfg.model.source_names = names
 
+    def _group(self, b: int) -> int:
+        """Images per minibatch-std group of the critic (the largest divisor of b up to the setting)."""
+        g = max(1, self.cfg.model.mbstd_group)
+        return next(k for k in range(min(g, b), 0, -1) if b % k == 0)
+
+    def _class_batch(self, b: int) -> torch.Tensor:
+        """Image indices for a batch whose critic groups each hold one class.
+
+        The critic's minibatch-std groups are images i, i + b/g, i + 2b/g, ...; drawing each
+        group from one class lets the critic see a generator that ignores its noise within a
+        class (a mixed-class group is diverse anyway). Anchors are drawn over all images, so
+        classes keep their frequencies.
+        """
+        g = self._group(b)
+        anchors = torch.randint(len(self.labels), (b // g,), generator=self.gen)
+        idx = [anchors]
+        for _ in range(g - 1):
+            pick = []
+            for a in anchors.tolist():
+                members = self.by_class[int(self.labels[a])]
+                pick.append(members[int(torch.randint(len(members), (1,), generator=self.gen))])
+            idx.append(torch.stack(pick))
+        return torch.cat(idx)
+
     def real_batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.cfg.train
         if self.cfg.variant == "cgan":
-            idx = torch.randint(len(self.labels), (b,), generator=self.gen)
+            idx = self._class_batch(b)
             x, y = to_float(self.images[idx]), self.labels[idx]
             if t.mirror:
                 flip = torch.rand(b, generator=self.gen) < 0.5
@@ -146,7 +171,7 @@ class _Loop:
 
     def labels_for_g(self, b: int) -> torch.Tensor:
         if self.cfg.variant == "cgan":
-            return self.labels[torch.randint(len(self.labels), (b,), generator=self.gen)].to(self.device)
+            return self.labels[self._class_batch(b)].to(self.device)
         return torch.randint(len(self.textures), (b,), generator=self.gen).to(self.device)
 
     # ---- one step -----------------------------------------------------------------------
