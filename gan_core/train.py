@@ -29,6 +29,7 @@ from .explore import class_grid, grid, save_png
 from .io import atomic_write
 from .losses import d_loss, g_loss, gradient_penalty
 from .nets import build_discriminator, build_generator
+from .nets.cgan import group_size
 
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
@@ -124,11 +125,6 @@ class _Loop:
                                       f"({', '.join(cfg.model.source_names)}).")
             cfg.model.source_names = names
 
-    def _group(self, b: int) -> int:
-        """Images per minibatch-std group of the critic (the largest divisor of b up to the setting)."""
-        g = max(1, self.cfg.model.mbstd_group)
-        return next(k for k in range(min(g, b), 0, -1) if b % k == 0)
-
     def _class_batch(self, b: int) -> torch.Tensor:
         """Image indices for a batch whose critic groups each hold one class.
 
@@ -137,7 +133,7 @@ class _Loop:
         class (a mixed-class group is diverse anyway). Anchors are drawn over all images, so
         classes keep their frequencies.
         """
-        g = self._group(b)
+        g = group_size(b, self.cfg.model.mbstd_group)
         anchors = torch.randint(len(self.labels), (b // g,), generator=self.gen)
         idx = [anchors]
         for _ in range(g - 1):

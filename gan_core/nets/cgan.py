@@ -58,13 +58,18 @@ class CondGenerator(nn.Module):
         return torch.tanh(self.to_rgb(self.up(h)))
 
 
+def group_size(batch: int, group: int) -> int:
+    """Images per minibatch-std group: the largest divisor of the batch up to `group`."""
+    return next(k for k in range(max(1, min(group, batch)), 0, -1) if batch % k == 0)
+
+
 def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     """Per image, the mean standard deviation of the features across its group of `group`
     images (ProGAN). A generator that ignores its noise makes identical images, which this
     plane shows the critic at once; it is the usual remedy for collapse onto one image per class.
-    Batches not divisible by the group size use the largest divisor that fits."""
+    Batches not divisible by the group size use the largest divisor that fits (group_size)."""
     b, c, hh, ww = h.shape
-    g = next(k for k in range(min(group, b), 0, -1) if b % k == 0)
+    g = group_size(b, group)
     y = h.float().reshape(g, b // g, c, hh, ww)
     std = torch.sqrt(y.var(0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))  # (b // g,)
     return std.repeat(g)[:, None, None, None].expand(b, 1, hh, ww).to(h.dtype)
