@@ -114,10 +114,6 @@ def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, sourc
     return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=(h, w) if tileable else None)
 
 
-def _take(t: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    return t[..., ys[:, None], xs[None, :]]
-
-
 @torch.inference_mode()
 def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile: int = TILE,
            on_progress: Callable[[float], None] | None = None) -> np.ndarray:
@@ -135,15 +131,9 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             if tileable:  # margins wrap around the canvas
                 ya, yb, xa, xb = y0 - MARGIN, y1 + MARGIN, x0 - MARGIN, x1 + MARGIN
-                ys, xs = torch.arange(ya, yb) % h, torch.arange(xa, xb) % w
             else:  # margins stop at the canvas edge, where the whole pass has its zero padding
                 ya, yb, xa, xb = max(0, y0 - MARGIN), min(h, y1 + MARGIN), max(0, x0 - MARGIN), min(w, x1 + MARGIN)
-                ys, xs = torch.arange(ya, yb), torch.arange(xa, xb)
-            part = SpatialNoise(_take(noise.local, ys, xs), _take(noise.style, ys, xs),
-                                _take(noise.sources, ys, xs), noise.phase,
-                                (noise.offset[0] + ya, noise.offset[1] + xa), noise.period)
-            part = SpatialNoise(*(t.to(dev, dtype) for t in (part.local, part.style, part.sources, part.phase)),
-                                part.offset, part.period)
+            part = noise.take(torch.arange(ya, yb), torch.arange(xa, xb)).to(dev, dtype)
             img = G(part)[0]
             oy, ox = (y0 - ya) * s, (x0 - xa) * s
             py0, px0 = y0 * s, x0 * s

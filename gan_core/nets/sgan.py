@@ -63,14 +63,17 @@ class SpatialNoise:
     offset: tuple[int, int] = (0, 0)
     period: tuple[int, int] | None = None
 
-    def crop(self, y0: int, y1: int, x0: int, x1: int) -> "SpatialNoise":
-        s = (Ellipsis, slice(y0, y1), slice(x0, x1))
-        return SpatialNoise(self.local[s], self.style[s], self.sources[s], self.phase,
-                            (self.offset[0] + y0, self.offset[1] + x0), self.period)
+    def take(self, ys: torch.Tensor, xs: torch.Tensor) -> "SpatialNoise":
+        """The sub-canvas at noise rows ys and columns xs (consecutive; taken modulo the canvas,
+        so a tile of a tileable canvas may reach across its edge). ys[0], xs[0] give the offset."""
+        h, w = self.local.shape[-2:]
+        iy, ix = (ys % h)[:, None], (xs % w)[None, :]
+        return SpatialNoise(self.local[..., iy, ix], self.style[..., iy, ix], self.sources[..., iy, ix],
+                            self.phase, (self.offset[0] + int(ys[0]), self.offset[1] + int(xs[0])), self.period)
 
-    def to(self, device) -> "SpatialNoise":
-        return SpatialNoise(self.local.to(device), self.style.to(device), self.sources.to(device),
-                            self.phase.to(device), self.offset, self.period)
+    def to(self, device, dtype: torch.dtype | None = None) -> "SpatialNoise":
+        return SpatialNoise(self.local.to(device, dtype), self.style.to(device, dtype),
+                            self.sources.to(device, dtype), self.phase.to(device, dtype), self.offset, self.period)
 
 
 class SpatialGenerator(nn.Module):
