@@ -55,6 +55,9 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--augment", type=_augment, default=defaults.augment, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "
                         "or none (default none)")
+    g.add_argument("--diversity", type=float, default=defaults.diversity,
+                   help="weight of a mode-seeking term that keeps samples of one class from collapsing into "
+                        "one image (e.g. 1; default %(default)s: off)")
     g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
     g.add_argument("--ema", type=float, default=defaults.ema_beta, help="EMA decay of the sampling generator (default %(default)s)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
@@ -127,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_config(a) -> TrainConfig:
     t = TrainConfig(steps=a.steps, batch=a.batch, loss=a.loss, gp_lambda=a.gp_lambda, n_critic=a.n_critic,
                     lr_g=a.lr, lr_d=a.lr if a.lr_d is None else a.lr_d, beta1=a.betas[0], beta2=a.betas[1], augment=a.augment,
-                    mirror=not a.no_mirror, ema_beta=a.ema, seed=a.seed, sample_every=a.sample_every,
+                    mirror=not a.no_mirror, ema_beta=a.ema, diversity=a.diversity, seed=a.seed, sample_every=a.sample_every,
                     ckpt_every=a.ckpt_every, precision=a.precision)
     if a.variant == "sgan":
         t.patch, t.max_side = a.patch, a.max_side

@@ -92,6 +92,7 @@ class TrainConfig:
     loss: str = "wgan-gp"
     gp_lambda: float = 5.0
     ema_beta: float = 0.999
+    diversity: float = 0.0  # weight of the mode-seeking term against collapse within a class (0: off)
     augment: list[str] = field(default_factory=list)
     seed: int = 0
     log_every: int = 10
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ConfigError("Adam betas must be in [0, 1).")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
+        if self.diversity < 0:
+            raise ConfigError("diversity must not be negative.")
         if self.gp_lambda < 0:
             raise ConfigError("gp-lambda must not be negative.")
         if not 0 <= self.ema_beta < 1:

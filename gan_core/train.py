@@ -156,14 +156,15 @@ class _Loop:
             x, y = sample_patches(self.textures, b, t.patch, self.gen, t.mirror)
         return x.to(self.device, memory_format=self.mem), y.to(self.device)
 
-    def fake_batch(self, y: torch.Tensor) -> torch.Tensor:
+    def fake_batch(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generated images for conditions y, and the latent each was made from (flattened)."""
         b = y.shape[0]
         if self.cfg.variant == "cgan":
             z = torch.randn(b, self.cfg.model.nz, generator=self.gen).to(self.device)
-            return self.G(z, y)
+            return self.G(z, y), z
         n = self.cfg.train.patch // self.cfg.model.scale
-        noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu())
-        return self.G(noise.to(self.device))
+        noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu()).to(self.device)
+        return self.G(noise), torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
 
     def labels_for_g(self, b: int) -> torch.Tensor:
         if self.cfg.variant == "cgan":
@@ -182,7 +183,7 @@ class _Loop:
         for _ in range(t.n_critic):
             real, y = self.real_batch(t.batch)
             with torch.no_grad(), self.autocast():
-                fake = self.fake_batch(y).float()
+                fake = self.fake_batch(y)[0].float()
             real_a, fake_a = aug(real), aug(fake)
             with self.autocast():
                 s_real, s_fake = self.D(real_a, y).float(), self.D(fake_a, y).float()
@@ -199,9 +200,15 @@ class _Loop:
             rec["w_dist"] += (s_real.mean() - s_fake.mean()).item() / t.n_critic
         self.D.requires_grad_(False)
         y = self.labels_for_g(t.batch)
+        if t.diversity:  # pairs (i, i + b/2) share their condition for the mode-seeking term
+            y = torch.cat([y[: t.batch // 2], y[: t.batch - t.batch // 2]])
         with self.autocast():
-            fake = self.fake_batch(y)
+            fake, latent = self.fake_batch(y)
             lg = g_loss(self.D(aug(fake.float()), y), t.loss)
+        if t.diversity:
+            ms = mode_seeking(fake.float(), latent.float())
+            lg = lg + t.diversity * ms
+            rec["mode_seeking"] = ms.item()
         self.opt_g.zero_grad(set_to_none=True)
         lg.backward()
         self.opt_g.step()
@@ -252,6 +259,17 @@ class _Loop:
         save_png(path, img, {"step": str(self.step)})
         save_png(out / "latest.png", img, {"step": str(self.step)})
         return path
+
+
+def mode_seeking(fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """Mode-seeking term (Mao et al. 2019, MSGAN): for pairs of images made from the same condition
+    and different latents, the inverse of (image distance / latent distance). It is large when the
+    generator maps different latents to the same image, the collapse a conditional generator falls
+    into within a class, and fades once the images differ as much as their latents do."""
+    h = fake.shape[0] // 2
+    d_img = (fake[:h] - fake[h:2 * h]).abs().flatten(1).mean(1)
+    d_lat = (latent[:h] - latent[h:2 * h]).abs().mean(1)
+    return (1.0 / (d_img / d_lat + 1e-5)).mean()
 
 
 def sample_image(G: nn.Module, cfg: RunConfig, n: int = 8, seed: int = 0) -> "object":

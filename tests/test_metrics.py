@@ -21,3 +21,20 @@ def test_sliced_wasserstein_is_zero_for_equal_sets_and_grows_with_shift():
     assert sliced_wasserstein(a, a) == 0
     near, far = sliced_wasserstein(a, a + 0.1), sliced_wasserstein(a, a + 1.0)
     assert 0 < near < far
+
+
+def _blobs(n, seed, shift=0.0):
+    """Smooth random colour images (n, 3, 32, 32) in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
+    x = torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False)
+    return (x + shift).clamp(-1, 1)
+
+
+def test_image_swd_ranks_a_fresh_draw_below_shifted_and_collapsed_sets():
+    from gan_core.metrics import image_swd
+    real, fresh = _blobs(64, 0), _blobs(64, 1)
+    same = image_swd(fresh, real)
+    shifted = image_swd(_blobs(64, 1, shift=0.5), real)
+    collapsed = image_swd(fresh[:1].expand(64, -1, -1, -1), real)
+    assert same < shifted / 3 and same < collapsed / 3

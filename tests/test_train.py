@@ -212,3 +212,18 @@ def test_resume_falls_back_to_the_previous_checkpoint_if_the_newest_is_damaged(c
     assert res.step == 5
     assert events[0] == ("data", int(older.name[5:]))  # loaded the older checkpoint
     assert [e for e in events if e[0] == "log"][0] == ("log", int(older.name[5:]) + 1)
+
+
+def test_mode_seeking_term_punishes_identical_pairs():
+    from gan_core.train import mode_seeking
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    same = torch.zeros(8, 3, 8, 8)
+    varied = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert mode_seeking(same, z) > 1000 * mode_seeking(varied, z)
+
+
+@pytest.mark.parametrize("batch", [4, 5])
+def test_diversity_term_runs_and_is_logged_for_even_and_odd_batches(class_dir, tmp_path, batch):
+    train(tiny_cgan(class_dir, diversity=0.5, batch=batch), tmp_path / "run")
+    stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert all(s["mode_seeking"] > 0 for s in stats)
