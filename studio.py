@@ -316,8 +316,17 @@ MODELS = ModelCache()
 
 
 def model_choices(ws: Workspace, models_dir: Path | None, variant: str) -> list[tuple[str, str]]:
-    """(label, folder) for workspace runs with a checkpoint and shipped model folders of a variant."""
-    out = []
+    """(label, folder) for the shipped model folders and the workspace runs (with a checkpoint) of a
+    variant; shipped models first, so a fresh studio opens with a demo selected."""
+    shipped, runs = [], []
+    if models_dir and models_dir.is_dir():
+        for d in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                cfg = checkpoint.read_config(checkpoint.resolve_model_dir(d))
+            except StudioError:
+                continue
+            if cfg.variant == variant:
+                shipped.append((f"{d.name}  (demo)", str(d)))
     for name in ws.run_names():
         ckpts = checkpoint.checkpoint_dirs(ws.runs / name)
         if not ckpts:
@@ -327,16 +336,8 @@ def model_choices(ws: Workspace, models_dir: Path | None, variant: str) -> list[
         except StudioError:
             continue
         if cfg.variant == variant:
-            out.append((f"{name}  (run, step {int(ckpts[0].name[5:])})", str(ws.runs / name)))
-    if models_dir and models_dir.is_dir():
-        for d in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            try:
-                cfg = checkpoint.read_config(checkpoint.resolve_model_dir(d))
-            except StudioError:
-                continue
-            if cfg.variant == variant:
-                out.append((f"{d.name}  (demo)", str(d)))
-    return out
+            runs.append((f"{name}  (run, step {int(ckpts[0].name[5:])})", str(ws.runs / name)))
+    return shipped + runs
 
 
 # ---------------------------------------------------------------------------------------------

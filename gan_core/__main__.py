@@ -10,12 +10,18 @@ from pathlib import Path
 from .config import AUGMENTS, LOSSES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
 from .errors import StudioError
 
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CGAN = REPO / "checkpoints" / "demo-classes"  # shipped demo models (see README)
+DEMO_SGAN = REPO / "checkpoints" / "demo-textures"
+
 EPILOG = """examples:
   python -m gan_core train cgan assets/demo/classes --out runs/demo --steps 3000
   python -m gan_core resume runs/demo --steps 5000
   python -m gan_core sample runs/demo --class brick --n 16 --out brick.png
   python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
+  python -m gan_core export runs/demo --out checkpoints/my-model
+  python -m gan_core sample --out demo.png          (the shipped demo model)
 """
 
 
@@ -106,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
 
     sm = sub.add_parser("sample", help="write a grid of images from a conditional model")
-    sm.add_argument("run", metavar="RUN_DIR", help="run folder or model folder")
+    sm.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_CGAN),
+                    help="run folder or model folder (default: the shipped demo, %(default)s)")
     sm.add_argument("--class", dest="cls", action="append", metavar="NAME",
                     help="class to draw (repeat, or NAME=WEIGHT to blend, e.g. --class urban=0.3 --class forest=0.7); "
                          "default: one row per class")
@@ -116,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", required=True, help="PNG file to write")
 
     tx = sub.add_parser("texture", help="write a texture from a spatial model")
-    tx.add_argument("run", metavar="RUN_DIR", help="run folder or model folder")
+    tx.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_SGAN),
+                    help="run folder or model folder (default: the shipped demo, %(default)s)")
     tx.add_argument("--width", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
     tx.add_argument("--height", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
     tx.add_argument("--tileable", action="store_true",
@@ -124,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("--seed", type=int, default=0)
     tx.add_argument("--source", type=int, help="style of this source image (0-based) of a fused model")
     tx.add_argument("--out", required=True, help="PNG file to write")
+
+    ex = sub.add_parser("export", help="write a small model folder (config.json + float16 EMA generator) from a run",
+                        description="Copy a run's newest generator into a model folder for sharing or for the "
+                                    "studio's model list: config.json and G_ema.safetensors in float16, "
+                                    "without the critic, optimizer state or data paths of this machine.")
+    ex.add_argument("run", metavar="RUN_DIR", help="run, checkpoint or model folder")
+    ex.add_argument("--out", required=True, help="model folder to create (must not exist)")
+    ex.add_argument("--fp32", action="store_true", help="keep float32 weights (twice the size)")
     return p
 
 
@@ -234,6 +250,11 @@ def _dispatch(a) -> int:
         explore.save_png(a.out, img, {"model": str(a.run), "seed": str(a.seed), "tileable": str(a.tileable),
                                       "source": str(a.source)})
         print(f"wrote {a.out} ({w}x{h}); seam ratio {seam_ratio(img):.3f} (about 1 = no visible seam)")
+        return 0
+    if a.command == "export":
+        out = checkpoint.export_model(a.run, a.out, half=not a.fp32)
+        size = sum(f.stat().st_size for f in out.iterdir())
+        print(f"wrote {out} ({size / 2**20:.1f} MiB)")
         return 0
     raise AssertionError(a.command)
 

@@ -169,6 +169,48 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
     return G.to(device).eval(), cfg
 
 
+def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = True) -> Path:
+    """Write a model folder for sharing or shipping: config.json + G_ema.safetensors, nothing else.
+
+    `src` is a run, checkpoint or model folder; the generator's EMA weights are stored as float16
+    when `half` (they load back as float32). Training data paths in the config are made relative
+    to the working directory where possible, and reduced to their file names otherwise, so the
+    folder carries no absolute paths of the machine it was trained on. Written to a temporary
+    folder and renamed into place; an existing `out` is refused rather than overwritten.
+    """
+    from safetensors.torch import save_file
+
+    G, cfg = load_generator(src)
+    out = Path(out).expanduser()
+    if out.exists():
+        raise CheckpointError(f"{out} already exists; remove it or choose another folder.")
+    cwd = Path.cwd().resolve()
+    rel = []
+    for d in cfg.data:
+        p = Path(d)
+        try:
+            rel.append(str(p.resolve().relative_to(cwd)))
+        except ValueError:
+            rel.append(p.name)
+    cfg.data = rel
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in _plain_state(G).items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp_{out.name}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "config.json").write_text(cfg.to_json() + "\n")
+        save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": "float16" if half else "float32"})
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        os.replace(tmp, out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
 def load_training_state(ckpt: Path, G: nn.Module, G_ema: nn.Module, D: nn.Module) -> dict:
     for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
         load_weights(m, read_safetensors(ckpt / name), name)

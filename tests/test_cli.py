@@ -64,3 +64,29 @@ def test_sgan_train_and_tileable_texture(texture_files, tmp_path, capsys):
     assert np.asarray(Image.open(out)).shape == (40, 64, 3)
     assert main(["texture", str(run), "--width", "9000", "--out", str(out)]) == 2
     assert "between 1 and 8192" in capsys.readouterr().err
+
+
+def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir, tmp_path, capsys, monkeypatch):
+    import torch
+    from safetensors import safe_open
+
+    from gan_core import checkpoint as ckpt
+    run = tmp_path / "run"
+    assert main(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
+                 "--d-channels", "4", *TINY]) == 0
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "models" / "mine"
+    assert main(["export", str(run), "--out", str(model)]) == 0
+    assert sorted(p.name for p in model.iterdir()) == ["G_ema.safetensors", "config.json"]
+    with safe_open(str(model / "G_ema.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    assert json.loads((model / "config.json").read_text())["data"] == ["data"]  # relative, no absolute path
+    G1, cfg = ckpt.load_generator(run)
+    G2, _ = ckpt.load_generator(model)
+    z, y = torch.randn(4, cfg.model.nz), torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        assert (G1(z, y) - G2(z, y)).abs().max() < 0.02
+    out = tmp_path / "s.png"
+    assert main(["sample", str(model), "--n", "2", "--out", str(out)]) == 0
+    assert main(["export", str(run), "--out", str(model)]) == 2  # never overwrites
+    assert "already exists" in capsys.readouterr().err
