@@ -37,7 +37,7 @@ from PIL import Image
 
 from gan_core import checkpoint, explore, texture
 from gan_core import train as training
-from gan_core.config import AUGMENTS, LOSSES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
+from gan_core.config import AUGMENTS, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
 from gan_core.data import IMAGE_EXTENSIONS, is_image_name, list_texture_files, load_rgb, resize_crop, scan_class_folder
 from gan_core.errors import ConfigError, DatasetError, StudioError
 from gan_core.io import atomic_write
@@ -416,9 +416,14 @@ def seam_number(img: np.ndarray, limit: int = 4096) -> float:
     return seam_ratio(img[np.ix_(rows, cols)])
 
 
-def train_defaults(variant: str) -> TrainConfig:
-    """gan_core's training defaults for a variant (textures use their own batch and loss)."""
-    return TrainConfig.for_variant(variant)
+DEFAULT_RECIPE = "fast"  # what works in minutes on a laptop; "reference" is the library's default
+RECIPE_CHOICES = [("Fast (hinge, 1 critic step; recommended on a laptop)", "fast"),
+                  ("Reference (WGAN-GP, 2 critic steps)", "reference")]
+
+
+def train_defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> TrainConfig:
+    """gan_core's training settings for a variant and recipe (textures use their own batch)."""
+    return TrainConfig.recipe(recipe, variant)
 
 
 def _fmt_time(s: float | None) -> str:
@@ -608,14 +613,14 @@ class Studio:
         return str(folder)
 
     # ---- training ---------------------------------------------------------------------------
-    def build_config(self, variant, data_text, resolution, steps, batch, loss, augment, g_channels,
+    def build_config(self, variant, data_text, resolution, steps, batch, recipe, augment, g_channels,
                      d_channels, lr, seed, sample_every, ckpt_every, patch, depth) -> RunConfig:
         if variant not in ("cgan", "sgan"):
             raise ConfigError("Choose what to train: conditional images or texture.")
         paths = self._data_paths(variant, data_text)
         steps = _int(steps, "Steps", 1, 10_000_000)
         t = dataclasses.replace(
-            train_defaults(variant), steps=steps, batch=_int(batch, "Batch", 1, 4096), loss=loss,
+            train_defaults(variant, recipe), steps=steps, batch=_int(batch, "Batch", 1, 4096),
             augment=list(augment or []), lr_g=_float(lr, "Learning rate"), lr_d=_float(lr, "Learning rate"),
             seed=_int(seed, "Seed"), log_every=max(1, min(TrainConfig.log_every, steps // 50)),
             sample_every=_int(sample_every, "Sample every", 1), ckpt_every=_int(ckpt_every, "Checkpoint every", 1))
@@ -635,9 +640,9 @@ class Studio:
         cfg.validate(require_names=False)
         return cfg
 
-    def start(self, run_name, variant, data, resolution, steps, batch, loss, augment, generator_width,
+    def start(self, run_name, variant, data, resolution, steps, batch, recipe, augment, generator_width,
               critic_width, learning_rate, seed, sample_every, checkpoint_every, patch, depth):
-        settings = (variant, data, resolution, steps, batch, loss, augment, generator_width, critic_width,
+        settings = (variant, data, resolution, steps, batch, recipe, augment, generator_width, critic_width,
                     learning_rate, seed, sample_every, checkpoint_every, patch, depth)
         run_dir = self.ws.run_dir(run_name)
         if self.jobs.busy():
@@ -951,8 +956,8 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                         with gr.Row():
                             resolution = gr.Radio([str(r) for r in RESOLUTIONS], value=str(mc.resolution),
                                                   label="Resolution (px)", info="Larger is slower")
-                            loss = gr.Radio(list(LOSSES), value=td.loss, label="Loss",
-                                            info="wgan-gp: steady; hinge: faster")
+                            recipe = gr.Radio(RECIPE_CHOICES, value=DEFAULT_RECIPE, label="Recipe",
+                                              info="How the two networks are optimised")
                         augment = gr.CheckboxGroup(list(AUGMENTS), value=list(td.augment), label="Augmentation",
                                                    info="Helps small datasets (under ~1000 images)")
                         with gr.Accordion("More settings", open=False):
@@ -1099,7 +1104,7 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                         tex_token = gr.State(None)
 
         # ------------------------------ Train events ------------------------------
-        train_inputs = [variant, data_path, resolution, steps, batch, loss, augment, g_channels, d_channels, lr,
+        train_inputs = [variant, data_path, resolution, steps, batch, recipe, augment, g_channels, d_channels, lr,
                         seed, sample_every, ckpt_every, patch, depth]
 
         def _check(v, t, progress=gr.Progress()):
@@ -1112,11 +1117,12 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
 
         def _variant_defaults(v):
             t, m = train_defaults(v), (CGANConfig() if v == "cgan" else SGANConfig())
-            return (gr.update(visible=v == "cgan"), t.batch, t.loss, m.g_channels, m.d_channels,
+            return (gr.update(visible=v == "cgan"), t.batch, m.g_channels, m.d_channels,
                     t.sample_every, t.ckpt_every)
 
-        variant.change(_variant_defaults, variant, [resolution, batch, loss, g_channels, d_channels, sample_every,
+        variant.change(_variant_defaults, variant, [resolution, batch, g_channels, d_channels, sample_every,
                                                     ckpt_every], api_visibility="private")
+        recipe.change(lambda r: train_defaults("cgan", r).lr_g, recipe, lr, api_visibility="private")
         start_btn.click(E(s.start), [run_name] + train_inputs, [train_msg, resume_run], api_name="start",
                         concurrency_id="train_control")
         stop_btn.click(s.stop, None, train_msg, api_name="stop", concurrency_id="train_control")

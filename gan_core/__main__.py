@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 from pathlib import Path
 
-from .config import AUGMENTS, LOSSES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
+from .config import AUGMENTS, LOSSES, RECIPES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
 from .errors import StudioError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,22 +49,23 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--out", required=True, help="run folder to create (checkpoints, samples, stats)")
     g.add_argument("--steps", type=_positive, default=defaults.steps, help="generator steps (default %(default)s)")
     g.add_argument("--batch", type=_positive, default=defaults.batch, help="images per batch (default %(default)s)")
-    g.add_argument("--loss", choices=LOSSES, default=defaults.loss,
-                   help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge loss (default %(default)s)")
+    g.add_argument("--recipe", choices=tuple(RECIPES), default="reference",
+                   help="reference: WGAN-GP (lambda 5), 2 critic steps, Adam 1e-4 betas 0.1 0.9; fast: hinge loss, "
+                        "1 critic step, Adam 2e-4 betas 0 0.99, --diversity 0.2 (default %(default)s). "
+                        "The options below override single settings of the recipe")
+    g.add_argument("--loss", choices=LOSSES, help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge loss")
     g.add_argument("--gp-lambda", type=float, default=defaults.gp_lambda, help="gradient penalty weight (default %(default)s)")
-    g.add_argument("--n-critic", type=_positive, default=defaults.n_critic,
-                   help="critic updates per generator update (default %(default)s)")
-    g.add_argument("--lr", type=float, default=defaults.lr_g, help="Adam learning rate of both networks (default %(default)s)")
+    g.add_argument("--n-critic", type=_positive, help="critic updates per generator update")
+    g.add_argument("--lr", type=float, help="Adam learning rate of both networks")
     g.add_argument("--lr-d", type=float, default=None,
                    help="critic learning rate, if it should differ from --lr (e.g. 4e-4 with --lr 1e-4)")
-    g.add_argument("--betas", type=float, nargs=2, default=(defaults.beta1, defaults.beta2), metavar=("B1", "B2"),
-                   help="Adam betas (default %(default)s)")
+    g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     g.add_argument("--augment", type=_augment, default=defaults.augment, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "
                         "or none (default none)")
-    g.add_argument("--diversity", type=float, default=defaults.diversity,
+    g.add_argument("--diversity", type=float,
                    help="weight of a mode-seeking term that keeps samples of one class from collapsing into "
-                        "one image (e.g. 1; default %(default)s: off)")
+                        "one image (e.g. 0.2; 0: off)")
     g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
     g.add_argument("--ema", type=float, default=defaults.ema_beta, help="EMA decay of the sampling generator (default %(default)s)")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
@@ -144,10 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(a) -> TrainConfig:
-    t = TrainConfig(steps=a.steps, batch=a.batch, loss=a.loss, gp_lambda=a.gp_lambda, n_critic=a.n_critic,
-                    lr_g=a.lr, lr_d=a.lr if a.lr_d is None else a.lr_d, beta1=a.betas[0], beta2=a.betas[1], augment=a.augment,
-                    mirror=not a.no_mirror, ema_beta=a.ema, diversity=a.diversity, seed=a.seed, sample_every=a.sample_every,
-                    ckpt_every=a.ckpt_every, precision=a.precision)
+    """The chosen recipe for the variant, with every option given on the command line on top."""
+    given = {"loss": a.loss, "n_critic": a.n_critic, "lr_g": a.lr, "diversity": a.diversity,
+             "lr_d": a.lr_d if a.lr_d is not None else a.lr}
+    if a.betas:
+        given.update(beta1=a.betas[0], beta2=a.betas[1])
+    t = TrainConfig.recipe(a.recipe, a.variant, **{k: v for k, v in given.items() if v is not None})
+    t = dataclasses.replace(t, steps=a.steps, batch=a.batch, gp_lambda=a.gp_lambda, augment=a.augment,
+                            mirror=not a.no_mirror, ema_beta=a.ema, seed=a.seed, sample_every=a.sample_every,
+                            ckpt_every=a.ckpt_every, precision=a.precision)
     if a.variant == "sgan":
         t.patch, t.max_side = a.patch, a.max_side
     return t

@@ -90,3 +90,13 @@ def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir
     assert main(["sample", str(model), "--n", "2", "--out", str(out)]) == 0
     assert main(["export", str(run), "--out", str(model)]) == 2  # never overwrites
     assert "already exists" in capsys.readouterr().err
+
+
+def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp_path):
+    from gan_core.__main__ import _train_config, build_parser
+    a = build_parser().parse_args(["train", "cgan", class_dir, "--out", "x", "--recipe", "fast", "--lr", "3e-4"])
+    t = _train_config(a)
+    assert (t.loss, t.n_critic, t.beta1, t.beta2, t.diversity) == ("hinge", 1, 0.0, 0.99, 0.2)
+    assert t.lr_g == t.lr_d == 3e-4
+    ref = _train_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--n-critic", "3"]))
+    assert (ref.loss, ref.lr_g, ref.beta1, ref.gp_lambda, ref.n_critic, ref.batch) == ("wgan-gp", 1e-4, 0.1, 5.0, 3, 8)

@@ -149,7 +149,7 @@ def test_zip_upload_fills_in_the_data_folder(app, tmp_path):
 
 def _settings(app, name, **over):
     s = dict(run_name=name, variant="cgan", data=app["data"], resolution="32", steps=100000, batch=4,
-             loss="wgan-gp", augment=["translation"], generator_width=4, critic_width=4, learning_rate=1e-4,
+             recipe="reference", augment=["translation"], generator_width=4, critic_width=4, learning_rate=1e-4,
              seed=0, sample_every=2, checkpoint_every=100000, patch=32, depth=3)
     s.update(over)
     return s
@@ -204,7 +204,8 @@ def test_start_busy_stop_resume(app):
 def test_explore_lists_models_and_blending_changes_the_image(app):
     c, m = app["client"], app["demo_model"]
     listed = c.predict(None, api_name="/list_cgan_models")
-    assert [v for _, v in listed["choices"]][-1] == m  # the shipped model folder
+    assert [v for _, v in listed["choices"]][0] == m  # the shipped model folder comes first
+    assert listed["value"] == m  # and is selected
     assert all("stripes" not in label for label, _ in listed["choices"])  # texture runs are not listed
     out = c.predict(m, api_name="/open_cgan_model")
     assert [u.get("label") for u in out[:3]] == ["blue", "green", "red"] and out[3]["visible"] is False
