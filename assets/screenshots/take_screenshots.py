@@ -1,14 +1,15 @@
 """Screenshots of the three studio tabs at 1366x768, for the README.
 
-    python assets/screenshots/take_screenshots.py WORKSPACE
+    python assets/screenshots/take_screenshots.py [WORKSPACE]
 
-WORKSPACE must hold a conditional run and a texture run (train them with `python -m gan_core`);
-the names are picked up from the model lists. The Train tab shows a live resume of the
-conditional run for a few seconds, which is stopped again afterwards. Needs Debian's chromium.
+Explore and Texture show the shipped demo models (checkpoints/). The Train tab shows a short
+training run on the demo classes, started in WORKSPACE (default: a temporary folder) and stopped
+again after the screenshot. Needs Debian's chromium.
 """
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,12 +31,10 @@ def _top(pg) -> None:
 def main(workspace: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    demo = studio.build_app(Path(workspace), models_dir=None)
+    demo = studio.build_app(Path(workspace))
     ws = demo.studio.ws
-    cgan = studio.model_choices(ws, None, "cgan")[0]
-    sgan = studio.model_choices(ws, None, "sgan")[0]
-    run = Path(cgan[1])
-    step = int(checkpoint.checkpoint_dirs(run)[0].name[5:])
+    cgan = studio.model_choices(ws, studio.DEFAULT_MODELS_DIR, "cgan")[0]
+    model = Path(cgan[1])
     port = studio.free_port()
     studio.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -46,29 +45,23 @@ def main(workspace: str) -> None:
             pg.goto(f"http://127.0.0.1:{port}/")
             pg.get_by_role("button", name="Start training").wait_for()
 
-            # Train: check the demo data, then resume the run for a little while
+            # Train: check the demo data, then train a new run for a little while
             pg.get_by_label("Training data").fill(str(HERE.parent / "demo" / "classes"))
             pg.get_by_role("button", name="Check data").click()
             pg.get_by_text("5 classes").wait_for()
-            pg.get_by_label("Run name").fill(run.name + "-v2")
-            pg.get_by_text("Resume a stopped run").click()
-            pg.get_by_label("Run", exact=True).fill(run.name)
-            pg.get_by_label("New total steps").fill(str(step + 2000))
-            pg.get_by_role("button", name="Resume", exact=True).click()
+            pg.get_by_label("Run name").fill("my-first-run")
+            pg.get_by_role("button", name="Start training").click()
             pg.locator(".studio-progress", has_text="images/s").wait_for()
-            pg.wait_for_timeout(4000)
+            pg.wait_for_timeout(20_000)
             _top(pg)
             pg.screenshot(path=str(HERE / "train.png"))
             pg.get_by_role("button", name="Stop", exact=True).click()
             pg.locator(".studio-progress", has_text="stopped at step").wait_for()
-            cgan = studio.model_choices(ws, None, "cgan")[0]  # its label shows the new step
 
             # Explore: a blend of two classes, eight seeds, and the grid of seeds x classes
             pg.get_by_role("tab", name="Explore").click()
-            pg.get_by_label("Conditional model").click()
-            pg.get_by_role("option", name=cgan[0]).click()
-            names = checkpoint.read_config(checkpoint.resolve_model_dir(run)).model.class_names
-            pg.get_by_text(f"{run.name}: {len(names)} classes").wait_for()
+            names = checkpoint.read_config(checkpoint.resolve_model_dir(model)).model.class_names
+            pg.get_by_text(f"{model.name}: {len(names)} classes").wait_for()
             pg.get_by_label(f"number input for {names[0]}").fill("0.4")
             pg.get_by_label(f"number input for {names[len(names) // 2]}").fill("0.6")
             pg.get_by_label("number input for Images").fill("8")
@@ -82,8 +75,6 @@ def main(workspace: str) -> None:
 
             # Texture: paint a stroke of brush 2 and generate a 512 px tile
             pg.get_by_role("tab", name="Texture").click()
-            pg.get_by_label("Texture model").click()
-            pg.get_by_role("option", name=sgan[0]).click()
             pg.get_by_text("source texture(s)").wait_for()
             pg.get_by_role("radio", name="512").check()
             pg.get_by_role("button", name="Brush", exact=True).click()
@@ -107,6 +98,7 @@ def main(workspace: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) > 2:
         sys.exit(__doc__)
-    main(sys.argv[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        main(sys.argv[1] if len(sys.argv) == 2 else tmp)

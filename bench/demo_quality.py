@@ -1,0 +1,100 @@
+"""Sample quality of the shipped demo models: sliced Wasserstein distance (SWD) to the real data.
+
+    python bench/demo_quality.py                 # both demo models, printed as a Markdown table
+    python bench/demo_quality.py --cgan RUN_OR_MODEL --sgan RUN_OR_MODEL --n 75
+
+Conditional model: per class, `n` generated images against `n` real crops of that class (half
+B of a fixed split); "overall" pools all classes. Texture model: per source, 64x64 patches of a
+1024x1024 tileable texture against random 64x64 patches of the source photo. Each figure comes
+with its floor (real against real: the other half of the crops, or other random patches of the
+photo) and its ceiling (the same architecture untrained). The metric is gan_core.metrics.image_swd
+(x1000, 7x7 neighbourhoods over a 3-level pyramid, no learned network): lower is better.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gan_core import checkpoint  # noqa: E402
+from gan_core.data import load_class_dataset, load_textures, sample_patches, to_float  # noqa: E402
+from gan_core.explore import class_weights, generate, noise  # noqa: E402
+from gan_core.metrics import image_swd  # noqa: E402
+from gan_core.nets import build_generator  # noqa: E402
+from gan_core.texture import generate_texture  # noqa: E402
+
+
+def _untrained(cfg):
+    torch.manual_seed(0)
+    return build_generator(cfg).eval()
+
+
+def cgan_rows(model: str, data: Path, n: int, cache: Path) -> list[tuple[str, float, float, float]]:
+    G, cfg = checkpoint.load_generator(model)
+    G0 = _untrained(cfg)
+    ds = load_class_dataset(data, cfg.model.resolution, cache_dir=cache)
+    if ds.class_names != cfg.model.class_names:
+        raise SystemExit(f"{data} has classes {ds.class_names}, the model {cfg.model.class_names}")
+    rows, pooled = [], {"fake": [], "untrained": [], "a": [], "b": []}
+    z = noise(list(range(10_000, 10_000 + n)), cfg.model.nz)
+    for c, name in enumerate(cfg.model.class_names):
+        real = to_float(ds.images[ds.labels == c])
+        perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c))
+        a, b = real[perm[:n]], real[perm[n:2 * n]]
+        if len(b) < n:
+            raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
+        w = class_weights(cfg.model.class_names, name)
+        fake, fake0 = generate(G, z, w), generate(G0, z, w)
+        rows.append((name, image_swd(fake, b), image_swd(a, b), image_swd(fake0, b)))
+        for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
+            pooled[k].append(v)
+    p = {k: torch.cat(v) for k, v in pooled.items()}
+    rows.append(("overall", image_swd(p["fake"], p["b"]), image_swd(p["a"], p["b"]), image_swd(p["untrained"], p["b"])))
+    return rows
+
+
+def _patches(img) -> torch.Tensor:
+    x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 127.5 - 1
+    return x.unfold(2, 64, 64).unfold(3, 64, 64).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 64, 64)
+
+
+def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
+    G, cfg = checkpoint.load_generator(model)
+    G0 = _untrained(cfg)
+    files = [str(root / d) for d in cfg.data]
+    textures, names, _ = load_textures(files, 64, 512)
+    rows = []
+    for i, name in enumerate(names):
+        src = i if cfg.model.n_sources > 1 else None
+        fake = _patches(generate_texture(G, 1024, 1024, seed=1, tileable=True, source=src, style_seed=1))
+        fake0 = _patches(generate_texture(G0, 1024, 1024, seed=1, tileable=True, source=src, style_seed=1))
+        real_a, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(1), False)
+        real_b, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(2), False)
+        rows.append((name, image_swd(fake, real_b), image_swd(real_a, real_b), image_swd(fake0, real_b)))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cgan", default=str(ROOT / "checkpoints" / "demo-classes"))
+    p.add_argument("--sgan", default=str(ROOT / "checkpoints" / "demo-textures"))
+    p.add_argument("--data", default=str(ROOT / "assets" / "demo" / "classes"))
+    p.add_argument("--n", type=int, default=75, help="images per class on each side (default %(default)s)")
+    p.add_argument("--cache", default="/tmp/gan-studio-bench-cache", help="folder for the preprocessed crops")
+    a = p.parse_args()
+    torch.set_grad_enabled(False)
+    print("| model | class / source | SWD generated vs real | floor: real vs real | ceiling: untrained vs real |")
+    print("|---|---|---|---|---|")
+    for label, rows in ((Path(a.cgan).name, cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache))),
+                        (Path(a.sgan).name, sgan_rows(a.sgan, ROOT))):
+        for name, swd, floor, ceil in rows:
+            print(f"| {label} | {name} | {swd:.0f} | {floor:.0f} | {ceil:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
