@@ -52,7 +52,10 @@ def main(workspace: str) -> None:
             pg.get_by_label("Run name").fill("my-first-run")
             pg.get_by_role("button", name="Start training").click()
             pg.locator(".studio-progress", has_text="images/s").wait_for()
-            pg.wait_for_timeout(20_000)
+            # until the first sample grid (step 200) is on screen
+            pg.wait_for_function("(+(document.querySelector('.studio-progress').innerText.match(/step (\\d+)/) "
+                                 "|| [0, 0])[1]) >= 205", timeout=300_000)
+            pg.wait_for_timeout(3000)
             _top(pg)
             pg.screenshot(path=str(HERE / "train.png"))
             pg.get_by_role("button", name="Stop", exact=True).click()
@@ -62,8 +65,8 @@ def main(workspace: str) -> None:
             pg.get_by_role("tab", name="Explore").click()
             names = checkpoint.read_config(checkpoint.resolve_model_dir(model)).model.class_names
             pg.get_by_text(f"{model.name}: {len(names)} classes").wait_for()
-            pg.get_by_label(f"number input for {names[0]}").fill("0.4")
-            pg.get_by_label(f"number input for {names[len(names) // 2]}").fill("0.6")
+            pg.get_by_label(f"number input for {names[0]}").fill("0.3")
+            pg.get_by_label(f"number input for {names[-2]}").fill("0.7")
             pg.get_by_label("number input for Images").fill("8")
             pg.get_by_label("number input for Images").press("Enter")
             pg.get_by_label("Seed B").fill("7")
