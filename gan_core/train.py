@@ -200,8 +200,8 @@ class _Loop:
             rec["w_dist"] += (s_real.mean() - s_fake.mean()).item() / t.n_critic
         self.D.requires_grad_(False)
         y = self.labels_for_g(t.batch)
-        if t.diversity:  # pairs (i, i + b/2) share their condition for the mode-seeking term
-            y = torch.cat([y[: t.batch // 2], y[: t.batch - t.batch // 2]])
+        if t.diversity:  # rows (2i, 2i + 1) share their condition for the mode-seeking term
+            y = y[0::2].repeat_interleave(2)[: t.batch]
         with self.autocast():
             fake, latent = self.fake_batch(y)
             lg = g_loss(self.D(aug(fake.float()), y), t.loss)
@@ -266,9 +266,9 @@ def mode_seeking(fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     and different latents, the inverse of (image distance / latent distance). It is large when the
     generator maps different latents to the same image, the collapse a conditional generator falls
     into within a class, and fades once the images differ as much as their latents do."""
-    h = fake.shape[0] // 2
-    d_img = (fake[:h] - fake[h:2 * h]).abs().flatten(1).mean(1)
-    d_lat = (latent[:h] - latent[h:2 * h]).abs().mean(1)
+    n = fake.shape[0] // 2 * 2  # pairs are rows (0, 1), (2, 3), ...; an odd last row is left out
+    d_img = (fake[0:n:2] - fake[1:n:2]).abs().flatten(1).mean(1)
+    d_lat = (latent[0:n:2] - latent[1:n:2]).abs().mean(1)
     return (1.0 / (d_img / d_lat + 1e-5)).mean()
 
 
