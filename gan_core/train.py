@@ -88,7 +88,7 @@ class _Loop:
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         t = cfg.train
         self.share = parallel.current_share()  # the rows of each batch this process computes
-        self.share.split(t.batch)
+        self.share.split(t.batch)  # refuses a batch that the processes cannot share evenly
         self.bf16 = use_bf16(t.precision, device)
         self.mem = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self._load_data()
