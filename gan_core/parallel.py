@@ -126,6 +126,7 @@ def process_group(device: str | None = None) -> Iterator[str | None]:
         torch.cuda.set_device(dev)
     try:
         dist.init_process_group("nccl" if cuda else "gloo", device_id=dev if cuda else None)
+        dist.barrier()  # all have joined: one that stops at once (bad input) cannot break another's joining
     except (RuntimeError, ValueError) as e:
         raise StudioError(f"could not join the other training processes: {e}") from None
     try:
