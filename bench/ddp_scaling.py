@@ -1,6 +1,6 @@
 """Training speed with one and with two processes (torchrun, gloo on the CPU) on the demo classes.
 
-    python bench/ddp_scaling.py                      # small defaults: about a minute and a half
+    python bench/ddp_scaling.py                      # small defaults: about two minutes on 2 cores
     python bench/ddp_scaling.py --steps 40 --repeats 5 --batch 32 --threads 4
 
 It trains the conditional model on assets/demo/classes with the same global batch twice per
