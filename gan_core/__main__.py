@@ -1,9 +1,14 @@
-"""Command line: python -m gan_core {train,resume,sample,texture} ... (see --help of each)."""
+"""Command line: python -m gan_core {train,resume,sample,texture} ... (see --help of each).
+
+`train` and `resume` also run under torchrun (data parallel, one process per GPU or CPU share):
+torchrun --nproc_per_node=N -m gan_core train ...
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +28,7 @@ EPILOG = """examples:
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
   python -m gan_core export runs/demo --out checkpoints/my-model
   python -m gan_core sample --out demo.png          (the shipped demo model)
+  torchrun --nproc_per_node=2 -m gan_core train cgan assets/demo/classes --out runs/demo2 --batch 64
 """
 
 
@@ -48,7 +54,8 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g = p.add_argument_group("training")
     g.add_argument("--out", required=True, help="run folder to create (checkpoints, samples, stats)")
     g.add_argument("--steps", type=_positive, default=defaults.steps, help="generator steps (default %(default)s)")
-    g.add_argument("--batch", type=_positive, default=defaults.batch, help="images per batch (default %(default)s)")
+    g.add_argument("--batch", type=_positive, default=defaults.batch,
+                   help="images per batch, over all processes under torchrun (default %(default)s)")
     g.add_argument("--recipe", choices=tuple(RECIPES), default="reference",
                    help="reference: WGAN-GP (lambda 5), 2 critic steps, Adam 1e-4 betas 0.1 0.9; fast: hinge loss, "
                         "1 critic step, Adam 2e-4 betas 0 0.99, --diversity 0.2 (default %(default)s). "
@@ -73,7 +80,8 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--ckpt-every", type=_positive, default=defaults.ckpt_every, help="steps between checkpoints (default %(default)s)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast where the hardware is fast at it, else fp32")
-    g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda[:N]")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda[:N]; "
+                                                     "under torchrun auto, cpu or cuda (the GPU of each local rank)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,18 +169,21 @@ def _train_config(a) -> TrainConfig:
 
 
 class _Bar:
-    """tqdm progress with losses; Ctrl-C asks the loop to stop after saving a checkpoint."""
+    """tqdm progress with losses; Ctrl-C asks the loop to stop after saving a checkpoint. (Under
+    torchrun only the lead process gets progress events; `quiet` keeps the others silent.)"""
 
-    def __init__(self):
+    def __init__(self, quiet: bool = False):
         self.bar = None
         self.stop = False
+        self.quiet = quiet
         signal.signal(signal.SIGINT, self._sigint)
 
     def _sigint(self, *_):
         if self.stop:
             raise KeyboardInterrupt
         self.stop = True
-        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        if not self.quiet:
+            print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
     def __call__(self, p) -> None:
         from tqdm import tqdm
@@ -197,30 +208,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(a)
     except StudioError as e:
-        print(f"error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # set by torchrun: each process reports its own error
+        print(f"error: {e}" if rank == "0" else f"error (rank {rank}): {e}", file=sys.stderr)
         return 2
 
 
 def _dispatch(a) -> int:
-    from . import checkpoint, explore, texture, train
+    from . import checkpoint, explore, parallel, texture, train
 
-    if a.command == "train":
-        if a.variant == "cgan":
-            model = CGANConfig(resolution=a.res, g_channels=a.g_channels, d_channels=a.d_channels,
-                               conditioning=a.conditioning)
-            data = [str(Path(a.data).expanduser().resolve())]
-        else:
-            model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels)
-            data = [str(Path(p).expanduser().resolve()) for p in a.images]
-        cfg = RunConfig(a.variant, model, _train_config(a), data=data)
-        bar = _Bar()
-        res = train.train(cfg, a.out, on_progress=bar, should_stop=lambda: bar.stop, device=a.device)
-        _report(res)
-        return 0
-    if a.command == "resume":
-        bar = _Bar()
-        res = train.resume(a.run, steps=a.steps, on_progress=bar, should_stop=lambda: bar.stop, device=a.device)
-        _report(res)
+    if a.command in ("train", "resume"):
+        with parallel.process_group(a.device) as device:  # joins torchrun's processes, if any
+            lead = parallel.current_share().lead
+            bar = _Bar(quiet=not lead)
+            if a.command == "train":
+                res = train.train(_run_config(a), a.out, on_progress=bar, should_stop=lambda: bar.stop,
+                                  device=device)
+            else:
+                res = train.resume(a.run, steps=a.steps, on_progress=bar, should_stop=lambda: bar.stop,
+                                   device=device)
+        if lead:
+            _report(res)
         return 0
     if a.command == "sample":
         G, cfg = checkpoint.load_generator(a.run)
@@ -264,6 +271,17 @@ def _dispatch(a) -> int:
         print(f"wrote {out} ({size / 2**20:.1f} MiB)")
         return 0
     raise AssertionError(a.command)
+
+
+def _run_config(a) -> RunConfig:
+    if a.variant == "cgan":
+        model = CGANConfig(resolution=a.res, g_channels=a.g_channels, d_channels=a.d_channels,
+                           conditioning=a.conditioning)
+        data = [str(Path(a.data).expanduser().resolve())]
+    else:
+        model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels)
+        data = [str(Path(p).expanduser().resolve()) for p in a.images]
+    return RunConfig(a.variant, model, _train_config(a), data=data)
 
 
 def _weight(spec: str) -> tuple[str, float]:

@@ -3,33 +3,34 @@
 The same random transforms are applied to real and generated images before the critic sees
 them, in both the critic and the generator step, so the critic cannot memorise a small dataset
 and the generator still learns the un-augmented distribution. Every random draw comes from the
-given torch.Generator, so a resumed run repeats the same augmentations.
+given torch.Generator, so a resumed run repeats the same augmentations. Under data-parallel
+training the values are drawn for the whole global batch and each process applies its own rows
+(`share`, see parallel.py).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def _rand(gen, *shape, device):
-    return torch.rand(*shape, generator=gen).to(device)
+from .parallel import WHOLE, BatchShare
 
 
-def color(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def color(x: torch.Tensor, gen: torch.Generator, share: BatchShare = WHOLE) -> torch.Tensor:
     b = x.shape[0]
-    x = x + (_rand(gen, b, 1, 1, 1, device=x.device) - 0.5)  # brightness
+    x = x + (share.rand(gen, b, 1, 1, 1).to(x.device) - 0.5)  # brightness
     m = x.mean(1, keepdim=True)
-    x = (x - m) * (_rand(gen, b, 1, 1, 1, device=x.device) * 2.0) + m  # saturation
+    x = (x - m) * (share.rand(gen, b, 1, 1, 1).to(x.device) * 2.0) + m  # saturation
     m = x.mean((1, 2, 3), keepdim=True)
-    return (x - m) * (_rand(gen, b, 1, 1, 1, device=x.device) + 0.5) + m  # contrast
+    return (x - m) * (share.rand(gen, b, 1, 1, 1).to(x.device) + 0.5) + m  # contrast
 
 
-def translation(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+def translation(x: torch.Tensor, gen: torch.Generator, share: BatchShare = WHOLE,
+                ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to ratio * size pixels; uncovered pixels become 0 (mid grey)."""
     b, c, h, w = x.shape
     sy, sx = max(1, int(h * ratio + 0.5)), max(1, int(w * ratio + 0.5))
-    ty = torch.randint(-sy, sy + 1, (b, 1, 1), generator=gen).to(x.device)
-    tx = torch.randint(-sx, sx + 1, (b, 1, 1), generator=gen).to(x.device)
+    ty = share.randint(gen, -sy, sy + 1, b, 1, 1).to(x.device)
+    tx = share.randint(gen, -sx, sx + 1, b, 1, 1).to(x.device)
     gy = (torch.arange(h, device=x.device)[None, :, None] + ty + 1).clamp(0, h + 1)
     gx = (torch.arange(w, device=x.device)[None, None, :] + tx + 1).clamp(0, w + 1)
     xp = F.pad(x, (1, 1, 1, 1))
@@ -37,12 +38,12 @@ def translation(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> 
     return xp.permute(0, 2, 3, 1)[bi, gy, gx].permute(0, 3, 1, 2)
 
 
-def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+def cutout(x: torch.Tensor, gen: torch.Generator, share: BatchShare = WHOLE, ratio: float = 0.5) -> torch.Tensor:
     """Zero a random square of ratio * size per image."""
     b, c, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    oy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=gen).to(x.device)
-    ox = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen).to(x.device)
+    oy = share.randint(gen, 0, h + (1 - ch % 2), b, 1, 1).to(x.device)
+    ox = share.randint(gen, 0, w + (1 - cw % 2), b, 1, 1).to(x.device)
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
     inside = (ys >= oy - ch // 2) & (ys < oy - ch // 2 + ch) & (xs >= ox - cw // 2) & (xs < ox - cw // 2 + cw)
@@ -52,7 +53,7 @@ def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.T
 POLICIES = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, policy: list[str], gen: torch.Generator, share: BatchShare = WHOLE) -> torch.Tensor:
     for name in policy:
-        x = POLICIES[name](x, gen)
+        x = POLICIES[name](x, gen, share)
     return x

@@ -41,6 +41,11 @@ def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(out, key=lambda p: int(p.name[5:]), reverse=True)
 
 
+def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """Where the checkpoint of `step` lives in a run folder."""
+    return Path(run_dir) / CKPT_SUBDIR / f"step_{int(step):08d}"
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -51,9 +56,9 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
     """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`."""
     from safetensors.torch import save_file
 
-    root = Path(run_dir) / CKPT_SUBDIR
+    final = checkpoint_path(run_dir, state["step"])
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{int(state['step']):08d}"
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

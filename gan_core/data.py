@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from .errors import DatasetError
 from .io import atomic_write
+from .parallel import WHOLE, BatchShare
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding their pixels
@@ -269,17 +270,22 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def sample_patches(textures: list[torch.Tensor], batch: int, patch: int, gen: torch.Generator,
-                   mirror: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random patches (float [-1, 1]) and the index of the texture each came from."""
-    src = torch.randint(len(textures), (batch,), generator=gen)
+                   mirror: bool = True, share: BatchShare = WHOLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random patches (float [-1, 1]) and the index of the texture each came from.
+
+    Under data-parallel training `batch` is this process's share: positions are drawn for the
+    whole global batch and only this process's rows are cut out (see parallel.BatchShare).
+    """
+    src = torch.randint(len(textures), (batch * share.world,), generator=gen)
     out = torch.empty(batch, 3, patch, patch, dtype=torch.uint8)
     for i, s in enumerate(src.tolist()):
         t = textures[s]
         y = int(torch.randint(t.shape[1] - patch + 1, (1,), generator=gen))
         x = int(torch.randint(t.shape[2] - patch + 1, (1,), generator=gen))
-        out[i] = t[:, y:y + patch, x:x + patch]
+        if i % share.world == share.rank:
+            out[i // share.world] = t[:, y:y + patch, x:x + patch]
     if mirror:
-        flips = torch.rand(batch, 2, generator=gen) < 0.5
+        flips = share.rand(gen, batch, 2) < 0.5
         out = torch.where(flips[:, 0, None, None, None], out.flip(3), out)
         out = torch.where(flips[:, 1, None, None, None], out.flip(2), out)
-    return to_float(out), src
+    return to_float(out), share.rows(src)

@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .parallel import WHOLE, BatchShare
+
 
 def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
     """Critic loss from the scores of real and generated images (any shape; averaged)."""
@@ -23,15 +25,17 @@ def g_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                     fake: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+                     fake: torch.Tensor, gen: torch.Generator | None = None,
+                     share: BatchShare = WHOLE) -> torch.Tensor:
     """WGAN-GP: mean over samples of (||grad_x D(x_hat)|| - 1)^2 at random interpolates x_hat.
 
     `critic` scores a batch; the caller binds each image's own label (or source) to it, so that
     every interpolate is judged with the condition of the pair it was made from. The norm has a
-    small epsilon so a zero gradient gives a finite penalty gradient instead of NaN.
+    small epsilon so a zero gradient gives a finite penalty gradient instead of NaN. The mixing
+    weights are drawn for the whole global batch and `share` picks this process's rows.
     """
     b = real.shape[0]
-    alpha = torch.rand(b, 1, 1, 1, generator=gen).to(real.device, real.dtype)
+    alpha = share.rand(gen, b, 1, 1, 1).to(real.device, real.dtype)
     x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     score = critic(x).float()
     (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)

@@ -5,6 +5,10 @@ one from its newest checkpoint. Neither knows about any user interface: the CLI 
 foreground with a progress bar, the studio in a worker thread. Every random draw of the loop
 (data, noise, augmentation, penalty interpolation) comes from one torch.Generator whose state is
 saved with each checkpoint, so a resumed run continues exactly as if it had never stopped.
+
+Under torchrun the same loop runs in every process: each computes its rows of the global batch,
+DistributedDataParallel averages the gradients, and only the lead process (rank 0) reports and
+writes files. How that keeps the processes identical, and equal to one process: parallel.py.
 """
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import parallel
 from .augment import augment
 from .config import RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
-from .errors import CheckpointError, StudioError
+from .errors import CheckpointError, ConfigError, StudioError
 from .explore import class_grid, grid, save_png
 from .io import atomic_write
 from .losses import d_loss, g_loss, gradient_penalty
@@ -82,6 +87,11 @@ class _Loop:
     def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
         t = cfg.train
+        self.share = parallel.current_share()  # the rows of each batch this process computes
+        self.share.split(t.batch)  # refuses a batch that the processes cannot share evenly
+        if t.diversity and self.share.world > 1 and t.batch % (2 * self.share.world):
+            raise ConfigError(f"with --diversity on {self.share.world} processes the batch must be a multiple of "
+                              f"{2 * self.share.world}, so that each process holds whole pairs; got {t.batch}.")
         self.bf16 = use_bf16(t.precision, device)
         self.mem = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self._load_data()
@@ -92,6 +102,9 @@ class _Loop:
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=betas)
+        # what a training step calls: G and D, or under torchrun their DistributedDataParallel wrappers
+        self.G_train = parallel.wrap_generator(self.G, device)
+        self.D_train = parallel.wrap_critic(self.D, device)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
         self.elapsed = 0.0
@@ -145,31 +158,39 @@ class _Loop:
         return torch.cat(idx)
 
     def real_batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's rows of a global batch of b real images (all b in a single process)."""
         t = self.cfg.train
         if self.cfg.variant == "cgan":
-            idx = self._class_batch(b)
+            idx = self.share.rows(self._class_batch(b))
             x, y = to_float(self.images[idx]), self.labels[idx]
             if t.mirror:
-                flip = torch.rand(b, generator=self.gen) < 0.5
+                flip = self.share.rows(torch.rand(b, generator=self.gen)) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
         else:
-            x, y = sample_patches(self.textures, b, t.patch, self.gen, t.mirror)
+            x, y = sample_patches(self.textures, self.share.split(b), t.patch, self.gen, t.mirror, self.share)
         return x.to(self.device, memory_format=self.mem), y.to(self.device)
 
     def fake_batch(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Generated images for conditions y, and the latent each was made from (flattened)."""
         b = y.shape[0]
         if self.cfg.variant == "cgan":
-            z = torch.randn(b, self.cfg.model.nz, generator=self.gen).to(self.device)
-            return self.G(z, y), z
+            z = self.share.randn(self.gen, b, self.cfg.model.nz).to(self.device)
+            return self.G_train(z, y), z
         n = self.cfg.train.patch // self.cfg.model.scale
-        noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu()).to(self.device)
-        return self.G(noise), torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
+        noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu(), share=self.share).to(self.device)
+        return self.G_train(noise), torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
 
-    def labels_for_g(self, b: int) -> torch.Tensor:
+    def labels_for_g(self, b: int, paired: bool = False) -> torch.Tensor:
+        """This process's rows of b conditions for a generator step. `paired`: rows i and i + b/2
+        of the global batch get the same condition (the pairs of the mode-seeking term); with the
+        strided shares of several processes the pairs stay within a process when b/2 splits evenly."""
         if self.cfg.variant == "cgan":
-            return self.labels[self._class_batch(b)].to(self.device)
-        return torch.randint(len(self.textures), (b,), generator=self.gen).to(self.device)
+            y = self.labels[self._class_batch(b)]
+        else:
+            y = torch.randint(len(self.textures), (b,), generator=self.gen)
+        if paired:
+            y = torch.cat([y[: b // 2], y[: b - b // 2]])
+        return self.share.rows(y).to(self.device)
 
     # ---- one step -----------------------------------------------------------------------
     def autocast(self):
@@ -177,7 +198,7 @@ class _Loop:
 
     def train_step(self) -> dict:
         t = self.cfg.train
-        aug = (lambda x: augment(x, t.augment, self.gen)) if t.augment else (lambda x: x)
+        aug = (lambda x: augment(x, t.augment, self.gen, self.share)) if t.augment else (lambda x: x)
         self.D.requires_grad_(True)
         rec = {"d_loss": 0.0, "gp": 0.0, "w_dist": 0.0}
         for _ in range(t.n_critic):
@@ -186,11 +207,13 @@ class _Loop:
                 fake = self.fake_batch(y)[0].float()
             real_a, fake_a = aug(real), aug(fake)
             with self.autocast():
-                s_real, s_fake = self.D(real_a, y).float(), self.D(fake_a, y).float()
+                s_real, s_fake = self.D_train(real_a, y).float(), self.D_train(fake_a, y).float()
             loss = d_loss(s_real, s_fake, t.loss)
             if t.loss == "wgan-gp":
+                # D itself, not its DDP wrapper: the penalty's inner autograd.grad must not start
+                # DDP's gradient reduction; its share of D's gradient is reduced in loss.backward()
                 with self.autocast():
-                    gp = gradient_penalty(lambda x: self.D(x, y), real_a, fake_a, self.gen)
+                    gp = gradient_penalty(lambda x: self.D(x, y), real_a, fake_a, self.gen, self.share)
                 loss = loss + t.gp_lambda * gp + DRIFT * s_real.pow(2).mean()
                 rec["gp"] += gp.item() / t.n_critic
             self.opt_d.zero_grad(set_to_none=True)
@@ -199,12 +222,10 @@ class _Loop:
             rec["d_loss"] += loss.item() / t.n_critic
             rec["w_dist"] += (s_real.mean() - s_fake.mean()).item() / t.n_critic
         self.D.requires_grad_(False)
-        y = self.labels_for_g(t.batch)
-        if t.diversity:  # rows (2i, 2i + 1) share their condition for the mode-seeking term
-            y = y[0::2].repeat_interleave(2)[: t.batch]
+        y = self.labels_for_g(t.batch, paired=t.diversity > 0)
         with self.autocast():
             fake, latent = self.fake_batch(y)
-            lg = g_loss(self.D(aug(fake.float()), y), t.loss)
+            lg = g_loss(self.D(aug(fake.float()), y), t.loss)  # D is fixed here: nothing of it to reduce
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float())
             lg = lg + t.diversity * ms
@@ -246,6 +267,8 @@ class _Loop:
     def save(self) -> Path:
         if not self.finite():
             raise TrainingError("The weights hold NaN or infinite values; no checkpoint was written.")
+        if not self.share.lead:  # the lead process writes it; the others hold the same state
+            return ckpt.checkpoint_path(self.run_dir, self.step)
         path = ckpt.save_checkpoint(self.run_dir, self.cfg, self.G, self.G_ema, self.D, self.state(),
                                     keep=self.cfg.train.keep_checkpoints)
         plot_losses(self.history, self.run_dir / "loss_plot.png")
@@ -253,9 +276,11 @@ class _Loop:
 
     def sample(self) -> Path:
         out = self.run_dir / "samples"
+        path = out / f"step_{self.step:08d}.png"
+        if not self.share.lead:
+            return path
         out.mkdir(exist_ok=True)
         img = sample_image(self.G_ema, self.cfg)
-        path = out / f"step_{self.step:08d}.png"
         save_png(path, img, {"step": str(self.step)})
         save_png(out / "latest.png", img, {"step": str(self.step)})
         return path
@@ -266,9 +291,9 @@ def mode_seeking(fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
     and different latents, the inverse of (image distance / latent distance). It is large when the
     generator maps different latents to the same image, the collapse a conditional generator falls
     into within a class, and fades once the images differ as much as their latents do."""
-    n = fake.shape[0] // 2 * 2  # pairs are rows (0, 1), (2, 3), ...; an odd last row is left out
-    d_img = (fake[0:n:2] - fake[1:n:2]).abs().flatten(1).mean(1)
-    d_lat = (latent[0:n:2] - latent[1:n:2]).abs().mean(1)
+    h = fake.shape[0] // 2  # pairs are rows (i, i + h); an odd last row is left out
+    d_img = (fake[:h] - fake[h:2 * h]).abs().flatten(1).mean(1)
+    d_lat = (latent[:h] - latent[h:2 * h]).abs().mean(1)
     return (1.0 / (d_img / d_lat + 1e-5)).mean()
 
 
@@ -328,10 +353,11 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, on_progress: Callable[[
     run_dir.mkdir(parents=True, exist_ok=True)
     loop = _Loop(cfg, run_dir, pick_device(device))
     cfg.validate()
-    ckpt.write_json(run_dir / "config.json", cfg.to_dict())
-    (run_dir / "stats.jsonl").unlink(missing_ok=True)
-    if loop.skipped:
-        ckpt.write_json(run_dir / "skipped.json", [list(s) for s in loop.skipped])
+    if loop.share.lead:
+        ckpt.write_json(run_dir / "config.json", cfg.to_dict())
+        (run_dir / "stats.jsonl").unlink(missing_ok=True)
+        if loop.skipped:
+            ckpt.write_json(run_dir / "skipped.json", [list(s) for s in loop.skipped])
     return _run(loop, on_progress, should_stop)
 
 
@@ -357,15 +383,16 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
             last_error = e
     else:
         raise CheckpointError(f"No checkpoint in {run_dir} could be loaded: {last_error}")
-    _truncate_stats(run_dir / "stats.jsonl", loop.step)
-    ckpt.write_json(run_dir / "config.json", cfg.to_dict())
+    if loop.share.lead:
+        _truncate_stats(run_dir / "stats.jsonl", loop.step)
+        ckpt.write_json(run_dir / "config.json", cfg.to_dict())
     return _run(loop, on_progress, should_stop, start=path)
 
 
 def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> TrainResult:
     """The loop itself; `start` is the checkpoint a resumed run was loaded from."""
     cfg, t = loop.cfg, loop.cfg.train
-    emit = on_progress or (lambda p: None)
+    emit = (on_progress if loop.share.lead else None) or (lambda p: None)
     stop = should_stop or (lambda: False)
     emit(Progress("data", loop.step, t.steps, message=loop.summary))
     stats_path = loop.run_dir / "stats.jsonl"
@@ -374,11 +401,11 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
     last_ckpt = start or loop.save()  # a new run saves step 0, a state to roll back to
     stopped = False
     while loop.step < t.steps:
-        if stop():
+        if parallel.any_process(stop(), loop.device):  # all processes stop after the same step
             stopped = True
             break
         tick = time.perf_counter()
-        rec = loop.train_step()
+        rec = parallel.mean_over_processes(loop.train_step(), loop.device)  # so all take the same branch
         loop.elapsed += time.perf_counter() - tick
         if not all(math.isfinite(v) for v in rec.values()):
             loop.rollbacks += 1
@@ -403,8 +430,9 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
                           kimg=round(loop.step * t.batch * t.n_critic / 1000, 3),
                           eta_s=round((t.steps - loop.step) * t.batch * t.n_critic / max(speed, 1e-9), 1))
             loop.history.append(record)
-            with open(stats_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            if loop.share.lead:
+                with open(stats_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
             window.clear()
             t0, imgs0 = time.perf_counter(), done_imgs
             emit(Progress("log", loop.step, t.steps, record))

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import SGANConfig
+from ..parallel import WHOLE, BatchShare
 
 
 class UpConv(nn.Module):
@@ -135,23 +136,24 @@ class SpatialGenerator(nn.Module):
 
     def make_noise(self, batch: int, h: int, w: int, gen: torch.Generator | None = None,
                    sources: torch.Tensor | None = None, style: torch.Tensor | None = None,
-                   tileable: bool = False) -> SpatialNoise:
+                   tileable: bool = False, share: BatchShare = WHOLE) -> SpatialNoise:
         """Noise for a canvas of h x w noise cells (output (h, w) * 2**depth pixels).
 
         sources: None (random source per sample), (B,) indices, or (B, n_sources, h, w) weights.
         style: None (one random code per sample, broadcast), (B, nz_global) or a (B, nz_global, h, w) map.
+        share: in data-parallel training, this process's rows of a global batch (parallel.py).
         """
         c = self.cfg
-        local = torch.randn(batch, c.nz_local, h, w, generator=gen)
+        local = share.randn(gen, batch, c.nz_local, h, w)
         if style is None:
-            style = torch.randn(batch, c.nz_global, generator=gen)
+            style = share.randn(gen, batch, c.nz_global)
         if style.dim() == 2:
             style = style[:, :, None, None].expand(-1, -1, h, w)
         if sources is None:
-            sources = torch.randint(c.n_sources, (batch,), generator=gen)
+            sources = share.randint(gen, 0, c.n_sources, batch)
         if sources.dim() == 1:
             sources = F.one_hot(sources, c.n_sources).float()[:, :, None, None].expand(-1, -1, h, w)
-        phase = torch.rand(batch, c.nz_periodic, generator=gen) * (2 * math.pi)
+        phase = share.rand(gen, batch, c.nz_periodic) * (2 * math.pi)
         return SpatialNoise(local, style.contiguous(), sources.contiguous(), phase,
                             period=(h, w) if tileable else None)
 
