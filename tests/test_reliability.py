@@ -19,14 +19,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps
+from PIL import Image
 
 from gan_core import checkpoint as ckpt
 from gan_core.__main__ import main as cli
 from gan_core.data import MIN_SIDE, load_class_dataset, load_rgb, scan_class_folder
-from gan_core.errors import CheckpointError, ConfigError, DatasetError, StudioError
-from gan_core.train import TrainingError, resume, train
-from tests.conftest import make_class_folder, make_texture, tiny_cgan
+from gan_core.errors import ConfigError, DatasetError, StudioError
+from gan_core.train import resume, train
+from tests.conftest import make_texture, tiny_cgan
 
 ROOT = Path(__file__).resolve().parent.parent
 HYPO = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
