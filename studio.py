@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_MODELS_DIR = HERE / "checkpoints"  # shipped demo models (may be empty)
 
 MAX_UPLOAD_MB = 200  # per uploaded file (the zip of class folders)
+MAX_QUEUE = 64  # requests waiting in the queue; more are refused ("queue is full")
 MAX_UNZIPPED_BYTES = 1_000_000_000  # total size of the extracted images
 MAX_ZIP_MEMBERS = 20_000
 MAX_CLASS_SLIDERS = 8
@@ -244,6 +245,11 @@ class JobManager:
             self.message = f"{self.state} at step {res.step}; checkpoint saved ({res.checkpoint.name})"
         except StudioError as e:
             self.state, self.message = "failed", str(e)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            self.state, self.message = "failed", (
+                f"Training stopped: {e.strerror or e}{where}. Free some disk space or make the workspace "
+                "writable, then resume the run; its earlier checkpoints are kept.")
         except Exception as e:  # keep the server alive and tell the user; details go to the console
             traceback.print_exc()
             self.state, self.message = "failed", f"Training stopped by an unexpected error: {type(e).__name__}: {e}"
@@ -629,7 +635,10 @@ class Studio:
             model = CGANConfig(resolution=res, g_channels=_int(g_channels, "Generator width", 1, 512),
                                d_channels=_int(d_channels, "Critic width", 1, 512))
             data = [str(paths[0])]
-            scan_class_folder(paths[0])  # fail now with a clear message, not in the worker
+            n = sum(scan_class_folder(paths[0]).counts().values())  # fail now with a clear message, not in the worker
+            if t.batch > n:
+                raise ConfigError(f"Batch ({t.batch}) is larger than the dataset ({n} images). Use a smaller "
+                                  "batch or add images.")
         else:
             t.patch = _int(patch, "Patch", 32, 512)
             model = SGANConfig(depth=_int(depth, "Depth", 1, 7), g_channels=_int(g_channels, "Generator width", 1, 512),
@@ -858,10 +867,10 @@ class Studio:
         return out
 
     def _texture(self, path, width, height, seed, tileable, canvas, brush_args, on_progress=None):
-        G, cfg, folder = self.model(path, "sgan")
-        W = _int(width, "Width", 1, texture.MAX_SIDE)
+        W = _int(width, "Width", 1, texture.MAX_SIDE)  # settings first: no model is loaded for a typo
         H = _int(height, "Height", 1, texture.MAX_SIDE)
         seed = _int(seed, "Seed")
+        G, cfg, folder = self.model(path, "sgan")
         labels = labels_from_canvas(canvas)
         brushes = self._brushes(brush_args)
         if labels is not None:
@@ -911,6 +920,11 @@ class Studio:
         out = self.ws.export_path(f"{name or meta['model']}-{W}x{H}", ".png")
         explore.save_png(out, img, meta)
         return gr.update(value=str(out), visible=True, label=f"Download {out.name}")
+
+
+def keep_model(path):
+    """Remember the model that opened; after a failed load the dropdown is set back to it."""
+    return path
 
 
 def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.PathLike | None = DEFAULT_MODELS_DIR,
@@ -1138,8 +1152,11 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                          trigger_mode="always_last", concurrency_id="explore", concurrency_limit=2)
         cmodel_refresh.click(lambda cur: s.refresh_models("cgan", cur), cmodel, cmodel, api_name="list_cgan_models")
         explore_tab.select(lambda cur: s.refresh_models("cgan", cur), cmodel, cmodel, api_visibility="private")
-        cmodel.change(E(s.on_cgan_model), cmodel, sliders + [cmodel_info], api_name="open_cgan_model").success(
-            **blend_evt, api_visibility="private")
+        cmodel_ok = gr.State(None)  # the model that last opened; a model that fails to load does not replace it
+        opened = cmodel.change(E(s.on_cgan_model), cmodel, sliders + [cmodel_info], api_name="open_cgan_model")
+        opened.success(**blend_evt, api_visibility="private")
+        opened.success(keep_model, cmodel, cmodel_ok, api_visibility="private")
+        opened.failure(keep_model, cmodel_ok, cmodel, api_visibility="private")
         for comp in [position, truncation, n_images] + sliders:
             comp.release(**blend_evt, api_visibility="private")
         for comp in (seed_a, seed_b):
@@ -1159,7 +1176,11 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
         tex_view = [smodel, width, height, tseed, tileable, canvas] + brush_inputs
         smodel_refresh.click(lambda cur: s.refresh_models("sgan", cur), smodel, smodel, api_name="list_sgan_models")
         texture_tab.select(lambda cur: s.refresh_models("sgan", cur), smodel, smodel, api_visibility="private")
-        smodel.change(E(s.on_sgan_model), smodel, brush_inputs[0::2] + [smodel_info], api_name="open_sgan_model")
+        smodel_ok = gr.State(None)
+        opened = smodel.change(E(s.on_sgan_model), smodel, brush_inputs[0::2] + [smodel_info],
+                               api_name="open_sgan_model")
+        opened.success(keep_model, smodel, smodel_ok, api_visibility="private")
+        opened.failure(keep_model, smodel_ok, smodel, api_visibility="private")
         preset.change(lambda p: (int(p), int(p)), preset, [width, height], api_visibility="private")
         tex_btn.click(E(s.generate_texture), tex_view, [tex_img, tex_tiled, tex_offset, tex_info, tex_token],
                       api_name="texture", concurrency_id="texture", concurrency_limit=1)
@@ -1175,13 +1196,14 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
 
 
 def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, auth=None,
-               prevent_thread_lock: bool = False, quiet: bool = False):
+               prevent_thread_lock: bool = False, quiet: bool = False, max_queue: int = MAX_QUEUE,
+               max_upload_mb: int = MAX_UPLOAD_MB):
     """Queue with concurrency limits, serve only the exports folder, cap uploads, no share link."""
     ws: Workspace = demo.studio.ws
-    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.queue(default_concurrency_limit=1, max_size=max_queue)
     return demo.launch(server_name=host, server_port=port, share=False, auth=auth,
                        auth_message="GAN Studio workshop: ask the host for the password." if auth else None,
-                       allowed_paths=[str(ws.exports)], max_file_size=f"{MAX_UPLOAD_MB}mb",
+                       allowed_paths=[str(ws.exports)], max_file_size=f"{max_upload_mb}mb",
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True,
                        footer_links=["api", "settings"], theme=gr.themes.Soft(), css=CSS,
                        inbrowser=False, ssr_mode=False)

@@ -211,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         rank = os.environ.get("RANK", "0")  # set by torchrun: each process reports its own error
         print(f"error: {e}" if rank == "0" else f"error (rank {rank}): {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder, a path that is a file...
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}. Check the path, free some disk space or make the folder "
+              "writable; a run's earlier checkpoints are kept and it can be resumed.", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted; the run can be resumed from its newest checkpoint", file=sys.stderr)
+        return 130
 
 
 def _dispatch(a) -> int:

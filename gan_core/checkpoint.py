@@ -53,17 +53,21 @@ def _fsync_file(path: Path) -> None:
 
 def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_ema: nn.Module,
                     D: nn.Module, state: dict, keep: int = 2) -> Path:
-    """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`."""
+    """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`.
+
+    A failed write (disk full, read-only folder) raises CheckpointError and leaves the earlier
+    checkpoints as they were.
+    """
     from safetensors.torch import save_file
 
     final = checkpoint_path(run_dir, state["step"])
     root = final.parent
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp_{final.name}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         (tmp / "config.json").write_text(cfg.to_json())
         for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
             save_file(_plain_state(m), str(tmp / name))
@@ -79,12 +83,24 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         else:
             os.replace(tmp, final)
         fsync_dir(root)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            prev = [p.name for p in checkpoint_dirs(run_dir)]
+            kept = f"The previous checkpoint ({prev[0]}) is intact. " if prev else ""
+            raise CheckpointError(
+                f"Could not write the checkpoint for step {int(state['step'])} in {root}: "
+                f"{e.strerror or e}. {kept}Free some disk space or make the folder writable, "
+                "then resume the run.") from None
         raise
-    for stale in checkpoint_dirs(run_dir)[keep:]:
-        shutil.rmtree(stale, ignore_errors=True)
-    for leftover in root.glob(".tmp_*"):  # from a crash during an earlier save
+    for stale in checkpoint_dirs(run_dir)[keep:]:  # renamed first, so no half-deleted step_* is left
+        gone = root / f".old_{stale.name}_{os.getpid()}"
+        try:
+            os.replace(stale, gone)
+        except OSError:
+            continue
+        shutil.rmtree(gone, ignore_errors=True)
+    for leftover in list(root.glob(".tmp_*")) + list(root.glob(".old_*")):  # from a crash during an earlier save
         if leftover != tmp:
             shutil.rmtree(leftover, ignore_errors=True)
     return final
@@ -118,12 +134,15 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         head = f.read(9)
     if len(head) < 9:
         raise CheckpointError(f"{path.name} is truncated (only {size} bytes).")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise CheckpointError(f"{path.name} is a pickle/zip file, not safetensors; it was not opened. "
-                              "Only safetensors model files are accepted.")
     (n,) = struct.unpack("<Q", head[:8])
     if n > min(size - 8, MAX_HEADER) or head[8:9] != b"{":
-        raise CheckpointError(f"{path.name} is not a valid safetensors file (bad header).")
+        # Not safetensors. (A safetensors header may itself start with 0x80, so the pickle
+        # signature is only used to word the message, never to decide.)
+        if head[:2] == b"PK" or (head[:1] == b"\x80" and 2 <= head[1] <= 5):
+            raise CheckpointError(f"{path.name} is a pickle/zip file, not safetensors; it was not opened. "
+                                  "Only safetensors model files are accepted.")
+        raise CheckpointError(f"{path.name} is not a valid safetensors file (its header length says "
+                              f"{n} bytes in a file of {size}); it was not opened.")
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for damaged files
@@ -216,13 +235,22 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
     return out
 
 
+STATE_KEYS = {"step": int, "opt_g": dict, "opt_d": dict, "rng": torch.Tensor, "torch_rng": torch.Tensor,
+              "elapsed": (int, float), "history": list}
+
+
 def load_training_state(ckpt: Path, G: nn.Module, G_ema: nn.Module, D: nn.Module) -> dict:
     for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
         load_weights(m, read_safetensors(ckpt / name), name)
     try:
-        return torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+        st = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{ckpt / STATE_FILE} cannot be read safely: {e}") from None
+    bad = [k for k, t in STATE_KEYS.items() if not isinstance(st, dict) or not isinstance(st.get(k), t)]
+    if bad:
+        raise CheckpointError(f"{ckpt / STATE_FILE} lacks or mangles {', '.join(bad)}; it is not a "
+                              "training state this program wrote.")
+    return st
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +24,12 @@ from .parallel import WHOLE, BatchShare
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding their pixels
+MIN_SIDE = 8  # refuse smaller images (1x1 tracking pixels, spacers): upscaled they teach nothing
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's decompression-bomb guard stays on, at our limit
+# Pillow warns between 1x and 2x its limit and refuses above; load_rgb refuses all of them with
+# its own message, so the warning would only repeat it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass
@@ -65,12 +70,26 @@ def _check_folder(path: str | os.PathLike) -> Path:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode one image file to an upright 8-bit RGB image, or raise DatasetError saying why."""
+    """Decode one image file to an upright 8-bit RGB image, or raise DatasetError saying why.
+
+    The size is checked from the header before any pixel is decoded: images above MAX_PIXELS
+    (decompression bombs) and below MIN_SIDE (icons, spacer pixels) are refused. A PNG must also
+    pass its chunk checksums (Pillow does not check them while decoding).
+    """
     try:
         with Image.open(path) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise DatasetError(f"image is {w}x{h} pixels, above the limit of {MAX_PIXELS:,}")
+            if min(w, h) < MIN_SIDE:
+                raise DatasetError(f"image is only {w}x{h} pixels; at least {MIN_SIDE} px on each side "
+                                   "are needed")
+            png = im.format == "PNG"
+            if png:
+                im.verify()  # reads the chunks and their CRCs, decodes nothing
+        with Image.open(path) as im:
+            if png and im.size != (w, h):
+                raise DatasetError("image changed while it was read")
             im.load()
             im = ImageOps.exif_transpose(im) or im
             return to_rgb(im)
@@ -78,7 +97,9 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise
     except Image.DecompressionBombError:
         raise DatasetError(f"image declares more than {MAX_PIXELS:,} pixels") from None
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as e:
+    except MemoryError:
+        raise DatasetError("image is too large to decode in the memory available") from None
+    except Exception as e:  # Pillow raises many types for damaged files (OSError, SyntaxError, struct.error...)
         raise DatasetError(f"cannot be read as an image ({type(e).__name__}: {e})") from None
 
 
@@ -103,33 +124,103 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def resize_crop(im: Image.Image, size: int) -> Image.Image:
-    """Resize so the shorter side is `size`, then take the central size x size square."""
+    """Resize so the shorter side is `size`, then take the central size x size square.
+
+    The square is cut from the source while resizing, so a very long thin image never becomes a
+    huge intermediate picture.
+    """
     w, h = im.size
     s = size / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
-    im = im.resize((nw, nh), Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
+    box = (left / nw * w, top / nh * h, (left + size) / nw * w, (top + size) / nh * h)
+    return im.resize((size, size), Image.Resampling.LANCZOS if s < 1 else Image.Resampling.BICUBIC, box=box)
+
+
+def _inside(path: str | os.PathLike, real_root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def _list_images(folder: str, real_root: str, seen: set[str], skipped: list[tuple[str, str]]) -> list[str]:
+    """Image files under `folder`, depth first in name order (the order of os.walk).
+
+    Hidden entries are ignored. Links are followed only while they stay inside the data folder
+    (`real_root`) and lead to a folder not scanned yet, so a link loop or a link to elsewhere on
+    the disk is reported in `skipped` instead of being read. Entries are told apart by their
+    directory-entry type, so folders full of other files are listed without a stat per file.
+    """
+    files: list[str] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skipped.append((d, f"folder cannot be listed ({e.strerror})"))
+            continue
+        subdirs = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                link, is_dir = e.is_symlink(), e.is_dir()
+            except OSError:
+                link, is_dir = True, False
+            if link and not _inside(e.path, real_root):
+                if is_dir or is_image_name(e.name):
+                    skipped.append((e.path, "is a link to a place outside the data folder; not followed"))
+                continue
+            if is_dir:
+                real = os.path.realpath(e.path)
+                if real in seen:
+                    skipped.append((e.path, "leads to a folder that is already part of the scan (a link "
+                                            "loop or a duplicate); not followed"))
+                    continue
+                seen.add(real)
+                subdirs.append(e.path)
+            elif is_image_name(e.name):
+                try:
+                    regular = e.is_file()
+                except OSError:
+                    regular = False
+                if regular:
+                    files.append(e.path)
+                else:
+                    skipped.append((e.path, "is not a regular file (a broken link?)"))
+        stack.extend(reversed(subdirs))
+    return files
 
 
 def scan_class_folder(path: str | os.PathLike) -> ScanReport:
     """List usable image files per class subfolder; hidden entries and non-images are ignored.
 
     Images are not decoded here (see `load_class_dataset`), so this is cheap enough for a UI.
+    Images in nested folders belong to the class folder above them. Links that leave the data
+    folder, or lead back into a folder already scanned, are not followed (they are listed as
+    skipped with the reason).
     """
     root = _check_folder(path)
     report = ScanReport(root=str(root))
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not subdirs:
-        loose = [f for f in root.iterdir() if f.is_file() and is_image_name(f.name)]
+    real_root = os.path.realpath(root)
+    classes = _subfolders(root, real_root, report.skipped)
+    if not classes:
+        loose = [f for f in root.iterdir() if not f.name.startswith(".") and f.is_file() and is_image_name(f.name)]
         hint = f" It holds {len(loose)} loose image(s)." if loose else ""
         raise DatasetError(f"{root} has no class subfolders.{hint} Put the images in one subfolder "
                            "per class, e.g. urban/ and forest/.")
-    for d in subdirs:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(d, followlinks=False):
-            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-            files += [os.path.join(dirpath, n) for n in sorted(filenames) if is_image_name(n)]
+    seen, unique = {real_root}, []
+    for d in classes:  # every class folder is known before any is walked into
+        real = os.path.realpath(d)
+        if real in seen:
+            report.skipped.append((str(d), "is a link to the data folder itself or to another class folder; "
+                                           "not followed"))
+            continue
+        seen.add(real)
+        unique.append(d)
+    for d in unique:
+        files = _list_images(str(d), real_root, seen, report.skipped)
         if files:
             report.classes[d.name] = files
         else:
@@ -140,11 +231,27 @@ def scan_class_folder(path: str | os.PathLike) -> ScanReport:
     return report
 
 
+def _subfolders(root: Path, real_root: str, skipped: list[tuple[str, str]]) -> list[Path]:
+    out = []
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        if d.is_symlink() and not _inside(d, real_root):
+            skipped.append((str(d), "is a link to a place outside the data folder; not followed"))
+            continue
+        out.append(d)
+    return out
+
+
 def _fingerprint(report: ScanReport, resolution: int) -> str:
     h = hashlib.sha256(f"v1 {resolution}".encode())
     for cls, files in report.classes.items():
         for f in files:
-            st = os.stat(f)
+            try:
+                st = os.stat(f)
+            except OSError:  # gone since the scan: decoding will report it
+                h.update(f"{cls}\0{f}\0missing\n".encode())
+                continue
             h.update(f"{cls}\0{os.path.relpath(f, report.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -202,8 +309,10 @@ def load_class_dataset(path: str | os.PathLike, resolution: int, cache_dir: str 
             report.skipped.append((os.path.join(report.root, cls), "no readable image in this class"))
     report.classes = kept
     if not images:
-        raise DatasetError(f"None of the {total} image files in {report.root} could be read. "
-                           "See the skipped list for the reasons.")
+        reasons = "; ".join(f"{Path(p).name}: {why}" for p, why in report.skipped[:5])
+        more = f"; and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
+        raise DatasetError(f"None of the {total} image files in {report.root} could be read ({reasons}{more}). "
+                           "Add readable images (jpg, png, webp, bmp, tif).")
     ds = ClassDataset(torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.int64),
                       list(kept), report)
     if cache:
@@ -214,13 +323,22 @@ def load_class_dataset(path: str | os.PathLike, resolution: int, cache_dir: str 
     return ds
 
 
-def list_texture_files(paths: list[str | os.PathLike]) -> list[str]:
-    """Expand folders into their image files; keep files as given."""
+def list_texture_files(paths: list[str | os.PathLike], skipped: list[tuple[str, str]] | None = None) -> list[str]:
+    """Expand folders into their image files (links that leave the folder are not followed, and
+    are added to `skipped`); keep files as given."""
     out: list[str] = []
     for p in paths:
         p = Path(p).expanduser()
         if p.is_dir():
-            out += [str(f) for f in sorted(p.iterdir()) if f.is_file() and is_image_name(f.name)]
+            real_root = os.path.realpath(p)
+            for f in sorted(p.iterdir()):
+                if not (is_image_name(f.name) and f.is_file()):
+                    continue
+                if f.is_symlink() and not _inside(f, real_root):
+                    if skipped is not None:
+                        skipped.append((str(f), "is a link to a place outside the folder; not followed"))
+                    continue
+                out.append(str(f))
         elif p.is_file():
             out.append(str(p))
         else:
@@ -235,8 +353,8 @@ def load_textures(paths: list[str | os.PathLike], patch: int, max_side: int) -> 
 
     Returns (images, names, skipped). Images smaller than the patch are skipped with a reason.
     """
-    files = list_texture_files(paths)
     images, names, skipped = [], [], []
+    files = list_texture_files(paths, skipped)
     for f in files:
         try:
             im = load_rgb(f)

@@ -368,7 +368,8 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
     run_dir = Path(run_dir).expanduser()
     ckpts = ckpt.checkpoint_dirs(run_dir)
     if not ckpts:
-        raise CheckpointError(f"{run_dir} has no checkpoint to resume from.")
+        raise CheckpointError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
+                              "one was written); start it again with train.")
     last_error = None
     for path in ckpts:  # newest first; a damaged one falls back to the one before
         try:
@@ -407,18 +408,22 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
         tick = time.perf_counter()
         rec = parallel.mean_over_processes(loop.train_step(), loop.device)  # so all take the same branch
         loop.elapsed += time.perf_counter() - tick
-        if not all(math.isfinite(v) for v in rec.values()):
+        due = loop.step % t.ckpt_every == 0 or loop.step == t.steps
+        if not all(math.isfinite(v) for v in rec.values()) or (due and not loop.finite()):
             loop.rollbacks += 1
             if loop.rollbacks > MAX_ROLLBACKS:
-                raise TrainingError(f"Training diverged {loop.rollbacks} times (NaN or infinite loss). "
+                raise TrainingError(f"Training diverged {loop.rollbacks} times (NaN or infinite loss or weights). "
                                     "Try a lower learning rate or the hinge loss; the last good "
                                     f"checkpoint is {last_ckpt}.")
             rollbacks, gen_state = loop.rollbacks, loop.gen.get_state()
             loop.load(last_ckpt)
             loop.rollbacks = rollbacks
             loop.gen.set_state(gen_state)  # go on with fresh random draws, not the same ones
+            _truncate_stats(stats_path, loop.step)  # the steps after the checkpoint are redone
+            window.clear()
             emit(Progress("rollback", loop.step, t.steps,
-                          message=f"non-finite loss; rolled back to step {loop.step}"))
+                          message=f"NaN or infinite loss or weights; rolled back to step {loop.step} "
+                                  f"(rollback {rollbacks} of at most {MAX_ROLLBACKS})"))
             continue
         window.append(rec)
         done_imgs = (loop.step - step0) * t.batch * t.n_critic
@@ -438,7 +443,7 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
             emit(Progress("log", loop.step, t.steps, record))
         if loop.step % t.sample_every == 0 or loop.step == t.steps:
             emit(Progress("sample", loop.step, t.steps, path=str(loop.sample())))
-        if loop.step % t.ckpt_every == 0 or loop.step == t.steps:
+        if due:
             last_ckpt = loop.save()
             emit(Progress("checkpoint", loop.step, t.steps, path=str(last_ckpt)))
     if stopped and int(last_ckpt.name[5:]) != loop.step:
