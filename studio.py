@@ -423,8 +423,8 @@ def seam_number(img: np.ndarray, limit: int = 4096) -> float:
 
 
 DEFAULT_RECIPE = "fast"  # what works in minutes on a laptop; "reference" is the library's default
-RECIPE_CHOICES = [("Fast (hinge, 1 critic step; recommended on a laptop)", "fast"),
-                  ("Reference (WGAN-GP, 2 critic steps)", "reference")]
+RECIPE_CHOICES = [("Fast (hinge, 1 critic update; recommended on a laptop)", "fast"),
+                  ("Reference (WGAN-GP, 2 critic updates)", "reference")]
 
 
 def train_defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> TrainConfig:
