@@ -1,0 +1,217 @@
+"""Explore latency: server-side time to make 16 images after a class-blend slider moves.
+
+Calls studio.Studio.blend_images, the handler the Explore tab's class sliders call, with the model
+already loaded (the first call, which loads it, is reported apart), --calls times with a
+different blend each time (class 1 slides down while class 2 slides up, as a user drags), and
+reports the median and 90th percentile. It also splits a call into its parts (latents from the
+seeds, the generator, the grid) and times the PNG encoding the web page's image component then
+does (Gradio encodes the returned array as PNG).
+
+The studio lays 16 images out as 8 x 2 (at most 8 per row); the work is that of a 4 x 4 grid.
+
+--model is a run or model folder (default checkpoints/demo-classes). If the default is missing,
+an untrained generator of the default architecture is timed instead (its speed does not depend on
+its weights) and the script says so.
+
+--levers times the generator call alone under: torch.no_grad instead of inference_mode, one
+thread, channels-last input/weights, and torch.compile (compile time reported).
+
+    python bench/explore_latency.py
+    python bench/explore_latency.py --model runs/demo --calls 100 --levers
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import REPO, OtherLoad, command_line, load_average, machine, md_table, median, percentile
+
+import torch
+
+DEFAULT_MODEL = REPO / "checkpoints" / "demo-classes"
+DEMO_CLASSES = ["brick", "building", "flowers", "grass", "gravel"]
+
+
+def untrained_model(folder: Path) -> Path:
+    """A model folder (config.json + G_ema.safetensors) with an untrained default generator."""
+    from safetensors.torch import save_file
+
+    from gan_core.checkpoint import write_json
+    from gan_core.config import CGANConfig, RunConfig, TrainConfig
+    from gan_core.nets import build_generator
+
+    cfg = RunConfig("cgan", CGANConfig(class_names=DEMO_CLASSES), TrainConfig())
+    torch.manual_seed(0)
+    G = build_generator(cfg)
+    folder.mkdir(parents=True)
+    write_json(folder / "config.json", cfg.to_dict())
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(folder / "G_ema.safetensors"))
+    return folder
+
+
+def timed(fn, n: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="run or model folder of a conditional model "
+                   "(default: %(default)s)")
+    p.add_argument("--calls", type=int, default=50, help="timed calls (default %(default)s)")
+    p.add_argument("--n", type=int, default=16, help="images per call (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--levers", action="store_true", help="also time the generator under the levers")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_explore_"))
+    try:
+        return run(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a, tmp: Path) -> int:
+    print(f"machine: {machine()}")
+    print(f"command: {command_line()}")
+    model = Path(a.model).expanduser().resolve()
+    note = ""
+    if not model.exists():
+        if model != DEFAULT_MODEL.resolve():
+            print(f"error: {model} does not exist; give a run or model folder with --model", file=sys.stderr)
+            return 2
+        model = untrained_model(tmp / "models" / "untrained-default")
+        note = (f"{DEFAULT_MODEL.relative_to(REPO)} is missing: timed an untrained generator of the default "
+                "architecture (5 classes) instead; the timing does not depend on the weights.")
+        print("note: " + note)
+
+    t0 = time.perf_counter()
+    import studio  # the web app's module: its import loads gradio
+    from gan_core import explore
+    import_s = time.perf_counter() - t0
+
+    from gan_core.checkpoint import read_config, resolve_model_dir
+
+    s = studio.Studio(tmp / "workspace", models_dir=model.parent)
+    folder = resolve_model_dir(model)
+    cfg = read_config(folder)
+    names = cfg.model.class_names
+    k = len(names)
+    load0 = load_average()
+
+    def weights(i: int) -> list[float]:
+        w = [0.0] * k
+        f = (i % 20) / 19
+        w[0] = round(1 - f, 3)
+        if k > 1:
+            w[1] = round(f, 3)
+        if w[0] == 0 and (k == 1 or w[1] == 0):
+            w[0] = 1.0
+        return w
+
+    t0 = time.perf_counter()  # the first call loads the model, as after picking it in the page
+    s.blend_images(str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(0))
+    first_s = time.perf_counter() - t0
+
+    i = [0]
+
+    def call():
+        i[0] += 1
+        return s.blend_images(str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(i[0]))
+
+    ol = OtherLoad().start()
+    calls = timed(call, a.calls)
+    ol.stop()
+    img = call()
+
+    def png():
+        buf = io.BytesIO()
+        from PIL import Image
+        Image.fromarray(img).save(buf, format="PNG")
+
+    png_s = timed(png, a.calls)
+
+    G, cfg, _ = s.model(str(model), "cgan")
+    w = explore.class_weights(names, {names[0]: 0.4, names[-1]: 0.6})
+    lat_s = timed(lambda: s._latents(cfg, 0, 1, 0.0, "lerp", 1.0, a.n), a.calls)
+    z = s._latents(cfg, 0, 1, 0.0, "lerp", 1.0, a.n)
+    gen_s = timed(lambda: explore.generate(G, z, w), a.calls)
+    out = explore.generate(G, z, w)
+    grid_s = timed(lambda: explore.grid(out, 8), a.calls)
+    load1 = load_average()
+
+    ms = lambda xs: f"{1000 * median(xs):.1f}"  # noqa: E731
+    p90 = lambda xs: f"{1000 * percentile(xs, 90):.1f}"  # noqa: E731
+    rows = [["`Studio.blend_images` (the slider's handler)", ms(calls), p90(calls)],
+            ["  of which: latents from the seeds (`_latents`)", ms(lat_s), p90(lat_s)],
+            ["  of which: generator (`explore.generate`)", ms(gen_s), p90(gen_s)],
+            ["  of which: grid (`explore.grid`)", ms(grid_s), p90(grid_s)],
+            ["PNG encoding of the returned grid (done by the page's image component)", ms(png_s), p90(png_s)],
+            ["handler + PNG encoding (medians added)", f"{1000 * (median(calls) + median(png_s)):.1f}", ""]]
+    print(f"\n## Explore latency (`bench/explore_latency.py`)\n")
+    print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
+          f"used {100 * ol.share:.0f}% of the CPU during the timed handler calls.\n")
+    print(f"Command: `{command_line()}`\n")
+    if note:
+        print(f"Model: {note}\n")
+    else:
+        print(f"Model: `{model}` ({cfg.model.resolution} px, {k} classes, checkpoint `{folder.name}`).\n")
+    print(f"{a.n} images of {cfg.model.resolution}x{cfg.model.resolution} per call, {a.calls} timed calls after 3 "
+          f"warm-up calls; milliseconds.\n")
+    print(md_table(["what", "median ms", "p90 ms"], rows))
+    print(f"\nFirst call (loads the model from disk): {1000 * first_s:.0f} ms; importing the studio module "
+          f"(gradio): {import_s:.1f} s.")
+    verdict = "met" if median(calls) < 0.05 else "missed"
+    print(f"\nTarget (median under 50 ms): **{verdict}** ({ms(calls)} ms).")
+
+    if a.levers:
+        rows = [["`explore.generate` as shipped (inference_mode)", ms(gen_s), p90(gen_s), ""]]
+        dev_emb = G.class_embedding(w).expand(z.shape[0], -1)
+
+        def plain_no_grad():
+            with torch.no_grad():
+                G(z, embedding=dev_emb)
+
+        t = timed(plain_no_grad, a.calls)
+        rows.append(["torch.no_grad instead of inference_mode", ms(t), p90(t), ""])
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        t = timed(lambda: explore.generate(G, z, w), a.calls)
+        torch.set_num_threads(n)
+        rows.append([f"1 thread (instead of {n})", ms(t), p90(t), ""])
+        Gc = G.to(memory_format=torch.channels_last)
+        t = timed(lambda: explore.generate(Gc, z, w), a.calls)
+        G.to(memory_format=torch.contiguous_format)
+        rows.append(["channels-last weights", ms(t), p90(t), ""])
+        t0 = time.perf_counter()
+        Gk = torch.compile(G)
+        with torch.inference_mode():
+            Gk(z, embedding=dev_emb)
+        comp_s = time.perf_counter() - t0
+
+        def compiled():
+            with torch.inference_mode():
+                Gk(z, embedding=dev_emb)
+
+        t = timed(compiled, a.calls)
+        rows.append(["torch.compile of the generator", ms(t), p90(t), f"compile {comp_s:.1f} s"])
+        print("\nLevers (the generator call alone):\n")
+        print(md_table(["variant", "median ms", "p90 ms", "note"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
