@@ -146,3 +146,18 @@ class OtherLoad:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def run_in_temp_dir(a, prefix: str, run) -> int:
+    """Apply --threads, then call run(a, tmp) with a fresh temporary folder that is removed after."""
+    import shutil
+    import tempfile
+
+    import torch
+    if getattr(a, "threads", None):
+        torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return run(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -24,13 +24,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, OtherLoad, command_line, load_average, machine, md_table, median, percentile
+from _common import REPO, OtherLoad, command_line, load_average, machine, md_table, median, percentile, run_in_temp_dir
 
 import torch
 
@@ -75,13 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--levers", action="store_true", help="also time the generator under the levers")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_explore_"))
-    try:
-        return run(a, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return run_in_temp_dir(a, "bench_explore_", run)
 
 
 def run(a, tmp: Path) -> int:

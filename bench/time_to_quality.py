@@ -27,11 +27,10 @@ import argparse
 import random
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import REPO, OtherLoad, command_line, load_average, machine, md_table
+from _common import REPO, OtherLoad, command_line, load_average, machine, md_table, run_in_temp_dir
 
 import torch
 
@@ -120,13 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_quality_"))
-    try:
-        return run(a, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return run_in_temp_dir(a, "bench_quality_", run)
 
 
 def run(a, tmp: Path) -> int:
