@@ -1,5 +1,8 @@
-"""Image metrics that need no downloaded network: seam visibility and sliced Wasserstein distance."""
+"""Image metrics that need no downloaded network: seam visibility, sliced Wasserstein distance and
+the grid-artifact measure."""
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -78,3 +81,52 @@ def image_swd(fake: torch.Tensor, real: torch.Tensor, levels: int = 3, n_per_ima
         mean, std = dr.mean(0), dr.std(0).clamp_min(1e-6)
         dists.append(sliced_wasserstein((df - mean) / std, (dr - mean) / std, n_proj, seed + level))
     return 1000 * sum(dists) / len(dists)
+
+
+GRID_PERIODS = (2, 4, 8, 16, 32)
+
+
+def power_spectrum(images: torch.Tensor) -> torch.Tensor:
+    """Mean 2-D power spectrum (H, W) of images (B, C, H, W), each channel's own mean removed."""
+    x = images.float()
+    x = x - x.mean(dim=(2, 3), keepdim=True)
+    return torch.fft.fft2(x).abs().pow(2).mean(dim=(0, 1))
+
+
+def grid_frequencies(h: int, w: int, periods=GRID_PERIODS) -> list[tuple[str, int, int]]:
+    """The spectrum bins a stride-2 stage leaves its pattern at: the multiples of 1/p cycles per pixel
+    (p in `periods`, up to the Nyquist frequency 1/2) along x, along y and along the diagonal, as
+    (label, row bin, column bin). Periods longer than the image are left out."""
+    out, seen = [], set()
+    for p in periods:
+        if p > min(h, w) or h % p or w % p:
+            continue
+        for k in range(1, p // 2 + 1):  # k / p cycles per pixel
+            by, bx = h * k // p, w * k // p
+            for label, b in (("x", (0, bx)), ("y", (by, 0)), ("diagonal", (by, bx))):
+                if (label, b) not in seen:
+                    seen.add((label, b))
+                    out.append((f"{label} {Fraction(k, p)}", *b))  # e.g. "x 3/8": 3/8 cycles per pixel
+    return out
+
+
+def grid_artifacts(fake: torch.Tensor, real: torch.Tensor, periods=GRID_PERIODS) -> dict:
+    """How much more regular grid than real images a set of images (B, 3, H, W) carries.
+
+    At each bin of grid_frequencies, the power of the generated images divided by that of the real
+    ones, normalised by the ratio of their total power (DC left out), so a set that is merely
+    blurrier or sharper overall stays near 1 and a stride pattern stands out. Returns {"mean": the
+    mean of those ratios (about 1 = like real images), "max": the largest, "at": its bin's label,
+    "ratios": {label: ratio}}.
+    """
+    if fake.shape[-2:] != real.shape[-2:]:
+        raise ValueError("grid_artifacts needs images of the same size")
+    pf, pr = power_spectrum(fake), power_spectrum(real)
+    overall = float(pf.sum() / pr.sum().clamp_min(1e-12))
+    h, w = pf.shape
+    ratios = {label: float(pf[by, bx] / pr[by, bx].clamp_min(1e-12)) / max(overall, 1e-12)
+              for label, by, bx in grid_frequencies(h, w, periods)}
+    if not ratios:
+        return {"mean": float("nan"), "max": float("nan"), "at": "", "ratios": {}}
+    at = max(ratios, key=ratios.get)
+    return {"mean": sum(ratios.values()) / len(ratios), "max": ratios[at], "at": at, "ratios": ratios}

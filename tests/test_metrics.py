@@ -38,3 +38,19 @@ def test_image_swd_ranks_a_fresh_draw_below_shifted_and_collapsed_sets():
     shifted = image_swd(_blobs(64, 1, shift=0.5), real)
     collapsed = image_swd(fresh[:1].expand(64, -1, -1, -1), real)
     assert same < shifted / 3 and same < collapsed / 3
+
+
+def test_grid_measure_is_about_one_for_real_images_and_finds_a_stride_pattern():
+    from gan_core.metrics import grid_artifacts, grid_frequencies
+    real, fresh = _blobs(96, 0), _blobs(96, 1)
+    assert len(grid_frequencies(32, 32)) == 3 * 16  # 1/32 ... 16/32 cycles/px along x, y and the diagonal
+    like = grid_artifacts(fresh, real)
+    assert 0.7 < like["mean"] < 1.4 and like["max"] < 2.5
+    # what a stride-2 stage leaves: every other pixel brighter (a checkerboard of period 2)
+    board = fresh.clone()
+    board[..., ::2, ::2] += 0.05
+    bad = grid_artifacts(board, real)
+    assert bad["max"] > 50 and bad["at"] == "diagonal 1/2" and bad["mean"] > 3 * like["mean"]
+    # a merely blurrier set keeps the measure near 1 (normalised by the overall power ratio)
+    blurred = grid_artifacts(torch.nn.functional.avg_pool2d(fresh, 3, 1, 1), real)
+    assert blurred["max"] < bad["max"] / 10
