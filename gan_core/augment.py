@@ -53,7 +53,14 @@ def cutout(x: torch.Tensor, gen: torch.Generator, share: BatchShare = WHOLE, rat
 POLICIES = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def augment(x: torch.Tensor, policy: list[str], gen: torch.Generator, share: BatchShare = WHOLE) -> torch.Tensor:
+def augment(x: torch.Tensor, policy: list[str], gen: torch.Generator, share: BatchShare = WHOLE,
+            p: float = 1.0) -> torch.Tensor:
+    """Apply each transform of `policy` in turn. With p < 1 each transform reaches each image with
+    probability p (the adaptive strength of ADA, Karras et al. 2020); the others pass unchanged."""
     for name in policy:
-        x = POLICIES[name](x, gen, share)
+        y = POLICIES[name](x, gen, share)
+        if p < 1.0:
+            keep = share.rand(gen, x.shape[0]).to(x.device) < p
+            y = torch.where(keep[:, None, None, None], y, x)
+        x = y
     return x

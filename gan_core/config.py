@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,21 +14,49 @@ from . import __version__
 from .errors import ConfigError
 
 VARIANTS = ("cgan", "sgan")
-LOSSES = ("wgan-gp", "hinge")
+LOSSES = ("wgan-gp", "hinge", "rpgan")
 RESOLUTIONS = (32, 64, 128)
 AUGMENTS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16")
+NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 
-# Named sets of optimisation settings. "reference": the reference system's WGAN-GP (lambda 5) with
-# Adam 1e-4, betas (0.1, 0.9); these are TrainConfig's defaults. "fast": hinge loss, one critic
-# step, Adam 2e-4 with betas (0, 0.99) and the mode-seeking term; on the demo data it learns
-# recognisable, varied classes in far fewer CPU minutes (README, "Recipes"), and the shipped demo
-# models were trained with it.
-RECIPES: dict[str, dict[str, Any]] = {
-    "reference": {},
-    "fast": {"loss": "hinge", "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99,
-             "diversity": 0.2},
+# Named sets of settings. Each recipe names its training settings ("train", on top of TrainConfig's
+# defaults, which are the reference's) and its model family ("model", on top of the model config's
+# defaults). "studio" is the default of the CLI and the studio: a resize-convolution generator, hinge
+# loss with one critic step, adaptive DiffAugment (conditional models), the mode-seeking term
+# (textures), an EMA measured in images and a learning rate that falls to zero over the second half
+# of the run; chosen by bench/time_to_quality.py and bench/texture_quality.py on a 2-core CPU
+# (README, "What to expect"). "reference": the reference system
+# (transposed convolutions, WGAN-GP lambda 5, Adam 1e-4, betas (0.1, 0.9)). "fast": the reference
+# networks with hinge loss, one critic step, Adam 2e-4 (0, 0.99) and the mode-seeking term.
+LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "studio": {
+        "train": {"loss": "hinge", "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99,
+                  "augment": ["translation", "color", "cutout"], "ada_target": 0.6, "ema_kimg": 10.0,
+                  "lr_decay": 0.5},
+        # Textures train on random patches of the photos: a new view every step, nothing to memorise,
+        # so no augmentation; the mode-seeking term keeps them from stamping one pattern. (On the
+        # conditional models it pushed images apart by brightness and, after 3 minutes, made the
+        # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.)
+        "train_sgan": {"augment": [], "ada_target": 0.0, "diversity": 0.2},
+        "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest"}},
+    },
+    "reference": {"train": {}, "model": LEGACY_MODEL},
+    "fast": {
+        "train": {"loss": "hinge", "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99,
+                  "diversity": 0.2},
+        "model": LEGACY_MODEL,
+    },
 }
+DEFAULT_RECIPE = "studio"
+
+
+def recipe_model(name: str, variant: str) -> dict[str, Any]:
+    """The model settings a recipe implies for a variant (its network family)."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}.")
+    return dict(RECIPES[name]["model"].get(variant, {}))
 
 
 @dataclass
@@ -41,6 +70,8 @@ class CGANConfig:
     d_channels: int = 16  # width of the first critic stage; later stages double it (capped at 512)
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
     mbstd_group: int = 4  # critic sees feature spread within groups of this many images (0: off)
+    arch: str = "upconv"  # "upconv": x2 resize + 3x3 conv per stage; "dcgan": the reference's transposed convs
+    upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
     class_names: list[str] = field(default_factory=list)
 
     @property
@@ -50,6 +81,10 @@ class CGANConfig:
     def validate(self) -> None:
         if self.resolution not in RESOLUTIONS:
             raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}.")
+        if self.arch not in ("upconv", "dcgan"):
+            raise ConfigError(f"arch must be 'upconv' or 'dcgan', got {self.arch!r}.")
+        if self.upsample not in ("bilinear", "nearest"):
+            raise ConfigError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}.")
         if self.conditioning not in ("projection", "concat"):
             raise ConfigError("conditioning must be 'projection' or 'concat'.")
         for name in ("nz", "embed_dim", "g_channels", "d_channels"):
@@ -70,6 +105,7 @@ class SGANConfig:
     g_channels: int = 32  # width of the last generator layer; earlier layers double it (capped)
     d_channels: int = 32
     max_channels: int = 256
+    upsample: str = "nearest"  # x2 resize + convolution ("nearest" or "bilinear"), or "transposed" convs
     source_names: list[str] = field(default_factory=list)
 
     @property
@@ -83,6 +119,8 @@ class SGANConfig:
     def validate(self) -> None:
         if not 1 <= self.depth <= 7:
             raise ConfigError("depth must be between 1 and 7.")
+        if self.upsample not in ("bilinear", "nearest", "transposed"):
+            raise ConfigError(f"upsample must be 'bilinear', 'nearest' or 'transposed', got {self.upsample!r}.")
         if self.kernel not in (3, 5):
             raise ConfigError("kernel must be 3 or 5.")
         if self.nz_local < 1 or self.nz_global < 0 or self.nz_periodic < 0:
@@ -102,7 +140,17 @@ class TrainConfig:
     n_critic: int = 2  # critic updates per generator update
     loss: str = "wgan-gp"
     gp_lambda: float = 5.0
-    ema_beta: float = 0.999
+    ema_beta: float = 0.999  # EMA decay per step, used when ema_kimg is 0
+    ema_kimg: float = 0.0  # EMA half-life in thousands of images (StyleGAN2-ADA); 0: use ema_beta
+    ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen so far
+    ada_target: float = 0.0  # adaptive augmentation: target of E[sign(D(real))]; 0: augment every image
+    ada_kimg: float = 100.0  # thousands of images for the augmentation probability to go from 0 to 1
+    lr_decay: float = 0.0  # last fraction of the run (of its time budget, else its steps) in which both
+    #                        learning rates fall linearly to zero; 0: constant
+    r1_gamma: float = 0.1  # rpgan loss: weight of the zero-centred R1 and R2 penalties
+    reg_every: int = 4  # rpgan loss: penalties every this many critic steps (lazy, scaled up to match)
+    minutes: float = 0.0  # time budget: stop with a checkpoint after this much training time (0: steps only)
+    quality_every: int = 250  # steps between quality checks (SWD to held-back images; 0: off)
     diversity: float = 0.0  # weight of the mode-seeking term against collapse within a class (0: off)
     augment: list[str] = field(default_factory=list)
     seed: int = 0
@@ -121,7 +169,8 @@ class TrainConfig:
         """Defaults of a variant with a named recipe's settings (RECIPES) and then `overrides`."""
         if name not in RECIPES:
             raise ConfigError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}.")
-        return cls.for_variant(variant, **{**RECIPES[name], **overrides})
+        r = RECIPES[name]
+        return cls.for_variant(variant, **{**r["train"], **r.get(f"train_{variant}", {}), **overrides})
 
     @classmethod
     def for_variant(cls, variant: str, **overrides) -> "TrainConfig":
@@ -133,7 +182,8 @@ class TrainConfig:
         return cls(**{**base, **overrides})
 
     def validate(self, variant: str) -> None:
-        ints = ("steps", "batch", "n_critic", "log_every", "sample_every", "ckpt_every", "keep_checkpoints")
+        ints = ("steps", "batch", "n_critic", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
+                "reg_every")
         for name in ints:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be a whole number of at least 1, "
@@ -151,6 +201,18 @@ class TrainConfig:
             raise ConfigError("gp-lambda must not be negative.")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("ema-beta must be in [0, 1).")
+        for name in ("ema_kimg", "ema_rampup", "ada_kimg", "r1_gamma", "minutes"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be a finite number of at least 0, got {v!r}.")
+        if self.minutes > 100_000:
+            raise ConfigError("minutes must be at most 100000.")
+        if not (math.isfinite(self.lr_decay) and 0 <= self.lr_decay <= 1):
+            raise ConfigError("lr-decay must be between 0 and 1.")
+        if not 0 <= self.ada_target < 1:
+            raise ConfigError("ada-target must be in [0, 1) (0: fixed augmentation).")
+        if not isinstance(self.quality_every, int) or self.quality_every < 0:
+            raise ConfigError("quality-every must be a whole number of at least 0.")
         bad = [a for a in self.augment if a not in AUGMENTS]
         if bad:
             raise ConfigError(f"unknown augmentation {bad[0]!r}; choose from {', '.join(AUGMENTS)}.")
@@ -201,10 +263,16 @@ class RunConfig:
         try:
             variant = d["variant"]
             model_cls = CGANConfig if variant == "cgan" else SGANConfig
+            model = d["model"]
+            if isinstance(model, dict):  # saved before the family was a setting: the reference's networks
+                model = {**LEGACY_MODEL.get(variant, {}), **model}
+            train = d.get("train", {})
+            if isinstance(train, dict) and "quality_every" not in train:  # saved before the gauge existed:
+                train = {**train, "quality_every": 0}  # keep training on every image it trained on
             cfg = cls(
                 variant=variant,
-                model=_build(model_cls, d["model"]),
-                train=_build(TrainConfig, d.get("train", {})),
+                model=_build(model_cls, model),
+                train=_build(TrainConfig, train),
                 data=list(d.get("data", [])),
                 version=str(d.get("version", "unknown")),
             )

@@ -2,10 +2,10 @@
 styles painted per region, in bounded memory.
 
 The canvas noise is built once (a few MB even at 8192 px), then the generator runs over tiles of
-it with a margin of noise cells around each tile. Each stride-2 layer of a 5x5 (or 3x3) transposed
-convolution looks at most one input cell to either side, so over all layers an output pixel
-depends on noise cells less than 2 cells away: with a margin of MARGIN cells, cropping the margin
-gives exactly the pixels of one pass over the whole canvas (the generator is in eval mode, so
+it with a margin of noise cells around each tile. An output pixel depends only on noise cells
+less than `G.margin_cells` away (2 for the transposed-convolution generator, 3 for the default
+nearest-resize one with 5x5 kernels, 5 with bilinear resizing; see SpatialGenerator.margin_cells), so cropping that margin gives exactly the
+pixels of one pass over the whole canvas (the generator is in eval mode, so
 BatchNorm is a fixed per-channel affine map). Tiles are written into one preallocated uint8 image.
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ from .errors import ConfigError
 from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
-MARGIN = 2  # noise cells; the receptive radius of the generator is below 2 cells
 TILE = 16  # noise cells per tile side (512 px at depth 5)
 
 
@@ -126,13 +125,14 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
     was = G.tileable
     G.eval().set_tileable(False)  # margins carry the context; see the module docstring
     tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    margin = G.margin_cells
     try:
         for i, (y0, x0) in enumerate(tiles):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             if tileable:  # margins wrap around the canvas
-                ya, yb, xa, xb = y0 - MARGIN, y1 + MARGIN, x0 - MARGIN, x1 + MARGIN
+                ya, yb, xa, xb = y0 - margin, y1 + margin, x0 - margin, x1 + margin
             else:  # margins stop at the canvas edge, where the whole pass has its zero padding
-                ya, yb, xa, xb = max(0, y0 - MARGIN), min(h, y1 + MARGIN), max(0, x0 - MARGIN), min(w, x1 + MARGIN)
+                ya, yb, xa, xb = max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
             part = noise.take(torch.arange(ya, yb), torch.arange(xa, xb)).to(dev, dtype)
             img = G(part)[0]
             oy, ox = (y0 - ya) * s, (x0 - xa) * s

@@ -4,13 +4,14 @@ import torch
 from gan_core.config import CGANConfig, RunConfig, SGANConfig
 from gan_core.losses import d_loss, gradient_penalty
 from gan_core.nets import build_discriminator, build_generator
-from gan_core.nets.sgan import UpConv
+from gan_core.nets.sgan import ResizeConv, UpConv
 
 
+@pytest.mark.parametrize("arch", ["upconv", "dcgan"])
 @pytest.mark.parametrize("res", [32, 64, 128])
 @pytest.mark.parametrize("n_classes,conditioning", [(1, "projection"), (3, "projection"), (5, "concat")])
-def test_cgan_shapes(res, n_classes, conditioning):
-    cfg = RunConfig("cgan", CGANConfig(resolution=res, nz=8, embed_dim=4, g_channels=4, d_channels=4,
+def test_cgan_shapes(res, n_classes, conditioning, arch):
+    cfg = RunConfig("cgan", CGANConfig(resolution=res, nz=8, embed_dim=4, g_channels=4, d_channels=4, arch=arch,
                                        conditioning=conditioning, class_names=[f"c{i}" for i in range(n_classes)]))
     G, D = build_generator(cfg), build_discriminator(cfg)
     y = torch.arange(6) % n_classes
@@ -20,46 +21,87 @@ def test_cgan_shapes(res, n_classes, conditioning):
     assert D(x, y).shape == (6,)
 
 
-def test_cgan_critic_has_no_batchnorm_and_all_weights_spectral_normed():
-    cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], g_channels=4, d_channels=4))
+@pytest.mark.parametrize("arch", ["upconv", "dcgan"])
+def test_cgan_critic_has_no_batchnorm_and_all_weights_spectral_normed(arch):
+    cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], g_channels=4, d_channels=4, arch=arch))
     D = build_discriminator(cfg)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
     weighted = [m for m in D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))]
     assert weighted and all(hasattr(m, "parametrizations") for m in weighted)
 
 
-def test_class_embedding_blend_is_weighted_mean():
-    cfg = RunConfig("cgan", CGANConfig(class_names=["urban", "forest"], g_channels=4, d_channels=4))
+@pytest.mark.parametrize("arch", ["upconv", "dcgan"])
+def test_class_embedding_blend_is_weighted_mean(arch):
+    cfg = RunConfig("cgan", CGANConfig(class_names=["urban", "forest"], g_channels=4, d_channels=4, arch=arch))
     G = build_generator(cfg)
     e = G.class_embedding(torch.tensor([[3.0, 7.0]]))
     assert torch.allclose(e[0], 0.3 * G.embed.weight[0] + 0.7 * G.embed.weight[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest", "transposed"])
 @pytest.mark.parametrize("depth,h,w", [(5, 1, 1), (5, 3, 7), (3, 4, 5), (4, 2, 9)])
-def test_sgan_output_size_is_noise_times_two_to_depth(depth, h, w):
-    cfg = RunConfig("sgan", SGANConfig(depth=depth, g_channels=4, d_channels=4, source_names=["a", "b"]))
+def test_sgan_output_size_is_noise_times_two_to_depth(depth, h, w, upsample):
+    cfg = RunConfig("sgan", SGANConfig(depth=depth, g_channels=4, d_channels=4, source_names=["a", "b"],
+                                       upsample=upsample))
     G, D = build_generator(cfg), build_discriminator(cfg)
     x = G(G.make_noise(2, h, w))
     assert x.shape == (2, 3, h * 2**depth, w * 2**depth)
     assert D(x, torch.tensor([0, 1])).shape == (2, h, w)  # one score per position
 
 
-def test_sgan_has_five_stride2_transposed_5x5_convolutions_by_default():
+def test_sgan_upsamples_by_resize_and_5x5_convolution_by_default_and_reference_uses_transposed():
     G = build_generator(RunConfig("sgan", SGANConfig()))
-    ups = [m for m in G.modules() if isinstance(m, UpConv)]
+    ups = [m for m in G.modules() if isinstance(m, ResizeConv)]
     assert len(ups) == 5 and all(u.weight.shape[-2:] == (5, 5) for u in ups)
+    assert not any(isinstance(m, (UpConv, torch.nn.ConvTranspose2d)) for m in G.modules())
+    ref = build_generator(RunConfig("sgan", SGANConfig(upsample="transposed")))
+    assert len([m for m in ref.modules() if isinstance(m, UpConv)]) == 5
 
 
+def test_default_generator_has_no_transposed_convolution_and_reference_has_them():
+    G = build_generator(RunConfig("cgan", CGANConfig(class_names=["a"], g_channels=4)))
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in G.modules())
+    ref = build_generator(RunConfig("cgan", CGANConfig(class_names=["a"], g_channels=4, arch="dcgan")))
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in ref.modules()) == 4  # 4 -> 64 px
+
+
+def test_legacy_config_without_a_family_rebuilds_the_reference_networks():
+    cfg = RunConfig("cgan", CGANConfig(class_names=["a"], g_channels=4), data=[])
+    d = cfg.to_dict()
+    del d["model"]["arch"]
+    assert RunConfig.from_dict(d).model.arch == "dcgan"
+    s = RunConfig("sgan", SGANConfig()).to_dict()
+    del s["model"]["upsample"]
+    assert RunConfig.from_dict(s).model.upsample == "transposed"
+
+
+@pytest.mark.parametrize("layer", [UpConv, ResizeConv, lambda *a, **k: ResizeConv(*a, **k, mode="bilinear")])
 @pytest.mark.parametrize("k", [3, 5])
-def test_circular_transposed_conv_equals_interior_of_tiled_input(k):
+def test_circular_upsampling_equals_interior_of_tiled_input(k, layer):
     torch.manual_seed(0)
-    u = UpConv(3, 4, k, bias=True)
+    u = layer(3, 4, k, bias=True)
     x = torch.randn(1, 3, 5, 6)
     u.circular = True
     wrapped = u(x)
     u.circular = False
     big = u(x.repeat(1, 1, 3, 3))  # the middle copy sees its true periodic neighbours
     assert torch.allclose(wrapped, big[..., 10:20, 12:24], atol=1e-6)
+
+
+def test_zero_centred_penalty_is_the_squared_gradient_norm():
+    from gan_core.losses import zero_centred_penalty
+    w = torch.randn(1, 3, 4, 4)
+    critic = lambda x: (x * w).sum((1, 2, 3))  # gradient w.r.t. each image is w
+    pen = zero_centred_penalty(critic, torch.randn(5, 3, 4, 4))
+    assert torch.allclose(pen, w.pow(2).sum(), rtol=1e-5)
+
+
+def test_relativistic_losses_compare_each_fake_with_its_paired_real():
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.0, 1.0])
+    expected = torch.nn.functional.softplus(fake - real).mean()
+    assert torch.allclose(d_loss(real, fake, "rpgan"), expected)
+    from gan_core.losses import g_loss
+    assert torch.allclose(g_loss(fake, "rpgan", real), torch.nn.functional.softplus(real - fake).mean())
 
 
 def test_gradient_penalty_is_finite_and_zero_gradient_safe():
@@ -105,3 +147,10 @@ def test_critic_steps_reduce_loss_on_separable_data():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0] - 0.5
+
+
+def test_legacy_runs_keep_training_on_all_their_images():
+    d = RunConfig("cgan", CGANConfig(class_names=["a"], g_channels=4)).to_dict()
+    assert RunConfig.from_dict(d).train.quality_every == 250
+    del d["train"]["quality_every"]
+    assert RunConfig.from_dict(d).train.quality_every == 0  # no images held back on resume

@@ -1,14 +1,19 @@
 """Spatial GAN for textures (SGAN), with the periodic latent of PSGAN.
 
-The generator is fully convolutional: `depth` stride-2 transposed convolutions (5x5 by default),
-BatchNorm + ReLU, tanh out. Its input is a spatial noise tensor of
+The generator is fully convolutional: `depth` upsampling layers (5x5 kernels by default), BatchNorm +
+ReLU, tanh out. Each layer is a x2 resize (`upsample="nearest"`, the default, or `"bilinear"`)
+followed by a convolution, or a stride-2 transposed convolution (`"transposed"`, the reference SGAN).
+The transposed form overlaps its kernels unevenly and leaves a checkerboard (measured on the brick
+photo: spectral peaks 450-2500x the photo's at the 2 px period); the resize forms have no such
+pattern. Bilinear resizing made smooth, worm-like mortar lines in short runs, nearest-neighbour
+resizing a brick grid (bench/texture_quality.py). Its input is a spatial noise tensor of
   [local noise (independent per position) | global style | periodic channels]
 where the global style is a random code (and, for models fused from several source images, a
 learned code per source) and the periodic channels are sin(k . x + phase) with wave vectors k
 computed from the global style by a small MLP (1x1 convolutions, so the style may vary in space).
 Output size = noise size x 2**depth, for any noise size.
 
-Tileable mode: every transposed convolution pads its input circularly and the periodic wave
+Tileable mode: every upsampling layer pads its input circularly and the periodic wave
 numbers are rounded to whole periods across the canvas, so the output is exactly periodic.
 """
 from __future__ import annotations
@@ -44,6 +49,34 @@ class UpConv(nn.Module):
         y = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="circular"), self.weight, self.bias, 2)
         o = self.pad + 2
         return y[..., o:o + 2 * h, o:o + 2 * w]
+
+
+class ResizeConv(nn.Module):
+    """x2 resize (nearest or bilinear), then a k x k convolution padded with zeros or circularly.
+    Circular bilinear resizing wraps one input cell around before resizing, so the result is the
+    resize of the periodic map (plain resizing would repeat the edge instead)."""
+
+    def __init__(self, cin: int, cout: int, k: int, bias: bool, mode: str = "nearest"):
+        super().__init__()
+        self.k, self.pad, self.mode = k, k // 2, mode
+        self.weight = nn.Parameter(torch.empty(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.circular = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nearest":
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        elif self.circular:
+            x = F.interpolate(F.pad(x, (1, 1, 1, 1), mode="circular"), scale_factor=2, mode="bilinear")[..., 2:-2, 2:-2]
+        else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear")
+        mode = "circular" if self.circular else "constant"
+        return F.conv2d(F.pad(x, (self.pad,) * 4, mode=mode), self.weight, self.bias)
+
+
+def upsampler(kind: str, cin: int, cout: int, k: int, bias: bool) -> nn.Module:
+    return UpConv(cin, cout, k, bias) if kind == "transposed" else ResizeConv(cin, cout, k, bias, kind)
 
 
 @dataclass
@@ -95,19 +128,32 @@ class SpatialGenerator(nn.Module):
         layers: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(chans[:-1], chans[1:])):
             last = i == cfg.depth - 1
-            layers.append(UpConv(cin, cout, cfg.kernel, bias=last))
+            layers.append(upsampler(cfg.upsample, cin, cout, cfg.kernel, bias=last))
             layers += [nn.Tanh()] if last else [nn.BatchNorm2d(cout), nn.ReLU(True)]
         self.net = nn.Sequential(*layers)
 
     def set_tileable(self, on: bool) -> "SpatialGenerator":
         for m in self.modules():
-            if isinstance(m, UpConv):
+            if isinstance(m, (UpConv, ResizeConv)):
                 m.circular = on
         return self
 
     @property
     def tileable(self) -> bool:
-        return next(m for m in self.modules() if isinstance(m, UpConv)).circular
+        return next(m for m in self.modules() if isinstance(m, (UpConv, ResizeConv))).circular
+
+    @property
+    def margin_cells(self) -> int:
+        """Noise cells on each side that an output pixel can depend on (rounded up).
+
+        Transposed 5x5 or 3x3: each stride-2 layer reaches at most one input cell to either side,
+        under 2 cells over all layers. Resize + k x k: the layer at 2**L pixels per cell reaches
+        k//2 pixels there plus one for the resize's rounding, (k//2 + 1) / 2**L cells, and bilinear
+        resizing one more pixel of the coarser map, 1 / 2**(L-1) cells; summed over L = 1..depth
+        that is below k//2 + 1 cells (nearest) and k//2 + 3 (bilinear)."""
+        if self.cfg.upsample == "transposed":
+            return 2
+        return self.cfg.kernel // 2 + (1 if self.cfg.upsample == "nearest" else 3)
 
     def style_map(self, noise: SpatialNoise) -> torch.Tensor:
         parts = [noise.style]
