@@ -13,7 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import AUGMENTS, LOSSES, RECIPES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
+from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig,
+                     TrainConfig, recipe_model)
 from .errors import StudioError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,8 +22,10 @@ DEMO_CGAN = REPO / "checkpoints" / "demo-classes"  # shipped demo models (see RE
 DEMO_SGAN = REPO / "checkpoints" / "demo-textures"
 
 EPILOG = """examples:
-  python -m gan_core train cgan assets/demo/classes --out runs/demo --steps 3000
-  python -m gan_core resume runs/demo --steps 5000
+  python -m gan_core train cgan assets/demo/classes --out runs/demo --minutes 10
+  python -m gan_core resume runs/demo --minutes 5
+  python -m gan_core train cgan assets/demo/classes --out runs/demo-steps --steps 3000
+  python -m gan_core resume runs/demo-steps --steps 5000
   python -m gan_core sample runs/demo --class brick --n 16 --out brick.png
   python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
@@ -42,6 +45,16 @@ def _positive(v: str) -> int:
     return n
 
 
+def _minutes(v: str) -> float:
+    try:
+        m = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {v!r}") from None
+    if not (0 < m <= 100_000):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 100000, got {v}")
+    return m
+
+
 def _augment(v: str) -> list[str]:
     names = [a.strip() for a in v.split(",") if a.strip() and a.strip() != "none"]
     bad = [a for a in names if a not in AUGMENTS]
@@ -53,28 +66,38 @@ def _augment(v: str) -> list[str]:
 def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--out", required=True, help="run folder to create (checkpoints, samples, stats)")
-    g.add_argument("--steps", type=_positive, default=defaults.steps, help="generator steps (default %(default)s)")
+    g.add_argument("--steps", type=_positive, default=None,
+                   help=f"generator steps (default {defaults.steps}; with --minutes: no step limit)")
+    g.add_argument("--minutes", type=_minutes, default=None,
+                   help="train for this much time, then stop with a checkpoint (with --steps: whichever "
+                        "comes first)")
     g.add_argument("--batch", type=_positive, default=defaults.batch,
                    help="images per batch, over all processes under torchrun (default %(default)s)")
-    g.add_argument("--recipe", choices=tuple(RECIPES), default="reference",
-                   help="reference: WGAN-GP (lambda 5), 2 critic steps, Adam 1e-4 betas 0.1 0.9; fast: hinge loss, "
+    g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
+                   help="studio: resize-convolution residual networks, hinge loss, 1 critic step, Adam 2e-4 betas "
+                        "0 0.99, adaptive augmentation (translation, colour, cutout), EMA over 10k images; "
+                        "reference: the reference networks (transposed convolutions) with WGAN-GP (lambda 5), "
+                        "2 critic steps, Adam 1e-4 betas 0.1 0.9; fast: the reference networks with hinge loss, "
                         "1 critic step, Adam 2e-4 betas 0 0.99, --diversity 0.2 (default %(default)s). "
                         "The options below override single settings of the recipe")
-    g.add_argument("--loss", choices=LOSSES, help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge loss")
+    g.add_argument("--loss", choices=LOSSES, help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge "
+                                                  "loss; rpgan: relativistic pairing with R1 + R2 penalties")
     g.add_argument("--gp-lambda", type=float, default=defaults.gp_lambda, help="gradient penalty weight (default %(default)s)")
     g.add_argument("--n-critic", type=_positive, help="critic updates per generator update")
     g.add_argument("--lr", type=float, help="Adam learning rate of both networks")
     g.add_argument("--lr-d", type=float, default=None,
                    help="critic learning rate, if it should differ from --lr (e.g. 4e-4 with --lr 1e-4)")
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
-    g.add_argument("--augment", type=_augment, default=defaults.augment, metavar="LIST",
+    g.add_argument("--augment", type=_augment, default=None, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "
-                        "or none (default none)")
+                        "or none (default: the recipe's)")
     g.add_argument("--diversity", type=float,
                    help="weight of a mode-seeking term that keeps samples of one class from collapsing into "
                         "one image (e.g. 0.2; 0: off)")
     g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
-    g.add_argument("--ema", type=float, default=defaults.ema_beta, help="EMA decay of the sampling generator (default %(default)s)")
+    g.add_argument("--ema", type=float, default=None,
+                   help=f"EMA decay per step of the sampling generator, instead of the recipe's half-life in "
+                        f"images (reference default {defaults.ema_beta})")
     g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     g.add_argument("--sample-every", type=_positive, default=defaults.sample_every, help="steps between sample grids (default %(default)s)")
     g.add_argument("--ckpt-every", type=_positive, default=defaults.ckpt_every, help="steps between checkpoints (default %(default)s)")
@@ -119,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("resume", help="continue a stopped or crashed run from its newest checkpoint")
     r.add_argument("run", metavar="RUN_DIR")
     r.add_argument("--steps", type=_positive, help="new total number of steps (default: the run's own)")
+    r.add_argument("--minutes", type=_minutes, help="train this much more time (without --steps: no step limit)")
     r.add_argument("--device", default="auto")
 
     sm = sub.add_parser("sample", help="write a grid of images from a conditional model")
@@ -159,9 +183,14 @@ def _train_config(a) -> TrainConfig:
              "lr_d": a.lr_d if a.lr_d is not None else a.lr}
     if a.betas:
         given.update(beta1=a.betas[0], beta2=a.betas[1])
+    if a.augment is not None:
+        given["augment"] = a.augment
+    if a.ema is not None:  # a per-step decay replaces the recipe's half-life in images
+        given.update(ema_beta=a.ema, ema_kimg=0.0)
     t = TrainConfig.recipe(a.recipe, a.variant, **{k: v for k, v in given.items() if v is not None})
-    t = dataclasses.replace(t, steps=a.steps, batch=a.batch, gp_lambda=a.gp_lambda, augment=a.augment,
-                            mirror=not a.no_mirror, ema_beta=a.ema, seed=a.seed, sample_every=a.sample_every,
+    steps = a.steps if a.steps is not None else (NO_STEP_LIMIT if a.minutes else t.steps)
+    t = dataclasses.replace(t, steps=steps, minutes=a.minutes or 0.0, batch=a.batch, gp_lambda=a.gp_lambda,
+                            mirror=not a.no_mirror, seed=a.seed, sample_every=a.sample_every,
                             ckpt_every=a.ckpt_every, precision=a.precision)
     if a.variant == "sgan":
         t.patch, t.max_side = a.patch, a.max_side
@@ -190,14 +219,22 @@ class _Bar:
         if p.event == "data":
             print(p.message)
             return
+        by_time = bool(p.budget_s) and p.total >= NO_STEP_LIMIT  # a time budget alone: a bar of seconds
         if self.bar is None:
-            self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
-        self.bar.n = p.step
+            if by_time:
+                self.bar = tqdm(total=round(p.budget_s), initial=round(p.used_s), unit="s", dynamic_ncols=True,
+                                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+            else:
+                self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
+        self.bar.n = min(round(p.used_s), round(p.budget_s)) if by_time else p.step
         if p.event == "log":
             r = p.record
-            self.bar.set_postfix(d=f"{r['d_loss']:.3f}", g=f"{r['g_loss']:.3f}", ips=f"{r['img_per_s']:.0f}")
+            self.bar.set_postfix(**({"step": p.step} if by_time else {}), d=f"{r['d_loss']:.3f}",
+                                 g=f"{r['g_loss']:.3f}", ips=f"{r['img_per_s']:.0f}")
         elif p.event in ("rollback",):
             self.bar.write(p.message)
+        elif p.event == "quality" and p.step:
+            self.bar.write(f"step {p.step}: {_quality_line(p.record)}")
         self.bar.refresh()
         if p.event == "done":
             self.bar.close()
@@ -232,8 +269,8 @@ def _dispatch(a) -> int:
                 res = train.train(_run_config(a), a.out, on_progress=bar, should_stop=lambda: bar.stop,
                                   device=device)
             else:
-                res = train.resume(a.run, steps=a.steps, on_progress=bar, should_stop=lambda: bar.stop,
-                                   device=device)
+                res = train.resume(a.run, steps=a.steps, minutes=a.minutes, on_progress=bar,
+                                   should_stop=lambda: bar.stop, device=device)
         if lead:
             _report(res)
         return 0
@@ -284,10 +321,11 @@ def _dispatch(a) -> int:
 def _run_config(a) -> RunConfig:
     if a.variant == "cgan":
         model = CGANConfig(resolution=a.res, g_channels=a.g_channels, d_channels=a.d_channels,
-                           conditioning=a.conditioning)
+                           conditioning=a.conditioning, **recipe_model(a.recipe, "cgan"))
         data = [str(Path(a.data).expanduser().resolve())]
     else:
-        model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels)
+        model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels,
+                           **recipe_model(a.recipe, "sgan"))
         data = [str(Path(p).expanduser().resolve()) for p in a.images]
     return RunConfig(a.variant, model, _train_config(a), data=data)
 
@@ -300,10 +338,22 @@ def _weight(spec: str) -> tuple[str, float]:
         raise StudioError(f"bad class weight in {spec!r}; write NAME or NAME=WEIGHT, e.g. forest=0.7") from None
 
 
+def _quality_line(q: dict) -> str:
+    """The quality gauge in words: distance to the user's images against the real-vs-real floor."""
+    floor = q.get("swd_floor")
+    near = f" = {q['swd'] / floor:.1f}x the distance between your own images ({floor:.0f})" if floor else ""
+    return f"distance to your images {q['swd']:.0f}{near}; grid pattern {q['grid']:.2f} (1 = like your images)"
+
+
 def _report(res) -> None:
+    from .train import read_quality
     state = "stopped" if res.stopped else "finished"
     print(f"{state} at step {res.step}; checkpoint {res.checkpoint}")
-    print(f"samples: {res.run_dir / 'samples'}   loss plot: {res.run_dir / 'loss_plot.png'}")
+    q = read_quality(res.run_dir)
+    if q:
+        print(_quality_line(q[-1]))
+    print(f"samples: {res.run_dir / 'samples'}   loss plot: {res.run_dir / 'loss_plot.png'}   "
+          f"quality: {res.run_dir / 'quality.jsonl'}")
 
 
 if __name__ == "__main__":

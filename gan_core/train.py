@@ -27,12 +27,13 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import parallel
 from .augment import augment
-from .config import RunConfig
+from .config import NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
 from .errors import CheckpointError, ConfigError, StudioError
 from .explore import class_grid, grid, save_png
 from .io import atomic_write
-from .losses import d_loss, g_loss, gradient_penalty
+from .losses import d_loss, g_loss, gradient_penalty, zero_centred_penalty
+from .metrics import grid_artifacts, image_swd
 from .nets import build_discriminator, build_generator
 from .nets.cgan import group_size
 
@@ -55,6 +56,14 @@ class Progress:
     record: dict = field(default_factory=dict)
     path: str | None = None
     message: str = ""
+    budget_s: float = 0.0  # the run's time budget (0: steps only)
+    used_s: float = 0.0  # training time used so far, counted against the budget
+
+    @property
+    def fraction(self) -> float:
+        """How far the run is, 0..1: by time under a budget, else by steps."""
+        by_steps = self.step / self.total if self.total else 0.0
+        return min(1.0, max(by_steps, self.used_s / self.budget_s if self.budget_s else 0.0))
 
 
 @dataclass
@@ -66,18 +75,24 @@ class TrainResult:
 
 
 def pick_device(device: str | None = None) -> torch.device:
+    """'auto': a CUDA GPU, else Apple's MPS (Macs with Apple silicon), else the CPU."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
     return torch.device(device)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
     """bf16 autocast only where the hardware runs it fast; on CPUs without AVX512-BF16/AMX
-    bf16 convolutions are many times slower than fp32 (measured), so 'auto' keeps fp32 there."""
+    bf16 convolutions are many times slower than fp32 (measured), so 'auto' keeps fp32 there.
+    On GPUs 'auto' is fp32 too: these networks are small, and on an H200 a 64 px conditional step
+    ran at 1322 images/s in fp32 and 1185 in bf16 (bench/gpu_check.py); MPS always runs fp32."""
     if precision != "auto":
         return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
@@ -107,7 +122,9 @@ class _Loop:
         self.D_train = parallel.wrap_critic(self.D, device)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
-        self.elapsed = 0.0
+        self.elapsed = 0.0  # seconds spent in training steps
+        self.wall = 0.0  # seconds of the whole loop (steps, samples, checkpoints): the time budget's clock
+        self.aug_p = 0.0 if t.ada_target else 1.0  # adaptive augmentation probability
         self.history: list[dict] = []
         self.rollbacks = 0
 
@@ -122,12 +139,16 @@ class _Loop:
                     f"({', '.join(cfg.model.class_names)}). Restore the folder or start a new run.")
             cfg.model.class_names = ds.class_names
             self.images, self.labels = ds.images, ds.labels
-            self.by_class = [torch.nonzero(ds.labels == c).flatten() for c in range(len(ds.class_names))]
+            self.held, self.train_idx = held_back_split(ds.labels, t.seed, t.quality_every > 0)
+            self.by_class = [self.train_idx[self.labels[self.train_idx] == c] for c in range(len(ds.class_names))]
             self.skipped = ds.report.skipped
             self.summary = ds.report.summary()
-            if t.batch > len(ds):
-                raise StudioError(f"batch ({t.batch}) is larger than the dataset ({len(ds)} images). "
-                                  "Use a smaller batch or add images.")
+            if len(self.held):
+                self.summary += (f"\n{len(self.held)} images held back (not trained on) to measure how close the "
+                                 "samples come to your images")
+            if t.batch > len(self.train_idx):
+                raise StudioError(f"batch ({t.batch}) is larger than the dataset ({len(self.train_idx)} images"
+                                  f"{' to train on' if len(self.held) else ''}). Use a smaller batch or add images.")
         else:
             self.textures, names, self.skipped = load_textures(cfg.data, t.patch, t.max_side)
             self.summary = "\n".join([f"{len(names)} texture image(s): " + ", ".join(
@@ -147,7 +168,7 @@ class _Loop:
         classes keep their frequencies.
         """
         g = group_size(b, self.cfg.model.mbstd_group)
-        anchors = torch.randint(len(self.labels), (b // g,), generator=self.gen)
+        anchors = self.train_idx[torch.randint(len(self.train_idx), (b // g,), generator=self.gen)]
         idx = [anchors]
         for _ in range(g - 1):
             pick = []
@@ -196,12 +217,35 @@ class _Loop:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
+    def progress(self) -> float:
+        """How far the run is, 0..1: by its time budget when it has one, else by its steps."""
+        t = self.cfg.train
+        if t.minutes:
+            return min(1.0, self.wall / (t.minutes * 60))
+        return min(1.0, self.step / t.steps)
+
+    def set_learning_rates(self) -> None:
+        """Constant learning rates, then (lr_decay > 0) a linear fall to zero over the last lr_decay of
+        the run, so the last minutes of a budget settle the weights instead of stirring them. All
+        processes use the mean of their progress (their clocks differ by a little)."""
+        t = self.cfg.train
+        if not t.lr_decay:
+            return
+        f = self.progress()
+        if self.share.world > 1:
+            f = parallel.mean_over_processes({"f": f}, self.device)["f"]
+        factor = min(1.0, (1.0 - f) / t.lr_decay)
+        for opt, base in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
     def train_step(self) -> dict:
         t = self.cfg.train
-        aug = (lambda x: augment(x, t.augment, self.gen, self.share)) if t.augment else (lambda x: x)
+        self.set_learning_rates()
+        aug = (lambda x: augment(x, t.augment, self.gen, self.share, self.aug_p)) if t.augment else (lambda x: x)
         self.D.requires_grad_(True)
-        rec = {"d_loss": 0.0, "gp": 0.0, "w_dist": 0.0}
-        for _ in range(t.n_critic):
+        rec = {"d_loss": 0.0, "gp": 0.0, "w_dist": 0.0, "real_sign": 0.0}
+        for i in range(t.n_critic):
             real, y = self.real_batch(t.batch)
             with torch.no_grad(), self.autocast():
                 fake = self.fake_batch(y)[0].float()
@@ -216,16 +260,26 @@ class _Loop:
                     gp = gradient_penalty(lambda x: self.D(x, y), real_a, fake_a, self.gen, self.share)
                 loss = loss + t.gp_lambda * gp + DRIFT * s_real.pow(2).mean()
                 rec["gp"] += gp.item() / t.n_critic
+            elif t.loss == "rpgan" and (self.step * t.n_critic + i) % t.reg_every == 0:
+                # lazy R1 + R2, scaled by the interval so the average pull stays gamma / 2 per step
+                with self.autocast():
+                    r1 = zero_centred_penalty(lambda x: self.D(x, y), real_a)
+                    r2 = zero_centred_penalty(lambda x: self.D(x, y), fake_a)
+                loss = loss + t.r1_gamma / 2 * (r1 + r2) * t.reg_every
+                rec["gp"] += (r1 + r2).item() / t.n_critic
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
             rec["d_loss"] += loss.item() / t.n_critic
             rec["w_dist"] += (s_real.mean() - s_fake.mean()).item() / t.n_critic
+            rec["real_sign"] += s_real.detach().sign().mean().item() / t.n_critic
         self.D.requires_grad_(False)
-        y = self.labels_for_g(t.batch, paired=t.diversity > 0)
-        with self.autocast():
+        if t.loss != "rpgan":
+            y = self.labels_for_g(t.batch, paired=t.diversity > 0)
+        with self.autocast():  # rpgan pairs each generated image with the last real batch, same conditions
             fake, latent = self.fake_batch(y)
-            lg = g_loss(self.D(aug(fake.float()), y), t.loss)  # D is fixed here: nothing of it to reduce
+            paired_real = self.D(real_a, y) if t.loss == "rpgan" else None
+            lg = g_loss(self.D(aug(fake.float()), y), t.loss, paired_real)  # D is fixed: nothing of it to reduce
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float())
             lg = lg + t.diversity * ms
@@ -238,9 +292,103 @@ class _Loop:
         self.step += 1
         return rec
 
+    def ema_decay(self) -> float:
+        """Per-step decay of the averaged generator. With ema_kimg: a half-life of ema_kimg thousand
+        images, at most ema_rampup x the images seen so far (StyleGAN2-ADA), so the average follows
+        a young generator closely and settles as training goes on, however long the run. Otherwise
+        ema_beta, with a warm-up over the first steps."""
+        t = self.cfg.train
+        if t.ema_kimg <= 0:
+            return min(t.ema_beta, (1 + self.step) / (10 + self.step))
+        half_life = min(t.ema_kimg * 1000, (self.step + 1) * t.batch * t.ema_rampup)
+        return 0.5 ** (t.batch / max(half_life, 1e-8))
+
+    def update_ada(self, rec: dict) -> None:
+        """ADA's controller: raise the augmentation probability while the critic is sure of the real
+        images (E[sign D(real)] above the target: it starts to memorise them), lower it otherwise.
+        `rec` is the step's record averaged over processes, so all processes agree."""
+        t = self.cfg.train
+        if not (t.ada_target and t.augment):
+            return
+        step = t.batch * t.n_critic / (t.ada_kimg * 1000)
+        self.aug_p = min(1.0, max(0.0, self.aug_p + step * (1 if rec["real_sign"] > t.ada_target else -1)))
+
+    @torch.no_grad()
+    def recalibrate_bn(self, batches: int = 4) -> None:
+        """Give the averaged generator BatchNorm statistics of its own: averaged weights make
+        activations whose mean and spread differ from the raw generator's, whose running statistics
+        would otherwise be used. A few batches of fresh noise in training mode, cumulative average,
+        from a fixed seed (the training random stream is not touched)."""
+        bns = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 3)
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+        self.G_ema.train()
+        try:
+            for _ in range(batches):
+                self._ema_forward(self.cfg.train.batch, gen)
+        finally:
+            self.G_ema.eval()
+            for m, mom in zip(bns, saved):
+                m.momentum = mom
+
+    def _ema_forward(self, b: int, gen: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the averaged generator from noise drawn with `gen` (classes y, or drawn too)."""
+        if self.cfg.variant == "cgan":
+            if y is None:
+                y = self.labels[self.train_idx[torch.randint(len(self.train_idx), (b,), generator=gen)]]
+            z = torch.randn(b, self.cfg.model.nz, generator=gen)
+            with self.autocast():
+                return self.G_ema(z.to(self.device), y.to(self.device)).float()
+        n = self.cfg.train.patch // self.cfg.model.scale
+        noise = self.G_ema.make_noise(b, n, n, gen).to(self.device)
+        with self.autocast():
+            return self.G_ema(noise).float()
+
+    @torch.no_grad()
+    def quality(self) -> dict:
+        """The quality gauge: SWD (x1000) of averaged-generator samples against the held-back real
+        images, the real-vs-real floor, and the grid-artifact measure against the same images.
+        Textures compare patches of the training size with random patches of the photos."""
+        if not hasattr(self, "_q_real"):
+            self._q_real, self._q_labels, self._q_floor = self._quality_reference()
+        self.recalibrate_bn()
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 4)
+        fake = torch.cat([self._ema_forward(len(c), gen, None if self._q_labels is None else y)
+                          for c, y in zip(self._q_real.split(32), self._q_labels_split())]).cpu()
+        g = grid_artifacts(fake, self._q_real)
+        out = {"step": self.step, "swd": round(image_swd(fake, self._q_real), 2),
+               "grid": round(g["mean"], 3), "grid_max": round(g["max"], 3), "used_s": round(self.wall, 1)}
+        if self._q_floor is not None:
+            out["swd_floor"] = round(self._q_floor, 2)
+        return out
+
+    def _q_labels_split(self):
+        return [None] * len(self._q_real.split(32)) if self._q_labels is None else self._q_labels.split(32)
+
+    def _quality_reference(self):
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 5)
+        if self.cfg.variant == "sgan":
+            n, size = 32, self.cfg.train.patch
+            real = sample_patches(self.textures, n, size, gen, False)[0]
+            other = sample_patches(self.textures, n, size, gen, False)[0]
+            return real.float(), None, image_swd(other.float(), real.float())
+        if len(self.held):  # class-matched draw of training images: real vs real
+            real, labels = to_float(self.images[self.held]), self.labels[self.held]
+            pick = torch.cat([self.by_class[c][torch.randperm(len(self.by_class[c]), generator=gen)][:int((labels == c).sum())]
+                              for c in range(self.cfg.model.n_classes)])
+            order = torch.argsort(labels, stable=True)
+            return real[order], labels[order], image_swd(to_float(self.images[pick]), real[order])
+        idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:64]]
+        return to_float(self.images[idx]), self.labels[idx], None
+
     @torch.no_grad()
     def update_ema(self) -> None:
-        beta = min(self.cfg.train.ema_beta, (1 + self.step) / (10 + self.step))
+        beta = self.ema_decay()
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1 - beta)
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -250,7 +398,7 @@ class _Loop:
     def state(self) -> dict:
         return {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
-                "history": self.history, "rollbacks": self.rollbacks}
+                "history": self.history, "rollbacks": self.rollbacks, "wall": self.wall, "aug_p": self.aug_p}
 
     def load(self, path: Path) -> None:
         st = ckpt.load_training_state(path, self.G, self.G_ema, self.D)
@@ -260,6 +408,8 @@ class _Loop:
         torch.set_rng_state(st["torch_rng"])
         self.step, self.elapsed = int(st["step"]), float(st["elapsed"])
         self.history, self.rollbacks = list(st["history"]), int(st.get("rollbacks", 0))
+        self.wall = float(st.get("wall", self.elapsed))
+        self.aug_p = float(st.get("aug_p", self.aug_p))
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.G_ema) for p in m.parameters())
@@ -267,6 +417,7 @@ class _Loop:
     def save(self) -> Path:
         if not self.finite():
             raise TrainingError("The weights hold NaN or infinite values; no checkpoint was written.")
+        self.recalibrate_bn()
         if not self.share.lead:  # the lead process writes it; the others hold the same state
             return ckpt.checkpoint_path(self.run_dir, self.step)
         path = ckpt.save_checkpoint(self.run_dir, self.cfg, self.G, self.G_ema, self.D, self.state(),
@@ -280,10 +431,38 @@ class _Loop:
         if not self.share.lead:
             return path
         out.mkdir(exist_ok=True)
+        self.recalibrate_bn()
         img = sample_image(self.G_ema, self.cfg)
         save_png(path, img, {"step": str(self.step)})
         save_png(out / "latest.png", img, {"step": str(self.step)})
         return path
+
+
+HELD_MIN_IMAGES = 100  # smaller datasets hold nothing back: every image is needed for training
+HELD_MAX = 64
+
+
+def held_back_split(labels: torch.Tensor, seed: int, enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-back, training) image indices. From datasets of HELD_MIN_IMAGES or more, about 1 in 12
+    images (at most HELD_MAX, spread over the classes in proportion, at least one per class) is kept
+    out of training, so the quality gauge compares samples with images the critic never saw. The
+    choice depends only on the labels and the seed, so a resumed run holds back the same images."""
+    n = len(labels)
+    everything = torch.arange(n)
+    if not enabled or n < HELD_MIN_IMAGES:
+        return torch.zeros(0, dtype=torch.long), everything
+    g = torch.Generator().manual_seed(seed + 2)
+    k = min(HELD_MAX, n // 12)
+    held = []
+    for c in labels.unique().tolist():
+        members = torch.nonzero(labels == c).flatten()
+        take = max(1, round(k * len(members) / n))
+        if len(members) > take + 1:
+            held.append(members[torch.randperm(len(members), generator=g)[:take]])
+    held = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[held] = False
+    return held, everything[keep]
 
 
 def mode_seeking(fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -329,6 +508,21 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def read_quality(run_dir: str | os.PathLike) -> list[dict]:
+    """The quality gauge's records of a run (quality.jsonl), oldest first; torn lines are skipped."""
+    p = Path(run_dir) / "quality.jsonl"
+    out = []
+    if p.is_file():
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+                if isinstance(rec, dict) and math.isfinite(float(rec["step"])) and math.isfinite(float(rec["swd"])):
+                    out.append(rec)
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
 def _truncate_stats(path: Path, step: int) -> None:
     """Drop records past `step` (steps lost when a run stopped between checkpoints)."""
     if not path.exists():
@@ -356,15 +550,17 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, on_progress: Callable[[
     if loop.share.lead:
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
         (run_dir / "stats.jsonl").unlink(missing_ok=True)
+        (run_dir / "quality.jsonl").unlink(missing_ok=True)
         if loop.skipped:
             ckpt.write_json(run_dir / "skipped.json", [list(s) for s in loop.skipped])
     return _run(loop, on_progress, should_stop)
 
 
-def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
+def resume(run_dir: str | os.PathLike, *, steps: int | None = None, minutes: float | None = None,
            on_progress: Callable[[Progress], None] | None = None,
            should_stop: Callable[[], bool] | None = None, device: str | None = None) -> TrainResult:
-    """Continue a run from its newest complete checkpoint; `steps` sets a new total."""
+    """Continue a run from its newest complete checkpoint; `steps` sets a new total, `minutes` adds
+    that much training time to what the run has used (without `steps`, the step limit is lifted)."""
     run_dir = Path(run_dir).expanduser()
     ckpts = ckpt.checkpoint_dirs(run_dir)
     if not ckpts:
@@ -379,6 +575,13 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
                 cfg.validate()
             loop = _Loop(cfg, run_dir, pick_device(device))
             loop.load(path)
+            if minutes is not None:
+                cfg.train.minutes = round(loop.wall / 60 + minutes, 4)
+                if steps is None:
+                    cfg.train.steps = NO_STEP_LIMIT
+                cfg.validate()
+            if loop.step >= cfg.train.steps:
+                raise ConfigError(f"The run is at step {loop.step} already; give a total above that (or add time).")
             break
         except CheckpointError as e:
             last_error = e
@@ -386,6 +589,7 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
         raise CheckpointError(f"No checkpoint in {run_dir} could be loaded: {last_error}")
     if loop.share.lead:
         _truncate_stats(run_dir / "stats.jsonl", loop.step)
+        _truncate_stats(run_dir / "quality.jsonl", loop.step)
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
     return _run(loop, on_progress, should_stop, start=path)
 
@@ -393,17 +597,43 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None,
 def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> TrainResult:
     """The loop itself; `start` is the checkpoint a resumed run was loaded from."""
     cfg, t = loop.cfg, loop.cfg.train
-    emit = (on_progress if loop.share.lead else None) or (lambda p: None)
+    budget = t.minutes * 60
+    lead_emit = (on_progress if loop.share.lead else None) or (lambda p: None)
+
+    def emit(event, **kw):
+        lead_emit(Progress(event, loop.step, t.steps, budget_s=budget, used_s=loop.wall, **kw))
+
     stop = should_stop or (lambda: False)
-    emit(Progress("data", loop.step, t.steps, message=loop.summary))
-    stats_path = loop.run_dir / "stats.jsonl"
+    emit("data", message=loop.summary)
+    stats_path, quality_path = loop.run_dir / "stats.jsonl", loop.run_dir / "quality.jsonl"
     window: list[dict] = []
     t0, imgs0, step0 = time.perf_counter(), 0, loop.step
+    mark = time.perf_counter()
+
+    def clock() -> None:  # the budget counts the whole loop: steps, samples, checkpoints, gauge
+        nonlocal mark
+        now = time.perf_counter()
+        loop.wall += now - mark
+        mark = now
+
+    def gauge() -> None:
+        if t.quality_every and loop.share.lead:
+            rec = loop.quality()
+            with open(quality_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            emit("quality", record=rec)
+
+    if start is None and t.quality_every:
+        gauge()  # the untrained generator: where the gauge starts
     last_ckpt = start or loop.save()  # a new run saves step 0, a state to roll back to
-    stopped = False
+    stopped = timed_out = False
     while loop.step < t.steps:
+        clock()
         if parallel.any_process(stop(), loop.device):  # all processes stop after the same step
             stopped = True
+            break
+        if budget and parallel.any_process(loop.wall >= budget, loop.device):
+            timed_out = True
             break
         tick = time.perf_counter()
         rec = parallel.mean_over_processes(loop.train_step(), loop.device)  # so all take the same branch
@@ -415,40 +645,55 @@ def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> Tr
                 raise TrainingError(f"Training diverged {loop.rollbacks} times (NaN or infinite loss or weights). "
                                     "Try a lower learning rate or the hinge loss; the last good "
                                     f"checkpoint is {last_ckpt}.")
-            rollbacks, gen_state = loop.rollbacks, loop.gen.get_state()
+            rollbacks, gen_state, wall = loop.rollbacks, loop.gen.get_state(), loop.wall
             loop.load(last_ckpt)
-            loop.rollbacks = rollbacks
+            loop.rollbacks, loop.wall = rollbacks, wall  # time spent stays spent
             loop.gen.set_state(gen_state)  # go on with fresh random draws, not the same ones
             _truncate_stats(stats_path, loop.step)  # the steps after the checkpoint are redone
+            _truncate_stats(quality_path, loop.step)
             window.clear()
-            emit(Progress("rollback", loop.step, t.steps,
-                          message=f"NaN or infinite loss or weights; rolled back to step {loop.step} "
-                                  f"(rollback {rollbacks} of at most {MAX_ROLLBACKS})"))
+            emit("rollback", message=f"NaN or infinite loss or weights; rolled back to step {loop.step} "
+                                     f"(rollback {rollbacks} of at most {MAX_ROLLBACKS})")
             continue
+        loop.update_ada(rec)
         window.append(rec)
         done_imgs = (loop.step - step0) * t.batch * t.n_critic
         if loop.step % t.log_every == 0 or loop.step == t.steps:
+            clock()
             wall = time.perf_counter() - t0
             speed = (done_imgs - imgs0) / max(wall, 1e-9)
-            record = {k: sum(r[k] for r in window) / len(window) for k in window[0]}
+            record = {k: sum(r[k] for r in window) / len(window) for k in window[0] if k != "real_sign"}
+            eta = (t.steps - loop.step) * t.batch * t.n_critic / max(speed, 1e-9)
+            if budget:
+                eta = min(eta, max(0.0, budget - loop.wall))
             record.update(step=loop.step, img_per_s=round(speed, 2), elapsed=round(loop.elapsed, 2),
-                          kimg=round(loop.step * t.batch * t.n_critic / 1000, 3),
-                          eta_s=round((t.steps - loop.step) * t.batch * t.n_critic / max(speed, 1e-9), 1))
+                          kimg=round(loop.step * t.batch * t.n_critic / 1000, 3), eta_s=round(eta, 1),
+                          used_s=round(loop.wall, 1))
+            if t.augment and t.ada_target:
+                record["aug_p"] = round(loop.aug_p, 4)
             loop.history.append(record)
             if loop.share.lead:
                 with open(stats_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
             window.clear()
             t0, imgs0 = time.perf_counter(), done_imgs
-            emit(Progress("log", loop.step, t.steps, record))
+            emit("log", record=record)
+        if t.quality_every and loop.step % t.quality_every == 0 and loop.step != t.steps:
+            gauge()
         if loop.step % t.sample_every == 0 or loop.step == t.steps:
-            emit(Progress("sample", loop.step, t.steps, path=str(loop.sample())))
+            emit("sample", path=str(loop.sample()))
         if due:
+            if loop.step == t.steps:
+                gauge()
             last_ckpt = loop.save()
-            emit(Progress("checkpoint", loop.step, t.steps, path=str(last_ckpt)))
-    if stopped and int(last_ckpt.name[5:]) != loop.step:
+            emit("checkpoint", path=str(last_ckpt))
+    if (stopped or timed_out) and int(last_ckpt.name[5:]) != loop.step:
+        if timed_out:
+            gauge()
+        clock()
         last_ckpt = loop.save()
         loop.sample()
-        emit(Progress("checkpoint", loop.step, t.steps, path=str(last_ckpt)))
-    emit(Progress("done", loop.step, t.steps, message="stopped" if stopped else "finished"))
+        emit("checkpoint", path=str(last_ckpt))
+    clock()
+    emit("done", message="stopped" if stopped else ("time is up" if timed_out else "finished"))
     return TrainResult(loop.run_dir, loop.step, stopped, last_ckpt)

@@ -98,5 +98,33 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     t = _train_config(a)
     assert (t.loss, t.n_critic, t.beta1, t.beta2, t.diversity) == ("hinge", 1, 0.0, 0.99, 0.2)
     assert t.lr_g == t.lr_d == 3e-4
-    ref = _train_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--n-critic", "3"]))
+    ref = _train_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--n-critic", "3",
+                                                   "--recipe", "reference"]))
     assert (ref.loss, ref.lr_g, ref.beta1, ref.gp_lambda, ref.n_critic, ref.batch) == ("wgan-gp", 1e-4, 0.1, 5.0, 3, 8)
+
+
+def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir):
+    from gan_core.__main__ import _run_config, build_parser
+    new = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x"]))
+    assert (new.model.arch, new.train.loss, new.train.ada_target > 0, new.train.ema_kimg) == ("upconv", "hinge", True, 10)
+    assert new.train.diversity == 0 and new.train.lr_decay == 0.5
+    assert set(new.train.augment) == {"translation", "color", "cutout"} and new.train.steps == 2000
+    ref = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x", "--recipe", "reference"]))
+    assert (ref.model.arch, ref.train.loss, ref.train.augment) == ("dcgan", "wgan-gp", [])
+    tex = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "10"]))
+    assert tex.model.upsample == "nearest" and tex.train.minutes == 10 and tex.train.steps >= 10**7
+    assert tex.train.augment == [] and tex.train.diversity == 0.2  # random patches are new views already
+    both = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "1",
+                                                  "--steps", "50"]))
+    assert both.train.steps == 50  # whichever comes first
+
+
+def test_train_for_minutes_stops_with_a_checkpoint_and_reports_the_gauge(class_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--res", "32", "--g-channels", "4", "--d-channels", "4", "--batch", "4"]
+    assert main(["train", "cgan", class_dir, "--out", str(run), "--minutes", "0.02", *args]) == 0
+    out = capsys.readouterr().out
+    step = int(out.split("finished at step ")[1].split(";")[0])
+    assert step > 0 and "distance to your images" in out and "grid pattern" in out
+    assert main(["resume", str(run), "--minutes", "0.01"]) == 0
+    assert int(capsys.readouterr().out.split("finished at step ")[1].split(";")[0]) > step

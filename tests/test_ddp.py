@@ -37,7 +37,8 @@ from tests.conftest import make_class_folder, make_texture, tiny_cgan, tiny_sgan
 REPO = Path(__file__).resolve().parent.parent
 AUG = ["translation", "color", "cutout"]
 CLI_ARGS = ["--steps", "4", "--batch", "8", "--res", "32", "--g-channels", "4", "--d-channels", "4",
-            "--ckpt-every", "2", "--sample-every", "2", "--augment", ",".join(AUG), "--seed", "3"]
+            "--ckpt-every", "2", "--sample-every", "2", "--augment", ",".join(AUG), "--seed", "3",
+            "--recipe", "reference", "--precision", "fp32"]  # fp32: bf16 rounds too coarsely to compare runs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -221,8 +222,9 @@ def spawned(tmp_path_factory):
     root = tmp_path_factory.mktemp("spawned")
     data = make_class_folder(root / "data")
     textures = [make_texture(root / "stripes.png"), make_texture(root / "stripes2.png", size=80)]
-    cgan = lambda **k: tiny_cgan(data, **{"batch": 8, "augment": AUG, **k})  # noqa: E731
-    sgan = lambda **k: tiny_sgan(textures, batch=4, steps=4, **k)  # noqa: E731
+    # fp32 everywhere: bf16 autocast (chosen on CPUs with AVX512-BF16) rounds too coarsely to compare runs
+    cgan = lambda **k: tiny_cgan(data, **{"batch": 8, "augment": AUG, "precision": "fp32", **k})  # noqa: E731
+    sgan = lambda **k: tiny_sgan(textures, **{"batch": 4, "steps": 4, "precision": "fp32", **k})  # noqa: E731
     # one process, for comparison, and a run that two processes go on with
     train(cgan(steps=4), root / "cgan_one")
     train(sgan(), root / "sgan_one")

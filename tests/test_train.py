@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 
@@ -153,11 +154,11 @@ def test_sgan_trains_and_tileable_output_wraps_exactly(texture_files, tmp_path):
     assert not (generate_texture(G, 32, 32, seed=1) == generate_texture(G, 32, 32, seed=2)).all()
 
 
-def _tiny_spatial_generator(n_sources=2):
+def _tiny_spatial_generator(n_sources=2, upsample="bilinear"):
     from gan_core.config import RunConfig, SGANConfig
     from gan_core.nets import build_generator
     torch.manual_seed(0)
-    G = build_generator(RunConfig("sgan", SGANConfig(depth=3, nz_local=3, nz_global=4, nz_periodic=2,
+    G = build_generator(RunConfig("sgan", SGANConfig(depth=3, nz_local=3, nz_global=4, nz_periodic=2, upsample=upsample,
                                                     g_channels=4, source_names=[f"s{i}" for i in range(n_sources)])))
     for m in G.modules():  # give BatchNorm non-trivial statistics, as after training
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -166,10 +167,11 @@ def _tiny_spatial_generator(n_sources=2):
     return G.eval()
 
 
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest", "transposed"])
 @pytest.mark.parametrize("tileable", [True, False])
-def test_tiled_generation_equals_one_pass(tileable):
+def test_tiled_generation_equals_one_pass(tileable, upsample):
     from gan_core.texture import canvas_noise, render
-    G = _tiny_spatial_generator()
+    G = _tiny_spatial_generator(upsample=upsample)
     noise = canvas_noise(G, 9, 11, seed=4, tileable=tileable)
     tiled = render(G, noise, 72, 88, tileable, tile=4)
     G.set_tileable(tileable)
@@ -185,17 +187,20 @@ def test_painted_map_follows_the_brushes_and_stays_tileable():
     from gan_core.metrics import seam_ratio
     from gan_core.texture import brush_weights
     G = _tiny_spatial_generator()
-    paint = np.zeros((50, 100), np.int64)
-    paint[:, 50:] = 1  # left half brush 0, right half brush 1
-    wts = brush_weights(paint, 2, 4, 8, tileable=False)
-    assert torch.allclose(wts.sum(0), torch.ones(4, 8))
+    paint = np.zeros((50, 200), np.int64)
+    paint[:, 100:] = 1  # left half brush 0, right half brush 1
+    wts = brush_weights(paint, 2, 4, 16, tileable=False)
+    assert torch.allclose(wts.sum(0), torch.ones(4, 16))
     assert wts[0, :, 0].min() > 0.9 and wts[1, :, -1].min() > 0.9  # far from the border: pure
-    assert 0.2 < wts[0, 0, 3] < 0.8 or 0.2 < wts[0, 0, 4] < 0.8  # smooth transition in between
+    assert 0.2 < wts[0, 0, 7] < 0.8 or 0.2 < wts[0, 0, 8] < 0.8  # smooth transition in between
     brushes = [{"source": 0}, {"source": 1}]
-    img = generate_texture(G, 64, 32, seed=1, tileable=True, style_map=paint, brushes=brushes)
-    plain = generate_texture(G, 64, 32, seed=1, tileable=True, source=0)
-    assert img.shape == (32, 64, 3)
-    assert (img[:, :16] == plain[:, :16]).mean() > 0.5 and not (img[:, 48:] == plain[:, 48:]).all()
+    img = generate_texture(G, 128, 32, seed=1, tileable=True, style_map=paint, brushes=brushes)
+    plain = [generate_texture(G, 128, 32, seed=1, tileable=True, source=i).astype(int) for i in (0, 1)]
+    assert img.shape == (32, 128, 3)
+    # the middle of each half looks like its own brush's source, not the other one
+    left, right = img[:, 24:40].astype(int), img[:, 88:104].astype(int)
+    assert np.abs(left - plain[0][:, 24:40]).mean() < np.abs(left - plain[1][:, 24:40]).mean() / 2
+    assert np.abs(right - plain[1][:, 88:104]).mean() < np.abs(right - plain[0][:, 88:104]).mean() / 2
     with pytest.raises(Exception, match="brush numbers"):
         generate_texture(G, 64, 32, style_map=paint + 5, brushes=brushes)
     assert seam_ratio(img) < 5
@@ -227,3 +232,118 @@ def test_diversity_term_runs_and_is_logged_for_even_and_odd_batches(class_dir, t
     train(tiny_cgan(class_dir, diversity=0.5, batch=batch), tmp_path / "run")
     stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
     assert all(s["mode_seeking"] > 0 for s in stats)
+
+
+def test_a_time_budget_stops_with_a_checkpoint_and_resume_adds_time(class_dir, tmp_path):
+    from gan_core.config import NO_STEP_LIMIT
+    run = tmp_path / "run"
+    events = []
+    res = train(tiny_cgan(class_dir, steps=NO_STEP_LIMIT, minutes=0.03, ckpt_every=10**6), run,
+                on_progress=events.append)
+    assert not res.stopped and 0 < res.step < NO_STEP_LIMIT
+    assert ckpt.checkpoint_dirs(run)[0].name == f"step_{res.step:08d}"  # saved where the time ran out
+    assert events[-1].message == "time is up"
+    used = [e.used_s for e in events if e.event == "log"]
+    assert used == sorted(used) and 1.5 <= events[-1].used_s < 1.8 + 30  # budget 1.8 s (a step may overrun)
+    assert events[-1].fraction == 1.0
+    again = resume(run, minutes=0.02)
+    assert again.step > res.step
+    cfg = json.loads((run / "config.json").read_text())["train"]
+    assert abs(cfg["minutes"] - (events[-1].used_s / 60 + 0.02)) < 0.01  # the run's budget grew by 0.02 min
+
+
+def test_held_back_images_are_fixed_disjoint_per_class_and_only_from_larger_datasets():
+    from gan_core.train import held_back_split
+    labels = torch.arange(300) % 3
+    held, train_idx = held_back_split(labels, seed=5)
+    assert len(held) == 24 and torch.equal(held, held_back_split(labels, seed=5)[0])
+    assert set(held.tolist()).isdisjoint(train_idx.tolist()) and len(held) + len(train_idx) == 300
+    assert torch.bincount(labels[held]).tolist() == [8, 8, 8]
+    assert len(held_back_split(torch.arange(60) % 3, seed=5)[0]) == 0  # small: every image is trained on
+    assert len(held_back_split(labels, seed=5, enabled=False)[0]) == 0
+
+
+def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
+    from tests.conftest import make_class_folder
+    from gan_core.train import read_quality
+    data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
+    run = tmp_path / "run"
+    train(tiny_cgan(data, steps=4, quality_every=2), run)
+    q = read_quality(run)
+    assert [r["step"] for r in q] == [0, 2, 4]
+    assert all(r["swd"] > 0 and r["swd_floor"] > 0 and r["grid"] > 0 for r in q)
+    assert q[0]["swd"] > q[0]["swd_floor"]  # an untrained generator is far from the images
+    # a resumed run keeps records only up to its checkpoint, then adds its own
+    (run / "quality.jsonl").open("a").write('{"step": 99, "swd": 1.0}\n{"torn')
+    resume(run, steps=6)
+    assert [r["step"] for r in read_quality(run)] == [0, 2, 4, 6]
+
+
+def test_ema_half_life_is_measured_in_images_with_a_ramp_up(class_dir, tmp_path):
+    from gan_core.train import _Loop
+    cfg = tiny_cgan(class_dir, batch=4, ema_kimg=0.1, ema_rampup=0.5)
+    cfg.validate(require_names=False)
+    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop.step = 9  # 40 images seen: half-life min(100, 0.5 * 40) = 20 images = 5 steps
+    assert abs(loop.ema_decay() ** 5 - 0.5) < 1e-9
+    loop.step = 999  # ramp over: 100 images = 25 steps
+    assert abs(loop.ema_decay() ** 25 - 0.5) < 1e-9
+
+
+def test_averaged_generator_gets_batchnorm_statistics_of_its_own(class_dir, tmp_path):
+    from gan_core.train import _Loop
+    cfg = tiny_cgan(class_dir, precision="fp32")
+    cfg.validate(require_names=False)
+    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    bn = next(m for m in loop.G_ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var.fill_(100.0)  # statistics that do not fit the weights
+    seen = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    loop.recalibrate_bn()
+    hook.remove()
+    x = torch.cat(seen)  # what the layer saw during recalibration
+    assert not bn.training and len(seen) == 4
+    assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-4)
+    # cumulative average of per-batch (unbiased) variances: close to the pooled variance
+    assert torch.allclose(bn.running_var, x.var((0, 2, 3)), rtol=0.2, atol=1e-3)
+
+
+def test_adaptive_augmentation_follows_the_critics_confidence(class_dir, tmp_path):
+    from gan_core.augment import augment
+    from gan_core.train import _Loop
+    cfg = tiny_cgan(class_dir, augment=["color", "translation"], ada_target=0.6, ada_kimg=0.04, n_critic=1)
+    cfg.validate(require_names=False)
+    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    assert loop.aug_p == 0.0
+    loop.update_ada({"real_sign": 0.9})  # the critic is sure of the real images: augment more
+    assert abs(loop.aug_p - 0.1) < 1e-9  # 4 images of 40 per full swing
+    for _ in range(20):
+        loop.update_ada({"real_sign": 0.9})
+    assert loop.aug_p == 1.0
+    loop.update_ada({"real_sign": 0.1})
+    assert abs(loop.aug_p - 0.9) < 1e-9
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    assert torch.equal(augment(x, ["color", "cutout"], torch.Generator().manual_seed(0), p=0.0), x)
+    full = augment(x, ["color"], torch.Generator().manual_seed(0))
+    assert not torch.equal(full, x)
+
+
+def test_rpgan_loss_trains_with_lazy_penalties(class_dir, tmp_path):
+    train(tiny_cgan(class_dir, loss="rpgan", reg_every=2, n_critic=1, steps=4), tmp_path / "run")
+    stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [s["gp"] > 0 for s in stats] == [True, False, True, False]  # penalties on every 2nd critic step
+    assert all(math.isfinite(s["d_loss"]) and math.isfinite(s["g_loss"]) for s in stats)
+
+
+def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_path):
+    from gan_core.train import _Loop
+    cfg = tiny_cgan(class_dir, minutes=1.0, lr_decay=0.5, lr_g=2e-4, lr_d=4e-4)
+    cfg.validate(require_names=False)
+    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    lrs = []
+    for wall in (0.0, 29.0, 45.0, 60.0):
+        loop.wall = wall
+        loop.set_learning_rates()
+        lrs.append((loop.opt_g.param_groups[0]["lr"], loop.opt_d.param_groups[0]["lr"]))
+    assert lrs[0] == lrs[1] == (2e-4, 4e-4)  # constant over the first half
+    assert lrs[2] == pytest.approx((1e-4, 2e-4)) and lrs[3] == (0.0, 0.0)
