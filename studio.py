@@ -37,7 +37,8 @@ from PIL import Image
 
 from gan_core import checkpoint, explore, texture
 from gan_core import train as training
-from gan_core.config import AUGMENTS, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig, TrainConfig
+from gan_core.config import (AUGMENTS, DEFAULT_RECIPE, NO_STEP_LIMIT, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig,
+                             TrainConfig, recipe_model)
 from gan_core.data import IMAGE_EXTENSIONS, is_image_name, list_texture_files, load_rgb, resize_crop, scan_class_folder
 from gan_core.errors import ConfigError, DatasetError, StudioError
 from gan_core.io import atomic_write
@@ -422,9 +423,15 @@ def seam_number(img: np.ndarray, limit: int = 4096) -> float:
     return seam_ratio(img[np.ix_(rows, cols)])
 
 
-DEFAULT_RECIPE = "fast"  # what works in minutes on a laptop; "reference" is the library's default
-RECIPE_CHOICES = [("Fast (hinge, 1 critic update; recommended on a laptop)", "fast"),
-                  ("Reference (WGAN-GP, 2 critic updates)", "reference")]
+RECIPE_CHOICES = [("Studio (recommended)", "studio"),
+                  ("Fast (older networks, hinge)", "fast"),
+                  ("Reference (older networks, WGAN-GP, 2 critic updates)", "reference")]
+TRAIN_FOR = [("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20), ("60 minutes", 60),
+             ("the number of steps", 0)]
+ADD_TIME = [("no time (use steps)", 0), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20),
+            ("60 minutes", 60)]
+RESOLUTION_HINT = ("64 px: a 10-minute run on a laptop gives recognisable pictures. 128 px costs about 4x the "
+                   "time per image: give it 30 minutes or more.")
 
 
 def train_defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> TrainConfig:
@@ -470,11 +477,47 @@ def loss_frame(stats: list[dict], max_points: int = 800) -> pd.DataFrame:
     return df.astype({"step": "int64", "loss": "float64", "curve": "str"})
 
 
-def progress_html(state: str, step: int, total: int, rec: dict, message: str, run: str) -> str:
+def quality_figure(records: list[dict]):
+    """The quality gauge: distance of the samples to the user's held-back images (SWD) with the
+    real-vs-real floor dashed, and the grid measure, over training time. None without records."""
+    if not records:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mins = [r.get("used_s", 0) / 60 for r in records]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 2.6), dpi=100)
+    a.plot(mins, [r["swd"] for r in records], marker="o", ms=3, color="#2e86ab", label="your images vs samples")
+    floors = [r["swd_floor"] for r in records if "swd_floor" in r]
+    if floors:
+        a.axhline(floors[-1], ls="--", color="#555", lw=1, label="your images vs each other")
+    a.set_yscale("log")
+    a.set_title("Distance to your images (lower is closer)", fontsize=9)
+    a.set_xlabel("minutes of training", fontsize=8)
+    a.legend(fontsize=7, loc="upper right")
+    b.plot(mins, [r["grid"] for r in records], marker="o", ms=3, color="#e4572e")
+    b.axhline(1.0, ls="--", color="#555", lw=1)
+    b.set_title("Grid pattern (1 = like your images)", fontsize=9)
+    b.set_xlabel("minutes of training", fontsize=8)
+    for ax in (a, b):
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def progress_html(state: str, step: int, total: int, rec: dict, message: str, run: str,
+                  budget_s: float = 0.0) -> str:
     import html
-    pct = 100.0 * step / total if total else 0.0
+    used = float(rec.get("used_s", 0) or 0) if rec else 0.0
+    by_time = bool(budget_s) and total >= NO_STEP_LIMIT
+    pct = min(100.0, 100.0 * max(step / total if total else 0.0, used / budget_s if budget_s else 0.0))
     bits = [f"<b>{html.escape(run)}</b> &middot; {html.escape(state)}" if run else "No training run yet."]
-    if total:
+    if by_time:
+        bits.append(f"{_fmt_time(used)} of {_fmt_time(budget_s)} &middot; step {step}")
+    elif total:
         bits.append(f"step {step} / {total}")
     if rec and state in ("running", "stopping"):
         bits.append(f"{rec.get('img_per_s', 0):.1f} images/s")
@@ -620,20 +663,24 @@ class Studio:
 
     # ---- training ---------------------------------------------------------------------------
     def build_config(self, variant, data_text, resolution, steps, batch, recipe, augment, g_channels,
-                     d_channels, lr, seed, sample_every, ckpt_every, patch, depth) -> RunConfig:
+                     d_channels, lr, seed, sample_every, ckpt_every, patch, depth, train_for=0) -> RunConfig:
         if variant not in ("cgan", "sgan"):
             raise ConfigError("Choose what to train: conditional images or texture.")
         paths = self._data_paths(variant, data_text)
-        steps = _int(steps, "Steps", 1, 10_000_000)
+        minutes = _float(train_for or 0, "Train for")
+        if not 0 <= minutes <= 100_000:
+            raise ConfigError("Train for must be between 0 (use the steps) and 100000 minutes.")
+        steps = NO_STEP_LIMIT if minutes else _int(steps, "Steps", 1, 10_000_000)
         t = dataclasses.replace(
-            train_defaults(variant, recipe), steps=steps, batch=_int(batch, "Batch", 1, 4096),
+            train_defaults(variant, recipe), steps=steps, minutes=minutes, batch=_int(batch, "Batch", 1, 4096),
             augment=list(augment or []), lr_g=_float(lr, "Learning rate"), lr_d=_float(lr, "Learning rate"),
             seed=_int(seed, "Seed"), log_every=max(1, min(TrainConfig.log_every, steps // 50)),
+            quality_every=max(1, min(TrainConfig.quality_every, steps // 8)),
             sample_every=_int(sample_every, "Sample every", 1), ckpt_every=_int(ckpt_every, "Checkpoint every", 1))
         if variant == "cgan":
             res = _int(resolution, "Resolution")
             model = CGANConfig(resolution=res, g_channels=_int(g_channels, "Generator width", 1, 512),
-                               d_channels=_int(d_channels, "Critic width", 1, 512))
+                               d_channels=_int(d_channels, "Critic width", 1, 512), **recipe_model(recipe, "cgan"))
             data = [str(paths[0])]
             n = sum(scan_class_folder(paths[0]).counts().values())  # fail now with a clear message, not in the worker
             if t.batch > n:
@@ -642,7 +689,7 @@ class Studio:
         else:
             t.patch = _int(patch, "Patch", 32, 512)
             model = SGANConfig(depth=_int(depth, "Depth", 1, 7), g_channels=_int(g_channels, "Generator width", 1, 512),
-                               d_channels=_int(d_channels, "Critic width", 1, 512))
+                               d_channels=_int(d_channels, "Critic width", 1, 512), **recipe_model(recipe, "sgan"))
             data = [str(p) for p in paths]
             list_texture_files(paths)
         cfg = RunConfig(variant, model, t, data=data)
@@ -650,9 +697,9 @@ class Studio:
         return cfg
 
     def start(self, run_name, variant, data, resolution, steps, batch, recipe, augment, generator_width,
-              critic_width, learning_rate, seed, sample_every, checkpoint_every, patch, depth):
+              critic_width, learning_rate, seed, sample_every, checkpoint_every, patch, depth, train_for=0):
         settings = (variant, data, resolution, steps, batch, recipe, augment, generator_width, critic_width,
-                    learning_rate, seed, sample_every, checkpoint_every, patch, depth)
+                    learning_rate, seed, sample_every, checkpoint_every, patch, depth, train_for)
         run_dir = self.ws.run_dir(run_name)
         if self.jobs.busy():
             raise StudioError(f"Busy: the run '{self.jobs.run_dir.name}' is training. Stop it (or wait until "
@@ -664,13 +711,17 @@ class Studio:
         self.jobs.start(lambda **kw: training.train(cfg, run_dir, **kw), run_dir, "train")
         return f"Started '{run_dir.name}'.", gr.update(value=run_dir.name)
 
-    def resume(self, run_name, steps):
+    def resume(self, run_name, steps, add_minutes=0):
         run_dir = self.ws.run_dir(run_name)
         if not checkpoint.checkpoint_dirs(run_dir):
             raise StudioError(f"The run '{run_dir.name}' has no checkpoint to resume from.")
         total = _int(steps, "Total steps", 0) if steps not in (None, "") else 0
-        self.jobs.start(lambda **kw: training.resume(run_dir, steps=total or None, **kw), run_dir, "resume")
-        return f"Resuming '{run_dir.name}'."
+        minutes = _float(add_minutes or 0, "Add time")
+        if not 0 <= minutes <= 100_000:
+            raise ConfigError("Add time must be between 0 and 100000 minutes.")
+        self.jobs.start(lambda **kw: training.resume(run_dir, steps=total or None, minutes=minutes or None, **kw),
+                        run_dir, "resume")
+        return f"Resuming '{run_dir.name}'" + (f" for {minutes:g} more minutes." if minutes else ".")
 
     def stop(self):
         if self.jobs.stop():
@@ -692,24 +743,27 @@ class Studio:
             html = progress_html("idle", 0, 0, {}, snap["message"], "")
             sig = ("none", snap["state"], snap["message"])
             if sig == last_sig:
-                return gr.skip(), gr.skip(), gr.skip(), last_sig
-            return None, html, None, sig
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_sig
+            return None, html, None, None, sig
         stats_p, sample_p = run_dir / "stats.jsonl", run_dir / "samples" / "latest.png"
+        quality_p = run_dir / "quality.jsonl"
         st = stats_p.stat() if stats_p.exists() else None
         sm = sample_p.stat() if sample_p.exists() else None
+        qm = quality_p.stat() if quality_p.exists() else None
         sig = (str(run_dir), snap["state"], snap["step"], snap["message"],
-               st and (st.st_mtime_ns, st.st_size), sm and sm.st_mtime_ns)
+               st and (st.st_mtime_ns, st.st_size), sm and sm.st_mtime_ns, qm and (qm.st_mtime_ns, qm.st_size))
         if sig == last_sig:
-            return gr.skip(), gr.skip(), gr.skip(), last_sig
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_sig
         stats = read_stats(run_dir)
+        limit_steps, minutes = self._run_limits(run_dir)
         if snap["run_dir"] == run_dir:
             state, step, total, rec, msg = snap["state"], snap["step"], snap["total"], snap["record"], snap["message"]
             if not total:
-                total = self._run_total(run_dir)
+                total = limit_steps
         else:
             state, msg, rec = "not running", "", {}
             step = stats[-1]["step"] if stats else 0
-            total = self._run_total(run_dir)
+            total = limit_steps
         if not rec and stats and state == "running":
             rec = stats[-1]
         sample = None
@@ -721,14 +775,21 @@ class Studio:
                 sample = gr.skip()  # being replaced right now; next tick
         # An empty table would leave the chart without colour scale for the lines that follow: None.
         chart = loss_frame(stats) if stats else None
-        return chart, progress_html(state, step, total, rec, msg, run_dir.name), sample, sig
+        if not rec and stats:
+            rec = {"used_s": stats[-1].get("used_s", 0)}
+        gauge = quality_figure(training.read_quality(run_dir)) if qm is not None else None
+        html = progress_html(state, step, total, rec, msg, run_dir.name, minutes * 60)
+        return chart, html, sample, gauge, sig
 
     @staticmethod
-    def _run_total(run_dir: Path) -> int:
+    def _run_limits(run_dir: Path) -> tuple[int, float]:
+        """The run's step total and time budget in minutes (0: none), from its config.json."""
         try:
-            return int(json.loads((run_dir / "config.json").read_text())["train"]["steps"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+            t = json.loads((run_dir / "config.json").read_text())["train"]
+            minutes = float(t.get("minutes", 0) or 0)
+            return int(t["steps"]), minutes if np.isfinite(minutes) else 0.0
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return 0, 0.0
 
     # ---- models -----------------------------------------------------------------------------
     def model(self, path, variant: str):
@@ -963,13 +1024,15 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                         with gr.Row():
                             run_name = gr.Textbox(label="Run name", placeholder="e.g. flowers-64", scale=2,
                                                   info="Letters, digits, - and _")
+                            train_for = gr.Dropdown(TRAIN_FOR, value=10, label="Train for", scale=1, min_width=150,
+                                                    info="Stops with a checkpoint")
                             steps = gr.Number(value=td.steps, precision=0, minimum=1, label="Steps", scale=1,
-                                              min_width=100, info="More = better")
+                                              min_width=100, info="When training for steps")
                             batch = gr.Number(value=td.batch, precision=0, minimum=1, label="Batch", scale=1,
                                               min_width=100, info="Images per step")
                         with gr.Row():
                             resolution = gr.Radio([str(r) for r in RESOLUTIONS], value=str(mc.resolution),
-                                                  label="Resolution (px)", info="Larger is slower")
+                                                  label="Resolution (px)", info=RESOLUTION_HINT)
                             recipe = gr.Radio(RECIPE_CHOICES, value=DEFAULT_RECIPE, label="Recipe",
                                               info="How the two networks are optimised")
                         augment = gr.CheckboxGroup(list(AUGMENTS), value=list(td.augment), label="Augmentation",
@@ -1000,6 +1063,7 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                         with gr.Accordion("Resume a stopped run", open=False):
                             with gr.Row():
                                 resume_run = gr.Dropdown([], label="Run", allow_custom_value=True, scale=3)
+                                resume_minutes = gr.Dropdown(ADD_TIME, value=10, label="Add time", scale=2)
                                 resume_steps = gr.Number(value=0, precision=0, minimum=0, label="New total steps",
                                                          info="0 keeps the run's own total.", scale=2)
                             with gr.Row():
@@ -1011,6 +1075,8 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
                         sample_img = gr.Image(label="Latest samples (one row per class)", type="numpy", format="png",
                                               interactive=False, height=300, elem_classes="pixelated",
                                               buttons=["download", "fullscreen"])
+                        quality_plot = gr.Plot(None, label="Quality: how close the samples come to your images",
+                                               format="png")
                         loss_plot = gr.LinePlot(None, x="step", y="loss", color="curve", color_map=LOSS_COLORS,
                                                 label="Losses: critic (blue), generator (orange)",
                                                 x_title="step", y_title="loss", height=240)
@@ -1119,7 +1185,7 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
 
         # ------------------------------ Train events ------------------------------
         train_inputs = [variant, data_path, resolution, steps, batch, recipe, augment, g_channels, d_channels, lr,
-                        seed, sample_every, ckpt_every, patch, depth]
+                        seed, sample_every, ckpt_every, patch, depth, train_for]
 
         def _check(v, t, progress=gr.Progress()):
             md, sheet = s.check_data(v, t, progress)
@@ -1129,21 +1195,23 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
         zip_file.upload(E(s.upload_zip), zip_file, data_path, api_name="upload_zip").success(
             E(_check), [variant, data_path], [data_summary, data_sheet], api_visibility="private")
 
-        def _variant_defaults(v):
-            t, m = train_defaults(v), (CGANConfig() if v == "cgan" else SGANConfig())
+        def _variant_defaults(v, r):
+            t, m = train_defaults(v, r), (CGANConfig() if v == "cgan" else SGANConfig())
             return (gr.update(visible=v == "cgan"), t.batch, m.g_channels, m.d_channels,
-                    t.sample_every, t.ckpt_every)
+                    t.sample_every, t.ckpt_every, t.augment)
 
-        variant.change(_variant_defaults, variant, [resolution, batch, g_channels, d_channels, sample_every,
-                                                    ckpt_every], api_visibility="private")
-        recipe.change(lambda r: train_defaults("cgan", r).lr_g, recipe, lr, api_visibility="private")
+        variant.change(_variant_defaults, [variant, recipe], [resolution, batch, g_channels, d_channels,
+                                                              sample_every, ckpt_every, augment],
+                       api_visibility="private")
+        recipe.change(lambda r, v: (train_defaults(v, r).lr_g, train_defaults(v, r).augment), [recipe, variant],
+                      [lr, augment], api_visibility="private")
         start_btn.click(E(s.start), [run_name] + train_inputs, [train_msg, resume_run], api_name="start",
                         concurrency_id="train_control")
         stop_btn.click(s.stop, None, train_msg, api_name="stop", concurrency_id="train_control")
-        resume_btn.click(E(s.resume), [resume_run, resume_steps], train_msg, api_name="resume",
+        resume_btn.click(E(s.resume), [resume_run, resume_steps, resume_minutes], train_msg, api_name="resume",
                          concurrency_id="train_control")
         runs_refresh.click(s.run_list, resume_run, resume_run, api_name="list_runs")
-        timer.tick(s.monitor, [resume_run, monitor_sig], [loss_plot, progress_box, sample_img, monitor_sig],
+        timer.tick(s.monitor, [resume_run, monitor_sig], [loss_plot, progress_box, sample_img, quality_plot, monitor_sig],
                    api_name="monitor", show_progress="hidden", concurrency_id="monitor", concurrency_limit=4)
 
         # ------------------------------ Explore events ------------------------------

@@ -105,7 +105,8 @@ def test_check_data_then_start_reload_and_stop_training(page, app):
     page.get_by_text("cannot be read as an image").wait_for()  # the broken file is listed
     page.get_by_label("Run name").fill("browser-run")
     page.get_by_role("radio", name="32", exact=True).check()
-    page.get_by_label("Steps").fill("100000")
+    _choose(page, "Train for", "the number of steps")
+    page.get_by_label("Steps", exact=True).fill("100000")
     page.get_by_label("Batch").fill("4")
     page.get_by_text("More settings").click()
     page.get_by_label("Generator width").fill("4")
@@ -117,6 +118,9 @@ def test_check_data_then_start_reload_and_stop_training(page, app):
     _wait_progress(page, r"browser-run · running · step (1[1-9]|[2-9]\d|\d{3,}) / 100000")
     _wait_new_src(page, "Latest samples (one row per class)", "")
     page.locator(".vega-embed").first.wait_for()  # the loss chart is drawn
+    # the quality gauge: distance to the user's images from the untrained generator on
+    page.get_by_text("Quality: how close the samples come to your images").wait_for()
+    page.locator("img[src^='data:image/png']").first.wait_for()
 
     page.reload()  # the job lives in the server: a new page reconnects to it
     page.get_by_role("button", name="Start training").wait_for()

@@ -420,7 +420,7 @@ def test_two_clients_start_at_once_one_trains_the_other_is_told_busy_and_generat
     jobs = app["jobs"]
     settings_ = dict(variant="cgan", data=app["data"], resolution="32", steps=100_000, batch=4, recipe="fast",
                      augment=[], generator_width=4, critic_width=4, learning_rate=1e-4, seed=0,
-                     sample_every=100_000, checkpoint_every=100_000, patch=32, depth=3)
+                     sample_every=100_000, checkpoint_every=100_000, patch=32, depth=3, train_for=0)
     clients = [Client(app["url"], verbose=False) for _ in range(2)]
     barrier, results = threading.Barrier(2), {}
 

@@ -150,7 +150,7 @@ def test_zip_upload_fills_in_the_data_folder(app, tmp_path):
 def _settings(app, name, **over):
     s = dict(run_name=name, variant="cgan", data=app["data"], resolution="32", steps=100000, batch=4,
              recipe="reference", augment=["translation"], generator_width=4, critic_width=4, learning_rate=1e-4,
-             seed=0, sample_every=2, checkpoint_every=100000, patch=32, depth=3)
+             seed=0, sample_every=2, checkpoint_every=100000, patch=32, depth=3, train_for=0)
     s.update(over)
     return s
 
@@ -178,7 +178,7 @@ def test_start_busy_stop_resume(app):
     with pytest.raises(Exception) as e:
         c.predict(**_settings(app, "other"), api_name="/start")
     assert "Busy" in _error(e)
-    plot, html, sample = _monitor_until(c, lambda o: "step" in o[1] and o[2] and " 0 /" not in o[1]
+    plot, html, sample, _ = _monitor_until(c, lambda o: "step" in o[1] and o[2] and " 0 /" not in o[1]
                                         and isinstance(o[0], dict) and len(o[0].get("data", [])) > 0)
     assert "tiny" in html and "running" in html and "/ 100000" in html
     assert {row[2] for row in plot["data"]} == {"critic (d_loss)", "generator (g_loss)"}
@@ -308,3 +308,34 @@ def test_seam_number_of_very_large_textures_matches_the_full_measure():
         full = studio.seam_ratio(img)
         assert studio.seam_number(img) == full  # small: the exact measure
         assert abs(studio.seam_number(img, limit=256) - full) < 0.05 * full  # corners only
+
+
+def test_progress_follows_the_time_budget_and_the_gauge_draws_distance_and_floor():
+    from gan_core.config import NO_STEP_LIMIT
+    html = studio.progress_html("running", 120, NO_STEP_LIMIT, {"used_s": 150, "eta_s": 450, "img_per_s": 90},
+                                "", "flowers", budget_s=600)
+    assert "2 min 30 s of 10 min 00 s" in html and "width:25.0%" in html and "about 7 min 30 s left" in html
+    steps = studio.progress_html("running", 50, 200, {}, "", "flowers")
+    assert "step 50 / 200" in steps and "width:25.0%" in steps
+    assert studio.quality_figure([]) is None
+    fig = studio.quality_figure([{"step": 0, "swd": 600.0, "swd_floor": 40.0, "grid": 3.0, "used_s": 0},
+                                 {"step": 250, "swd": 90.0, "swd_floor": 40.0, "grid": 1.2, "used_s": 60}])
+    dist, grid = fig.axes
+    assert [list(l.get_ydata()) for l in dist.lines] == [[600.0, 90.0], [40.0, 40.0]]  # samples, dashed floor
+    assert dist.lines[1].get_linestyle() == "--" and list(grid.lines[0].get_ydata()) == [3.0, 1.2]
+
+
+def test_train_for_minutes_sets_a_time_budget_without_a_step_limit(class_dir, tmp_path):
+    from gan_core.config import NO_STEP_LIMIT
+    s = studio.Studio(tmp_path / "ws", models_dir=None, jobs=studio.JobManager())
+    base = dict(variant="cgan", data_text=class_dir, resolution="32", steps=10, batch=4, recipe="studio",
+                augment=[], g_channels=4, d_channels=4, lr=1e-4, seed=0, sample_every=5, ckpt_every=5,
+                patch=32, depth=3)
+    timed = s.build_config(**base, train_for=10)
+    assert timed.train.minutes == 10 and timed.train.steps == NO_STEP_LIMIT and timed.model.arch == "upconv"
+    stepped = s.build_config(**base, train_for=0)
+    assert stepped.train.minutes == 0 and stepped.train.steps == 10
+    ref = s.build_config(**{**base, "recipe": "reference"}, train_for=0)
+    assert ref.model.arch == "dcgan" and ref.train.loss == "wgan-gp"
+    with pytest.raises(ConfigError, match="Train for"):
+        s.build_config(**base, train_for=-5)
