@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from gan_core import checkpoint  # noqa: E402
 from gan_core.data import load_class_dataset, load_textures, sample_patches, to_float  # noqa: E402
 from gan_core.explore import class_weights, generate, noise  # noqa: E402
-from gan_core.metrics import image_swd  # noqa: E402
+from gan_core.metrics import grid_artifacts, image_swd, seam_ratio  # noqa: E402
 from gan_core.nets import build_generator  # noqa: E402
 from gan_core.texture import generate_texture  # noqa: E402
 
@@ -50,11 +50,12 @@ def cgan_rows(model: str, data: Path, n: int, cache: Path) -> list[tuple[str, fl
             raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
         w = class_weights(cfg.model.class_names, name)
         fake, fake0 = generate(G, z, w), generate(G0, z, w)
-        rows.append((name, image_swd(fake, b), image_swd(a, b), image_swd(fake0, b)))
+        rows.append((name, image_swd(fake, b), image_swd(a, b), image_swd(fake0, b), grid_artifacts(fake, b)))
         for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
             pooled[k].append(v)
     p = {k: torch.cat(v) for k, v in pooled.items()}
-    rows.append(("overall", image_swd(p["fake"], p["b"]), image_swd(p["a"], p["b"]), image_swd(p["untrained"], p["b"])))
+    rows.append(("overall", image_swd(p["fake"], p["b"]), image_swd(p["a"], p["b"]), image_swd(p["untrained"], p["b"]),
+                 grid_artifacts(p["fake"], p["b"])))
     return rows
 
 
@@ -71,11 +72,13 @@ def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
     rows = []
     for i, name in enumerate(names):
         src = i if cfg.model.n_sources > 1 else None
-        fake = _patches(generate_texture(G, 1024, 1024, seed=1, tileable=True, source=src, style_seed=1))
+        tex = generate_texture(G, 1024, 1024, seed=1, tileable=True, source=src, style_seed=1)
+        fake = _patches(tex)
         fake0 = _patches(generate_texture(G0, 1024, 1024, seed=1, tileable=True, source=src, style_seed=1))
         real_a, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(1), False)
         real_b, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(2), False)
-        rows.append((name, image_swd(fake, real_b), image_swd(real_a, real_b), image_swd(fake0, real_b)))
+        rows.append((name, image_swd(fake, real_b), image_swd(real_a, real_b), image_swd(fake0, real_b),
+                     {**grid_artifacts(fake, real_b), "seam": seam_ratio(tex)}))
     return rows
 
 
@@ -88,12 +91,14 @@ def main() -> None:
     p.add_argument("--cache", default="/tmp/gan-studio-bench-cache", help="folder for the preprocessed crops")
     a = p.parse_args()
     torch.set_grad_enabled(False)
-    print("| model | class / source | SWD generated vs real | floor: real vs real | ceiling: untrained vs real |")
-    print("|---|---|---|---|---|")
+    print("| model | class / source | SWD generated vs real | floor: real vs real | ceiling: untrained vs real "
+          "| grid mean (max) | seam ratio |")
+    print("|---|---|---|---|---|---|---|")
     for label, rows in ((Path(a.cgan).name, cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache))),
                         (Path(a.sgan).name, sgan_rows(a.sgan, ROOT))):
-        for name, swd, floor, ceil in rows:
-            print(f"| {label} | {name} | {swd:.0f} | {floor:.0f} | {ceil:.0f} |")
+        for name, swd, floor, ceil, g in rows:
+            seam = f"{g['seam']:.3f}" if "seam" in g else ""
+            print(f"| {label} | {name} | {swd:.0f} | {floor:.0f} | {ceil:.0f} | {g['mean']:.2f} ({g['max']:.1f}) | {seam} |")
 
 
 if __name__ == "__main__":

@@ -127,17 +127,21 @@ def untrained_model(folder: Path) -> Path:
 
 
 def model_macs_per_cell(cfg) -> float:
-    """Multiply-adds of the generator per noise cell of the canvas (transposed convolutions)."""
+    """Multiply-adds of the generator per noise cell of the canvas (its upsampling layers)."""
     from gan_core.nets import build_generator
-    from gan_core.nets.sgan import UpConv
+    from gan_core.nets.sgan import ResizeConv, UpConv
 
     G = build_generator(cfg)
     total, area = 0.0, 1
     for m in G.modules():
-        if isinstance(m, UpConv):
+        if isinstance(m, UpConv):  # transposed: (cin, cout, k, k), applied at the input's resolution
             cin, cout, k, _ = m.weight.shape
             total += area * cin * cout * k * k
             area *= 4
+        elif isinstance(m, ResizeConv):  # resize first, so the convolution runs at the output's
+            cout, cin, k, _ = m.weight.shape
+            area *= 4
+            total += area * cin * cout * k * k
     return total
 
 
@@ -235,7 +239,7 @@ def run(a, tmp: Path) -> int:
         hwm = max(r["vmhwm_mib"] for r in runs)
         before = median([r["rss_before_mib"] for r in runs])
         h = w = -(-size // s)
-        executed = 2 * macs_cell * tiled_cells(h, w, texture.TILE, texture.MARGIN)
+        executed = 2 * macs_cell * tiled_cells(h, w, texture.TILE, G.margin_cells)
         gflops = executed / sec / 1e9
         res[size] = (sec, hwm)
         rows.append([f"{size}x{size}", f"{sec:.2f}", f"{hwm / 1024:.2f}", f"{before:.0f}",
@@ -253,13 +257,13 @@ def run(a, tmp: Path) -> int:
     else:
         print(f"Model: `{model}`\n")
     print(f"Tileable, seed 0, tile {texture.TILE} noise cells ({texture.TILE * s} px) with a margin of "
-          f"{texture.MARGIN} cells; each size in a fresh process, median of {a.repeats} run(s); peak memory "
+          f"{G.margin_cells} cells; each size in a fresh process, median of {a.repeats} run(s); peak memory "
           "is the process's peak resident set (model, torch and the uint8 image included).\n")
     print(md_table(["size", "seconds", "peak GiB", "RSS before MiB", "Mpx/s", "executed kFLOP/px", "GFLOP/s",
                     "of fp32 peak", "CPU used by others"], rows))
     print(f"\nModel work: {flops_px / 1e3:.1f} kFLOP per output pixel counted from the config "
           f"({counted_px / 1e3:.1f} kFLOP/px by torch's operator formulas on a one-pass {8 * s} px canvas); the tiled "
-          f"renderer executes {(texture.TILE + 2 * texture.MARGIN) ** 2 / texture.TILE ** 2:.2f}x that "
+          f"renderer executes {(texture.TILE + 2 * G.margin_cells) ** 2 / texture.TILE ** 2:.2f}x that "
           f"(margins recomputed). Measured peak: fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s "
           f"(torch.mm {a.matmul_size}x{a.matmul_size}, best of 5 (bf16: 2); other processes used "
           f"{100 * ol_mm.share:.0f}% of the CPU meanwhile).")

@@ -1,25 +1,36 @@
-"""Time to quality: sample quality reached within the same wall-clock training budget.
+"""Time to quality: how close each contender's samples come to held-out real images within the same
+wall-clock training time, on this machine.
 
-The class folder is split into train and held-out copies in a temporary folder (--holdout of each
-class, default 20%). Each contender trains on the train copy for --budget seconds of its own
-training time:
-  reference   the reference conditional GAN (bench/reference_cgan.py)
-  default     gan_core's training step with TrainConfig() and CGANConfig() defaults
-  fast        gan_core with the "fast" recipe: hinge loss, one critic step, lr 2e-4, betas (0, 0.99),
-              mode-seeking term 0.2, translation + colour augmentation
-At --points equally spaced moments of the budget each contender's samples are scored by sliced
-Wasserstein distance (gan_core.metrics.image_swd, x1000, lower is better) against the HELD-OUT
-real images: as many samples as held-out images, with the same classes, from fixed noise (the
-project samples with its averaged generator, the reference with its generator in eval mode).
-Contenders take turns slice by slice, so load changes of the machine hit all alike; scoring is
-not counted as training time. The floor is held-out vs an equal-sized, class-matched draw of
-training images (real vs real); the ceiling is each untrained generator (point 0).
+Each class folder is split into a training and a held-out copy in a temporary folder (--holdout of
+each class). Every contender trains on the training copy for --budget seconds of its own training
+time; the contenders take turns slice by slice in one process, so a change of the machine's load
+hits all alike, and scoring is not counted as training time. Contenders (--contenders):
 
-Time counts from building the contender (the project's first-run preprocessing of the folder is
-included) and covers training steps only: no checkpoints or sample grids are written.
+  seed           the reference system as its README describes it (bench/reference_cgan.py)
+  reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
+  fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
+  studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution in the
+                 generator, hinge, adaptive DiffAugment, EMA over 10k images, learning rate falling
+                 to zero over the second half of the budget)
+  studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
+  studio-noaug   studio without augmentation
+  studio-div     studio with the mode-seeking term (weight 0.2)
+  studio-v1      the first candidate: studio with the mode-seeking term, augmentation strength
+                 rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
-    python bench/time_to_quality.py --budget 600     # the recorded run: about 35 minutes
-    python bench/time_to_quality.py --budget 60      # a quick check
+At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
+statistics recomputed, as the studio shows it; the seed's generator in eval mode) are scored against
+the held-out images: the sliced Wasserstein distance (gan_core.metrics.image_swd, x1000; as many
+samples as held-out images, same classes, fixed noise). At the end also per class, and the
+grid-artifact measure (gan_core.metrics.grid_artifacts: spectral power at the periods stride-2
+stages leave, relative to the held-out images; about 1 = like real images). The floor is the
+held-out images against an equal, class-matched draw of training images (real vs real).
+
+    python bench/time_to_quality.py --budget 600 --contenders reference,studio     # demo classes
+    python bench/time_to_quality.py --data photos --budget 600 --contenders studio  # bench/photo_set.py
+    python bench/time_to_quality.py --budget 60 --points 3                          # a quick check
+
+--sheets DIR writes each contender's final samples (a row per class) as DIR/<data>_<contender>.png.
 """
 from __future__ import annotations
 
@@ -34,14 +45,22 @@ from _common import REPO, OtherLoad, command_line, load_average, machine, md_tab
 
 import torch
 
-from gan_core.config import CGANConfig, RunConfig, TrainConfig
+from gan_core.config import CGANConfig, RunConfig, TrainConfig, recipe_model
 from gan_core.data import is_image_name, load_class_dataset, to_float
-from gan_core.metrics import image_swd
+from gan_core.explore import grid, save_png
+from gan_core.metrics import grid_artifacts, image_swd
 from gan_core.train import _Loop
-from reference_cgan import REFERENCE, ReferenceTrainer
 
-FAST = dict(loss="hinge", n_critic=1, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.99, diversity=0.2,
-            augment=["translation", "color"])
+# name -> (recipe, model overrides, training overrides)
+CONTENDERS = {
+    "reference": ("reference", {}, {}),
+    "fast": ("fast", {}, {}),
+    "studio": ("studio", {}, {}),
+    "studio-bilinear": ("studio", {"upsample": "bilinear"}, {}),
+    "studio-noaug": ("studio", {}, {"augment": [], "ada_target": 0.0}),
+    "studio-div": ("studio", {}, {"diversity": 0.2}),
+    "studio-v1": ("studio", {}, {"diversity": 0.2, "ada_kimg": 20.0, "lr_decay": 0.0}),
+}
 
 
 def split_folder(src: Path, dst: Path, holdout: float, seed: int) -> tuple[Path, Path]:
@@ -75,9 +94,10 @@ class Contender:
             self.train_s += time.perf_counter() - t0
 
 
-class Reference(Contender):
+class Seed(Contender):
     def __init__(self, folder: Path, seed: int):
-        super().__init__("reference")
+        super().__init__("seed")
+        from reference_cgan import ReferenceTrainer
         t0 = time.perf_counter()
         self.t = ReferenceTrainer(str(folder), seed=seed)
         self.train_s += time.perf_counter() - t0
@@ -90,34 +110,45 @@ class Reference(Contender):
 
 
 class Project(Contender):
-    def __init__(self, name: str, folder: Path, run_dir: Path, **train_kw):
+    def __init__(self, name: str, folder: Path, run_dir: Path, seed: int):
         super().__init__(name)
+        recipe, model_kw, train_kw = CONTENDERS[name]
         t0 = time.perf_counter()
-        cfg = RunConfig("cgan", CGANConfig(), TrainConfig(**train_kw), data=[str(folder)])
+        t = TrainConfig.recipe(recipe, "cgan", seed=seed, quality_every=0, **train_kw)
+        cfg = RunConfig("cgan", CGANConfig(**{**recipe_model(recipe, "cgan"), **model_kw}), t, data=[str(folder)])
         cfg.validate(require_names=False)
         run_dir.mkdir(parents=True)
         self.loop = _Loop(cfg, run_dir, torch.device("cpu"))
         self.per_step = cfg.train.batch * cfg.train.n_critic
         self.train_s += time.perf_counter() - t0
 
+    def set_budget(self, seconds: float) -> None:
+        """Give the run the bench's budget, so its schedules (learning rate) fit it as in the studio."""
+        self.loop.cfg.train.minutes = seconds / 60
+
     def step(self) -> int:
-        self.loop.train_step()
+        self.loop.wall = self.train_s  # the run's clock: its own training time
+        rec = self.loop.train_step()
+        self.loop.update_ada(rec)
         return self.per_step
 
     @torch.inference_mode()
     def sample(self, z, y):
-        return self.loop.G_ema(z, y).float()
+        self.loop.recalibrate_bn()
+        return torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(REPO / "assets/demo/classes"), help="class folder (default: the demo classes)")
+    p.add_argument("--data", default="demo", help="class folder, 'demo' (assets/demo/classes) or 'photos' "
+                                                  "(bench/photo_set.py, needs scikit-image) (default %(default)s)")
     p.add_argument("--budget", type=float, default=120, help="training seconds per contender (default %(default)s)")
     p.add_argument("--points", type=int, default=10, help="evaluations spread over the budget (default %(default)s)")
-    p.add_argument("--holdout", type=float, default=0.2, help="held-out fraction per class (default %(default)s)")
-    p.add_argument("--contenders", default="reference,default,fast", help="comma-separated (default %(default)s)")
+    p.add_argument("--holdout", type=float, default=0.3, help="held-out fraction per class (default %(default)s)")
+    p.add_argument("--contenders", default="reference,fast,studio", help="comma-separated (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--sheets", default=None, help="folder for each contender's final sample sheet")
     a = p.parse_args(argv)
     return run_in_temp_dir(a, "bench_quality_", run)
 
@@ -126,82 +157,109 @@ def run(a, tmp: Path) -> int:
     print(f"machine: {machine()}")
     print(f"command: {command_line()}")
     load0 = load_average()
-    train_dir, held_dir = split_folder(Path(a.data), tmp / "split", a.holdout, a.seed)
-    held = load_class_dataset(held_dir, REFERENCE.resolution)
-    tr = load_class_dataset(train_dir, REFERENCE.resolution)
-    real = to_float(held.images)
-    y = held.labels
+    if a.data == "demo":
+        src, data_name = REPO / "assets/demo/classes", "demo"
+    elif a.data == "photos":
+        from photo_set import build
+        src, data_name = build(tmp / "photos"), "photos"
+    else:
+        src = Path(a.data)
+        data_name = src.name
+    train_dir, held_dir = split_folder(src, tmp / "split", a.holdout, a.seed)
+    held = load_class_dataset(held_dir, 64)
+    tr = load_class_dataset(train_dir, 64)
+    names_c = held.class_names
+    order = torch.argsort(held.labels, stable=True)
+    real, y = to_float(held.images[order]), held.labels[order]
     # real vs real floor: a class-matched draw of training images of the held-out set's size
     g = torch.Generator().manual_seed(a.seed)
     pick = torch.cat([torch.nonzero(tr.labels == c).flatten()[torch.randperm(int((tr.labels == c).sum()), generator=g)]
-                      [: int((y == c).sum())] for c in range(len(held.class_names))])
-    floor = image_swd(to_float(tr.images[pick]), real)
-    z = torch.randn(len(y), REFERENCE.nz, generator=torch.Generator().manual_seed(a.seed + 1))
-    print(f"{len(tr)} training and {len(held)} held-out images in {len(held.class_names)} classes; "
+                      [: int((y == c).sum())] for c in range(len(names_c))])
+    other = to_float(tr.images[pick])
+    floor = image_swd(other, real)
+    floor_c = [image_swd(other[y == c], real[y == c]) for c in range(len(names_c))]
+    z = torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1))
+    print(f"{data_name}: {len(tr)} training and {len(held)} held-out images in {len(names_c)} classes; "
           f"real-vs-real SWD (floor) {floor:.1f}", flush=True)
 
     names = [n.strip() for n in a.contenders.split(",") if n.strip()]
     cs: list[Contender] = []
     for n in names:
-        if n == "reference":
-            cs.append(Reference(train_dir, a.seed))
-        elif n == "default":
-            cs.append(Project("default", train_dir, tmp / "default", seed=a.seed))
-        elif n == "fast":
-            cs.append(Project("fast", train_dir, tmp / "fast", seed=a.seed, **FAST))
+        if n == "seed":
+            cs.append(Seed(train_dir, a.seed))
+        elif n in CONTENDERS:
+            cs.append(Project(n, train_dir, tmp / n, a.seed))
         else:
-            raise SystemExit(f"unknown contender {n!r}; choose from reference, default, fast")
+            raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
 
-    def evaluate(c: Contender) -> None:
+    def evaluate(c: Contender) -> torch.Tensor:
         fake = c.sample(z, y)
         swd = image_swd(fake, real)
         c.curve.append((c.train_s, swd, c.steps, c.images))
-        print(f"  {c.name:<10} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f}", flush=True)
+        print(f"  {c.name:<14} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f} "
+              f"({swd / floor:.2f}x floor)", flush=True)
+        return fake
 
     ol = OtherLoad().start()
     for c in cs:
+        if isinstance(c, Project):
+            c.set_budget(a.budget)
         evaluate(c)  # point 0: the untrained generator (construction time already counted)
+    finals = {}
     for k in range(1, a.points + 1):
         for c in cs:
             c.train_until(a.budget * k / a.points)
-            evaluate(c)
+            finals[c.name] = evaluate(c)
     ol.stop()
     load1 = load_average()
 
-    print(f"\n## Time to quality (`bench/time_to_quality.py`)\n")
+    print(f"\n## Time to quality on `{data_name}` (`bench/time_to_quality.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU during the run.\n")
     print(f"Command: `{command_line()}`\n")
     print(f"{len(tr)} training / {len(held)} held-out images; SWD x1000 of {len(held)} samples against the held-out "
           f"images (lower is better). Floor (held-out vs training images): **{floor:.1f}**.\n")
-    header = ["budget"] + [f"{c.name} SWD" for c in cs]
-    rows = []
-    for i in range(a.points + 1):
-        rows.append([f"{100 * i // a.points}%"] + [f"{c.curve[i][1]:.1f}" for c in cs])
-    rows.append(["steps / real images at 100%"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
+    header = ["training time"] + [f"{c.name} SWD (x floor)" for c in cs]
+    rows = [[f"{c0.curve[i][0]:.0f} s"] + [f"{c.curve[i][1]:.1f} ({c.curve[i][1] / floor:.2f}x)" for c in cs]
+            for i, c0 in ((i, cs[0]) for i in range(a.points + 1))]
+    rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
-    print()
+    print("\nAt the end, per class: SWD / floor, and the grid measure (mean; largest single frequency):\n")
+    header = ["class", "floor"] + [f"{c.name}" for c in cs]
+    rows = []
+    for ci, cname in enumerate(names_c):
+        row = [cname, f"{floor_c[ci]:.1f}"]
+        for c in cs:
+            f = finals[c.name][y == ci]
+            gm = grid_artifacts(f, real[y == ci])
+            row.append(f"{image_swd(f, real[y == ci]) / floor_c[ci]:.2f}x; grid {gm['mean']:.2f} "
+                       f"(max {gm['max']:.1f} at {gm['at']})")
+        rows.append(row)
+    row = ["all", f"{floor:.1f}"]
     for c in cs:
-        print(f"- {c.name}: untrained (ceiling) {c.curve[0][1]:.1f}, final {c.curve[-1][1]:.1f}, "
-              f"best {min(s for _, s, _, _ in c.curve[1:]):.1f}")
+        gm = grid_artifacts(finals[c.name], real)
+        row.append(f"{c.curve[-1][1] / floor:.2f}x; grid {gm['mean']:.2f} (max {gm['max']:.1f} at {gm['at']})")
+    rows.append(row)
+    print(md_table(header, rows))
     ref = next((c for c in cs if c.name == "reference"), None)
     if ref is not None:
         target = ref.curve[-1][1]
-        print(f"\nReference quality after the whole budget: SWD {target:.1f}.")
+        print(f"\nThe reference recipe's quality after the whole budget: SWD {target:.1f}.")
         for c in cs:
             if c is ref:
                 continue
             hit = next((i for i in range(1, a.points + 1) if c.curve[i][1] <= target), None)
-            if hit:
-                print(f"- {c.name} reached it at {100 * hit // a.points}% of the budget ({c.curve[hit][0]:.0f} s)")
-            else:
-                print(f"- {c.name} did not reach it within the budget")
-        d = next((c for c in cs if c.name == "default"), None)
-        if d is not None and a.points % 10 == 0:
-            i = a.points // 10
-            ok = d.curve[i][1] <= target
-            print(f"\nTarget (default at 1/10 of the budget as good as the reference at the end): "
-                  f"**{'met' if ok else 'missed'}** (default at 10%: SWD {d.curve[i][1]:.1f}).")
+            print(f"- {c.name}: " + (f"reached it after {c.curve[hit][0]:.0f} s of training" if hit
+                                     else "did not reach it within the budget"))
+    if a.sheets:
+        out = Path(a.sheets)
+        out.mkdir(parents=True, exist_ok=True)
+        for c in cs:
+            rows_ = [finals[c.name][y == ci][:8] for ci in range(len(names_c))]
+            path = out / f"{data_name}_{c.name}.png"
+            save_png(path, grid(torch.cat(rows_), 8), {"contender": c.name, "data": data_name,
+                                                        "training_s": f"{c.train_s:.0f}"})
+            print(f"sample sheet: {path}")
     return 0
 
 
