@@ -487,7 +487,7 @@ def quality_figure(records: list[dict]):
     import matplotlib.pyplot as plt
 
     mins = [r.get("used_s", 0) / 60 for r in records]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 2.6), dpi=100)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.0), dpi=100)
     a.plot(mins, [r["swd"] for r in records], marker="o", ms=3, color="#2e86ab", label="your images vs samples")
     floors = [r["swd_floor"] for r in records if "swd_floor" in r]
     if floors:
@@ -503,7 +503,7 @@ def quality_figure(records: list[dict]):
     for ax in (a, b):
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))  # the top stays free for the component's label
     plt.close(fig)
     return fig
 

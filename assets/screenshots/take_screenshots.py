@@ -52,9 +52,9 @@ def main(workspace: str) -> None:
             pg.get_by_label("Run name").fill("my-first-run")
             pg.get_by_role("button", name="Start training").click()
             pg.locator(".studio-progress", has_text="images/s").wait_for()
-            # until the first sample grid (step 200) is on screen
+            # until the first sample grid (step 200) and the second gauge point (step 250) are on screen
             pg.wait_for_function("(+(document.querySelector('.studio-progress').innerText.match(/step (\\d+)/) "
-                                 "|| [0, 0])[1]) >= 205", timeout=300_000)
+                                 "|| [0, 0])[1]) >= 256", timeout=300_000)
             pg.wait_for_timeout(3000)
             _top(pg)
             pg.screenshot(path=str(HERE / "train.png"))
