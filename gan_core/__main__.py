@@ -223,7 +223,7 @@ class _Bar:
         if self.bar is None:
             if by_time:
                 self.bar = tqdm(total=round(p.budget_s), initial=round(p.used_s), unit="s", dynamic_ncols=True,
-                                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+                                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s{postfix}")
             else:
                 self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
         self.bar.n = min(round(p.used_s), round(p.budget_s)) if by_time else p.step
