@@ -358,17 +358,15 @@ class _Loop:
             self._q_real, self._q_labels, self._q_floor = self._quality_reference()
         self.recalibrate_bn()
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 4)
-        fake = torch.cat([self._ema_forward(len(c), gen, None if self._q_labels is None else y)
-                          for c, y in zip(self._q_real.split(32), self._q_labels_split())]).cpu()
+        chunks = self._q_real.split(32)
+        labels = [None] * len(chunks) if self._q_labels is None else self._q_labels.split(32)
+        fake = torch.cat([self._ema_forward(len(c), gen, y) for c, y in zip(chunks, labels)]).cpu()
         g = grid_artifacts(fake, self._q_real)
         out = {"step": self.step, "swd": round(image_swd(fake, self._q_real), 2),
                "grid": round(g["mean"], 3), "grid_max": round(g["max"], 3), "used_s": round(self.wall, 1)}
         if self._q_floor is not None:
             out["swd_floor"] = round(self._q_floor, 2)
         return out
-
-    def _q_labels_split(self):
-        return [None] * len(self._q_real.split(32)) if self._q_labels is None else self._q_labels.split(32)
 
     def _quality_reference(self):
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 5)
