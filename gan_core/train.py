@@ -125,6 +125,7 @@ class _Loop:
         self.elapsed = 0.0  # seconds spent in training steps
         self.wall = 0.0  # seconds of the whole loop (steps, samples, checkpoints): the time budget's clock
         self.aug_p = 0.0 if t.ada_target else 1.0  # adaptive augmentation probability
+        self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self.history: list[dict] = []
         self.rollbacks = 0
 
@@ -320,8 +321,9 @@ class _Loop:
         would otherwise be used. A few batches of fresh noise in training mode, cumulative average,
         from a fixed seed (the training random stream is not touched)."""
         bns = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not bns:
+        if not bns or self._bn_step == self.step:  # already done for these weights (sample + checkpoint)
             return
+        self._bn_step = self.step
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 3)
         saved = [m.momentum for m in bns]
         for m in bns:
@@ -399,6 +401,7 @@ class _Loop:
                 "history": self.history, "rollbacks": self.rollbacks, "wall": self.wall, "aug_p": self.aug_p}
 
     def load(self, path: Path) -> None:
+        self._bn_step = None  # the loaded buffers are the checkpoint's
         st = ckpt.load_training_state(path, self.G, self.G_ema, self.D)
         self.opt_g.load_state_dict(st["opt_g"])
         self.opt_d.load_state_dict(st["opt_d"])
