@@ -4,8 +4,8 @@ styles painted per region, in bounded memory.
 The canvas noise is built once (a few MB even at 8192 px), then the generator runs over tiles of
 it with a margin of noise cells around each tile. An output pixel depends only on noise cells
 less than `G.margin_cells` away (2 for the transposed-convolution generator, 3 for the default
-nearest-resize one with 5x5 kernels, 5 with bilinear resizing; see SpatialGenerator.margin_cells), so cropping that margin gives exactly the
-pixels of one pass over the whole canvas (the generator is in eval mode, so
+nearest-resize one with 5x5 kernels, 5 with bilinear resizing; see SpatialGenerator.margin_cells),
+so cropping that margin gives exactly the pixels of one pass over the whole canvas (the generator is in eval mode, so
 BatchNorm is a fixed per-channel affine map). Tiles are written into one preallocated uint8 image.
 """
 from __future__ import annotations
