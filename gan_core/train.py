@@ -273,7 +273,11 @@ class _Loop:
             self.opt_d.step()
             rec["d_loss"] += loss.item() / t.n_critic
             rec["w_dist"] += (s_real.mean() - s_fake.mean()).item() / t.n_critic
-            rec["real_sign"] += s_real.detach().sign().mean().item() / t.n_critic
+            # ADA's overfitting signal: how sure the critic is of the real images. The relativistic
+            # loss only sees score differences (any offset is free), so there it is the share of
+            # pairs in which the real image outranks the generated one.
+            sure = s_real - s_fake if t.loss == "rpgan" else s_real
+            rec["real_sign"] += sure.detach().sign().mean().item() / t.n_critic
         self.D.requires_grad_(False)
         if t.loss != "rpgan":
             y = self.labels_for_g(t.batch, paired=t.diversity > 0)
@@ -282,7 +286,7 @@ class _Loop:
             paired_real = self.D(real_a, y) if t.loss == "rpgan" else None
             lg = g_loss(self.D(aug(fake.float()), y), t.loss, paired_real)  # D is fixed: nothing of it to reduce
         if t.diversity:
-            ms = mode_seeking(fake.float(), latent.float())
+            ms = mode_seeking(fake.float(), latent.float(), y)
             lg = lg + t.diversity * ms
             rec["mode_seeking"] = ms.item()
         self.opt_g.zero_grad(set_to_none=True)
@@ -466,15 +470,22 @@ def held_back_split(labels: torch.Tensor, seed: int, enabled: bool = True) -> tu
     return held, everything[keep]
 
 
-def mode_seeking(fake: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+def mode_seeking(fake: torch.Tensor, latent: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
     """Mode-seeking term (Mao et al. 2019, MSGAN): for pairs of images made from the same condition
     and different latents, the inverse of (image distance / latent distance). It is large when the
     generator maps different latents to the same image, the collapse a conditional generator falls
-    into within a class, and fades once the images differ as much as their latents do."""
-    h = fake.shape[0] // 2  # pairs are rows (i, i + h); an odd last row is left out
+    into within a class, and fades once the images differ as much as their latents do. Pairs are
+    rows (i, i + B/2) (an odd last row is left out); with `cond` (the condition of each row) only
+    the pairs of one condition count (the relativistic loss takes its conditions from the real
+    batch, which are not paired), and with none such the term is 0."""
+    h = fake.shape[0] // 2
     d_img = (fake[:h] - fake[h:2 * h]).abs().flatten(1).mean(1)
     d_lat = (latent[:h] - latent[h:2 * h]).abs().mean(1)
-    return (1.0 / (d_img / d_lat + 1e-5)).mean()
+    inv = 1.0 / (d_img / d_lat + 1e-5)
+    if cond is None:
+        return inv.mean()
+    same = (cond[:h] == cond[h:2 * h]).to(inv.dtype)
+    return (inv * same).sum() / same.sum().clamp_min(1)
 
 
 def sample_image(G: nn.Module, cfg: RunConfig, n: int = 8, seed: int = 0) -> "object":

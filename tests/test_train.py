@@ -227,6 +227,31 @@ def test_mode_seeking_term_punishes_identical_pairs():
     assert mode_seeking(same, z) > 1000 * mode_seeking(varied, z)
 
 
+def test_mode_seeking_counts_only_pairs_of_one_condition():
+    from gan_core.train import mode_seeking
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    fake = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    fake[4] = fake[0]  # pair 0 is a collapsed pair, the others differ
+    same_cond = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    other_cond = torch.tensor([0, 1, 2, 3, 1, 1, 2, 3])  # pair 0 now spans two conditions
+    assert mode_seeking(fake, z, same_cond) > 100 * mode_seeking(fake, z, other_cond)
+    assert mode_seeking(fake, z, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])) == 0  # no pair of one condition
+
+
+@pytest.mark.parametrize("loss, expected", [("hinge", 1.0), ("rpgan", 0.0)])
+def test_ada_signal_ignores_the_relativistic_critics_free_offset(class_dir, tmp_path, loss, expected):
+    """The relativistic loss sees only score differences, so a critic that scores every image +5
+    is not sure of anything there; for the hinge loss it is sure of the real images."""
+    from gan_core.train import _Loop
+    cfg = tiny_cgan(class_dir, loss=loss, n_critic=1, precision="fp32")
+    cfg.validate(require_names=False)
+    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    critic = loop.D_train
+    loop.D_train = lambda x, y: 0 * critic(x, y) + 5.0
+    rec = loop.train_step()
+    assert rec["real_sign"] == expected
+
+
 @pytest.mark.parametrize("batch", [4, 5])
 def test_diversity_term_runs_and_is_logged_for_even_and_odd_batches(class_dir, tmp_path, batch):
     train(tiny_cgan(class_dir, diversity=0.5, batch=batch), tmp_path / "run")
