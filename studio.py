@@ -1198,10 +1198,10 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
         def _variant_defaults(v, r):
             t, m = train_defaults(v, r), (CGANConfig() if v == "cgan" else SGANConfig())
             return (gr.update(visible=v == "cgan"), t.batch, m.g_channels, m.d_channels,
-                    t.sample_every, t.ckpt_every, t.augment)
+                    t.sample_every, t.ckpt_every, t.augment, t.lr_g)
 
         variant.change(_variant_defaults, [variant, recipe], [resolution, batch, g_channels, d_channels,
-                                                              sample_every, ckpt_every, augment],
+                                                              sample_every, ckpt_every, augment, lr],
                        api_visibility="private")
         recipe.change(lambda r, v: (train_defaults(v, r).lr_g, train_defaults(v, r).augment), [recipe, variant],
                       [lr, augment], api_visibility="private")

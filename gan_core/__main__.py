@@ -74,10 +74,11 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--batch", type=_positive, default=defaults.batch,
                    help="images per batch, over all processes under torchrun (default %(default)s)")
     g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
-                   help="studio: resize-convolution generators (nearest x2 + convolution), hinge loss, 1 critic "
-                        "step, Adam 2e-4 betas 0 0.99 falling to 0 over the second half of the run, adaptive "
-                        "augmentation (translation, colour, cutout; conditional models), --diversity 0.2 "
-                        "(textures), EMA over 10k images; "
+                   help="studio: resize-convolution generators (nearest x2 + convolution), 1 critic step, "
+                        "Adam betas 0 0.99 with the rate falling to 0 over the second half of the run, EMA over "
+                        "10k images; for conditional models the rpgan loss, Adam 1e-4 and adaptive augmentation "
+                        "(translation, colour, cutout), for textures the hinge loss, Adam 2e-4 and --diversity "
+                        "0.2; "
                         "reference: the reference networks (transposed convolutions) with WGAN-GP (lambda 5), "
                         "2 critic steps, Adam 1e-4 betas 0.1 0.9; fast: the reference networks with hinge loss, "
                         "1 critic step, Adam 2e-4 betas 0 0.99, --diversity 0.2 (default %(default)s). "

@@ -22,24 +22,27 @@ NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 
 # Named sets of settings. Each recipe names its training settings ("train", on top of TrainConfig's
 # defaults, which are the reference's) and its model family ("model", on top of the model config's
-# defaults). "studio" is the default of the CLI and the studio: a resize-convolution generator, hinge
-# loss with one critic step, adaptive DiffAugment (conditional models), the mode-seeking term
-# (textures), an EMA measured in images and a learning rate that falls to zero over the second half
-# of the run; chosen by bench/time_to_quality.py and bench/texture_quality.py on a 2-core CPU
+# defaults). "studio" is the default of the CLI and the studio: a resize-convolution generator, one
+# critic step, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4 and adaptive DiffAugment
+# (conditional models), the hinge loss, Adam 2e-4 and the mode-seeking term (textures), an EMA
+# measured in images and a learning rate that falls to zero over the second half of the run; chosen by
+# bench/time_to_quality.py and bench/texture_quality.py on a 2-core CPU
 # (README, "What to expect"). "reference": the reference system
 # (transposed convolutions, WGAN-GP lambda 5, Adam 1e-4, betas (0.1, 0.9)). "fast": the reference
 # networks with hinge loss, one critic step, Adam 2e-4 (0, 0.99) and the mode-seeking term.
 LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
-        "train": {"loss": "hinge", "n_critic": 1, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.0, "beta2": 0.99,
+        "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
                   "augment": ["translation", "color", "cutout"], "ada_target": 0.6, "ema_kimg": 10.0,
                   "lr_decay": 0.5},
         # Textures train on random patches of the photos: a new view every step, nothing to memorise,
         # so no augmentation; the mode-seeking term keeps them from stamping one pattern. (On the
         # conditional models it pushed images apart by brightness and, after 3 minutes, made the
-        # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.)
-        "train_sgan": {"augment": [], "ada_target": 0.0, "diversity": 0.2},
+        # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.) The hinge loss:
+        # on the brick photo the relativistic loss drew more of the joints but left a 4 px grid.
+        "train_sgan": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "augment": [], "ada_target": 0.0,
+                       "diversity": 0.2},
         "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest"}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},

@@ -106,7 +106,7 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
 def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir):
     from gan_core.__main__ import _run_config, build_parser
     new = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x"]))
-    assert (new.model.arch, new.train.loss, new.train.ada_target > 0, new.train.ema_kimg) == ("upconv", "hinge", True, 10)
+    assert (new.model.arch, new.train.loss, new.train.ada_target > 0, new.train.ema_kimg) == ("upconv", "rpgan", True, 10)
     assert new.train.diversity == 0 and new.train.lr_decay == 0.5
     assert set(new.train.augment) == {"translation", "color", "cutout"} and new.train.steps == 2000
     ref = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x", "--recipe", "reference"]))
@@ -114,6 +114,7 @@ def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_kee
     tex = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "10"]))
     assert tex.model.upsample == "nearest" and tex.train.minutes == 10 and tex.train.steps >= 10**7
     assert tex.train.augment == [] and tex.train.diversity == 0.2  # random patches are new views already
+    assert tex.train.loss == "hinge"
     both = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "1",
                                                   "--steps", "50"]))
     assert both.train.steps == 50  # whichever comes first
