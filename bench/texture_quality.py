@@ -12,7 +12,7 @@ scored against the photo:
   seam      seam ratio of the tile (gan_core.metrics.seam_ratio; about 1 = no visible seam)
 Contenders: reference (transposed convolutions, WGAN-GP: --recipe reference), fast, studio (the
 default: nearest resize + 5x5 convolutions, hinge, mode seeking), and studio variants named in
-TEXTURE_CONTENDERS (bilinear resizing, WGAN-GP, no mode seeking).
+TEXTURE_CONTENDERS (bilinear resizing, WGAN-GP, the relativistic loss, Adam 1e-4, no mode seeking).
 
     python bench/texture_quality.py assets/demo/textures/brick.png --budget 600 --sheets bench/sheets
 """
@@ -43,6 +43,10 @@ TEXTURE_CONTENDERS = {
     "studio-wgan": ("studio", {}, {"loss": "wgan-gp", "n_critic": 2}),
     "studio-bilinear-wgan": ("studio", {"upsample": "bilinear"}, {"loss": "wgan-gp", "n_critic": 2}),
     "studio-nodiv": ("studio", {}, {"diversity": 0.0}),
+    "studio-hinge": ("studio", {}, {"loss": "hinge"}),
+    "studio-rpgan": ("studio", {}, {"loss": "rpgan"}),
+    "studio-slow": ("studio", {}, {"lr_g": 1e-4, "lr_d": 1e-4}),
+    "studio-rpgan-slow": ("studio", {}, {"loss": "rpgan", "lr_g": 1e-4, "lr_d": 1e-4}),
 }
 
 

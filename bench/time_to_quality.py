@@ -10,12 +10,16 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution in the
-                 generator, hinge, adaptive DiffAugment, EMA over 10k images, learning rate falling
-                 to zero over the second half of the budget)
+                 generator, the relativistic pairing loss with lazy R1 + R2, adaptive DiffAugment,
+                 EMA over 10k images, learning rate falling to zero over the second half of the budget)
+  studio-hinge   studio with the hinge loss (the studio recipe before the relativistic loss)
+  studio-slow    studio with Adam 1e-4 instead of 2e-4; studio-hinge-slow: both changes
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
+  studio-wide    studio with twice the channels in the generator and the critic
+  studio-b64     studio with batches of 64
   studio-noaug   studio without augmentation
   studio-div     studio with the mode-seeking term (weight 0.2)
-  studio-v1      the first candidate: studio with the mode-seeking term, augmentation strength
+  studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
@@ -29,6 +33,7 @@ held-out images against an equal, class-matched draw of training images (real vs
     python bench/time_to_quality.py --budget 600 --contenders reference,studio     # demo classes
     python bench/time_to_quality.py --data photos --budget 600 --contenders studio  # bench/photo_set.py
     python bench/time_to_quality.py --budget 60 --points 3                          # a quick check
+    python bench/time_to_quality.py --data photos --res 128 --budget 1800 --contenders studio
 
 --sheets DIR writes each contender's final samples (a row per class) as DIR/<data>_<contender>.png.
 """
@@ -59,7 +64,13 @@ CONTENDERS = {
     "studio-bilinear": ("studio", {"upsample": "bilinear"}, {}),
     "studio-noaug": ("studio", {}, {"augment": [], "ada_target": 0.0}),
     "studio-div": ("studio", {}, {"diversity": 0.2}),
-    "studio-v1": ("studio", {}, {"diversity": 0.2, "ada_kimg": 20.0, "lr_decay": 0.0}),
+    "studio-v1": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "diversity": 0.2, "ada_kimg": 20.0,
+                                 "lr_decay": 0.0}),
+    "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
+    "studio-fast-lr": ("studio", {}, {"lr_g": 2e-4, "lr_d": 2e-4}),
+    "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
+    "studio-b64": ("studio", {}, {"batch": 64}),
+    "studio-hinge-slow": ("studio", {}, {"loss": "hinge", "lr_g": 1e-4, "lr_d": 1e-4}),
 }
 
 
@@ -110,12 +121,13 @@ class Seed(Contender):
 
 
 class Project(Contender):
-    def __init__(self, name: str, folder: Path, run_dir: Path, seed: int):
+    def __init__(self, name: str, folder: Path, run_dir: Path, seed: int, res: int = 64):
         super().__init__(name)
         recipe, model_kw, train_kw = CONTENDERS[name]
         t0 = time.perf_counter()
         t = TrainConfig.recipe(recipe, "cgan", seed=seed, quality_every=0, **train_kw)
-        cfg = RunConfig("cgan", CGANConfig(**{**recipe_model(recipe, "cgan"), **model_kw}), t, data=[str(folder)])
+        model = CGANConfig(**{**recipe_model(recipe, "cgan"), "resolution": res, **model_kw})
+        cfg = RunConfig("cgan", model, t, data=[str(folder)])
         cfg.validate(require_names=False)
         run_dir.mkdir(parents=True)
         self.loop = _Loop(cfg, run_dir, torch.device("cpu"))
@@ -146,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=10, help="evaluations spread over the budget (default %(default)s)")
     p.add_argument("--holdout", type=float, default=0.3, help="held-out fraction per class (default %(default)s)")
     p.add_argument("--contenders", default="reference,fast,studio", help="comma-separated (default %(default)s)")
+    p.add_argument("--res", type=int, default=64, choices=(64, 128), help="image size (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--sheets", default=None, help="folder for each contender's final sample sheet")
@@ -161,13 +174,13 @@ def run(a, tmp: Path) -> int:
         src, data_name = REPO / "assets/demo/classes", "demo"
     elif a.data == "photos":
         from photo_set import build
-        src, data_name = build(tmp / "photos"), "photos"
+        src, data_name = build(tmp / "photos", size=a.res), "photos"  # crops cut at the training size
     else:
         src = Path(a.data)
         data_name = src.name
     train_dir, held_dir = split_folder(src, tmp / "split", a.holdout, a.seed)
-    held = load_class_dataset(held_dir, 64)
-    tr = load_class_dataset(train_dir, 64)
+    held = load_class_dataset(held_dir, a.res)
+    tr = load_class_dataset(train_dir, a.res)
     names_c = held.class_names
     order = torch.argsort(held.labels, stable=True)
     real, y = to_float(held.images[order]), held.labels[order]
@@ -188,7 +201,7 @@ def run(a, tmp: Path) -> int:
         if n == "seed":
             cs.append(Seed(train_dir, a.seed))
         elif n in CONTENDERS:
-            cs.append(Project(n, train_dir, tmp / n, a.seed))
+            cs.append(Project(n, train_dir, tmp / n, a.seed, a.res))
         else:
             raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
 
@@ -196,8 +209,9 @@ def run(a, tmp: Path) -> int:
         fake = c.sample(z, y)
         swd = image_swd(fake, real)
         c.curve.append((c.train_s, swd, c.steps, c.images))
+        aug = f"  aug p {c.loop.aug_p:.2f}" if isinstance(c, Project) else ""
         print(f"  {c.name:<14} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f} "
-              f"({swd / floor:.2f}x floor)", flush=True)
+              f"({swd / floor:.2f}x floor){aug}", flush=True)
         return fake
 
     ol = OtherLoad().start()
@@ -225,17 +239,19 @@ def run(a, tmp: Path) -> int:
     rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
     print("\nAt the end, per class: SWD / floor, and the grid measure (mean; largest single frequency):\n")
-    header = ["class", "floor"] + [f"{c.name}" for c in cs]
+    header = ["class", "floor", "real vs real grid"] + [f"{c.name}" for c in cs]
     rows = []
     for ci, cname in enumerate(names_c):
-        row = [cname, f"{floor_c[ci]:.1f}"]
+        gf = grid_artifacts(other[y == ci], real[y == ci])
+        row = [cname, f"{floor_c[ci]:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
         for c in cs:
             f = finals[c.name][y == ci]
             gm = grid_artifacts(f, real[y == ci])
             row.append(f"{image_swd(f, real[y == ci]) / floor_c[ci]:.2f}x; grid {gm['mean']:.2f} "
                        f"(max {gm['max']:.1f} at {gm['at']})")
         rows.append(row)
-    row = ["all", f"{floor:.1f}"]
+    gf = grid_artifacts(other, real)
+    row = ["all", f"{floor:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
     for c in cs:
         gm = grid_artifacts(finals[c.name], real)
         row.append(f"{c.curve[-1][1] / floor:.2f}x; grid {gm['mean']:.2f} (max {gm['max']:.1f} at {gm['at']})")
@@ -256,7 +272,7 @@ def run(a, tmp: Path) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for c in cs:
             rows_ = [finals[c.name][y == ci][:8] for ci in range(len(names_c))]
-            path = out / f"{data_name}_{c.name}.png"
+            path = out / f"{data_name}_{c.name}{'' if a.res == 64 else f'_{a.res}px'}.png"
             save_png(path, grid(torch.cat(rows_), 8), {"contender": c.name, "data": data_name,
                                                         "training_s": f"{c.train_s:.0f}"})
             print(f"sample sheet: {path}")
