@@ -439,6 +439,14 @@ def train_defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> TrainConfig:
     return TrainConfig.recipe(recipe, variant)
 
 
+def variant_defaults(variant: str, recipe: str):
+    """The Train tab's fields when the variant changes: resolution (shown for conditional models
+    only), batch, widths, sample and checkpoint intervals, augmentation and learning rate."""
+    t, m = train_defaults(variant, recipe), (CGANConfig() if variant == "cgan" else SGANConfig())
+    return (gr.update(visible=variant == "cgan"), t.batch, m.g_channels, m.d_channels,
+            t.sample_every, t.ckpt_every, t.augment, t.lr_g)
+
+
 def _fmt_time(s: float | None) -> str:
     if s is None or not np.isfinite(s):
         return "?"
@@ -1195,12 +1203,7 @@ def build_app(workspace: str | os.PathLike = "workspace", models_dir: str | os.P
         zip_file.upload(E(s.upload_zip), zip_file, data_path, api_name="upload_zip").success(
             E(_check), [variant, data_path], [data_summary, data_sheet], api_visibility="private")
 
-        def _variant_defaults(v, r):
-            t, m = train_defaults(v, r), (CGANConfig() if v == "cgan" else SGANConfig())
-            return (gr.update(visible=v == "cgan"), t.batch, m.g_channels, m.d_channels,
-                    t.sample_every, t.ckpt_every, t.augment, t.lr_g)
-
-        variant.change(_variant_defaults, [variant, recipe], [resolution, batch, g_channels, d_channels,
+        variant.change(variant_defaults, [variant, recipe], [resolution, batch, g_channels, d_channels,
                                                               sample_every, ckpt_every, augment, lr],
                        api_visibility="private")
         recipe.change(lambda r, v: (train_defaults(v, r).lr_g, train_defaults(v, r).augment), [recipe, variant],

@@ -339,3 +339,15 @@ def test_train_for_minutes_sets_a_time_budget_without_a_step_limit(class_dir, tm
     assert ref.model.arch == "dcgan" and ref.train.loss == "wgan-gp"
     with pytest.raises(ConfigError, match="Train for"):
         s.build_config(**base, train_for=-5)
+
+
+def test_switching_the_variant_sets_that_variants_recipe_settings():
+    """Conditional models and textures train with different learning rates and batches in the
+    studio recipe; switching the variant must not keep the other variant's."""
+    from gan_core.config import TrainConfig
+    for variant in ("cgan", "sgan"):
+        shown, batch, *_, augment, lr = studio.variant_defaults(variant, "studio")
+        t = TrainConfig.recipe("studio", variant)
+        assert (batch, augment, lr) == (t.batch, t.augment, t.lr_g)
+        assert shown["visible"] == (variant == "cgan")  # resolution is a conditional-model setting
+    assert studio.variant_defaults("cgan", "studio")[-1] != studio.variant_defaults("sgan", "studio")[-1]
