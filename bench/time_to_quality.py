@@ -10,10 +10,11 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution in the
-                 generator, the relativistic pairing loss with lazy R1 + R2, adaptive DiffAugment,
+                 generator, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4, adaptive DiffAugment,
                  EMA over 10k images, learning rate falling to zero over the second half of the budget)
-  studio-hinge   studio with the hinge loss (the studio recipe before the relativistic loss)
-  studio-slow    studio with Adam 1e-4 instead of 2e-4; studio-hinge-slow: both changes
+  studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
+  studio-fast-lr studio with Adam 2e-4 instead of 1e-4
+  studio-hinge-slow  studio with the hinge loss (and the default Adam 1e-4)
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
   studio-wide    studio with twice the channels in the generator and the critic
   studio-b64     studio with batches of 64
