@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from gan_core import checkpoint  # noqa: E402
 from gan_core.data import load_class_dataset, load_textures, sample_patches, to_float  # noqa: E402
-from gan_core.explore import class_weights, generate, noise  # noqa: E402
+from gan_core.sampling import class_weights, generate, noise  # noqa: E402
 from gan_core.metrics import grid_artifacts, image_swd, seam_ratio  # noqa: E402
 from gan_core.nets import build_generator  # noqa: E402
 from gan_core.texture import generate_texture  # noqa: E402

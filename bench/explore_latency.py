@@ -1,6 +1,6 @@
 """Explore latency: server-side time to make 16 images after a class-blend slider moves.
 
-Calls studio.Studio.blend_images, the handler the Explore tab's class sliders call, with the model
+Calls ui.explore_tab.images, the handler the Explore tab's class sliders call, with the model
 already loaded (the first call, which loads it, is reported apart), --calls times with a
 different blend each time (class 1 slides down while class 2 slides up, as a user drags), and
 reports the median and 90th percentile. It also splits a call into its parts (latents from the
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import time
 from pathlib import Path
@@ -91,13 +90,16 @@ def run(a, tmp: Path) -> int:
         print("note: " + note)
 
     t0 = time.perf_counter()
-    import studio  # the web app's module: its import loads gradio
-    from gan_core import explore
+    from ui import explore_tab  # the web app's tab: its import loads gradio
+    from ui.common import Context
+    from gan_core import sampling
+    from gan_core.jobs import Jobs
+    from gan_core.workspace import Workspace
     import_s = time.perf_counter() - t0
 
     from gan_core.checkpoint import read_config, resolve_model_dir
 
-    s = studio.Studio(tmp / "workspace", models_dir=model.parent)
+    ctx = Context(Workspace(tmp / "workspace", models_dir=model.parent), Jobs())
     folder = resolve_model_dir(model)
     cfg = read_config(folder)
     names = cfg.model.class_names
@@ -115,14 +117,14 @@ def run(a, tmp: Path) -> int:
         return w
 
     t0 = time.perf_counter()  # the first call loads the model, as after picking it in the page
-    s.blend_images(str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(0))
+    explore_tab.images(ctx, str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(0))
     first_s = time.perf_counter() - t0
 
     i = [0]
 
     def call():
         i[0] += 1
-        return s.blend_images(str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(i[0]))
+        return explore_tab.images(ctx, str(model), 0, 1, 0.0, "lerp", 1.0, a.n, *weights(i[0]))
 
     ol = OtherLoad().start()
     calls = timed(call, a.calls)
@@ -136,21 +138,22 @@ def run(a, tmp: Path) -> int:
 
     png_s = timed(png, a.calls)
 
-    G, cfg, _ = s.model(str(model), "cgan")
-    w = explore.class_weights(names, {names[0]: 0.4, names[-1]: 0.6})
-    lat_s = timed(lambda: s._latents(cfg, 0, 1, 0.0, "lerp", 1.0, a.n), a.calls)
-    z = s._latents(cfg, 0, 1, 0.0, "lerp", 1.0, a.n)
-    gen_s = timed(lambda: explore.generate(G, z, w), a.calls)
-    out = explore.generate(G, z, w)
-    grid_s = timed(lambda: explore.grid(out, 8), a.calls)
+    G = ctx.ws.load_model(str(model), "cgan").G
+    w = sampling.class_weights(names, {names[0]: 0.4, names[-1]: 0.6})
+    view = sampling.View({names[0]: 1.0}, 0, 1, 0.0, "lerp", 1.0, a.n)
+    lat_s = timed(lambda: view.latents(cfg.model.nz), a.calls)
+    z = view.latents(cfg.model.nz)
+    gen_s = timed(lambda: sampling.generate(G, z, w), a.calls)
+    out = sampling.generate(G, z, w)
+    grid_s = timed(lambda: sampling.grid(out, 8), a.calls)
     load1 = load_average()
 
     ms = lambda xs: f"{1000 * median(xs):.1f}"  # noqa: E731
     p90 = lambda xs: f"{1000 * percentile(xs, 90):.1f}"  # noqa: E731
-    rows = [["`Studio.blend_images` (the slider's handler)", ms(calls), p90(calls)],
-            ["  of which: latents from the seeds (`_latents`)", ms(lat_s), p90(lat_s)],
-            ["  of which: generator (`explore.generate`)", ms(gen_s), p90(gen_s)],
-            ["  of which: grid (`explore.grid`)", ms(grid_s), p90(grid_s)],
+    rows = [["`explore_tab.images` (the slider's handler)", ms(calls), p90(calls)],
+            ["  of which: latents from the seeds (`View.latents`)", ms(lat_s), p90(lat_s)],
+            ["  of which: generator (`sampling.generate`)", ms(gen_s), p90(gen_s)],
+            ["  of which: grid (`sampling.grid`)", ms(grid_s), p90(grid_s)],
             ["PNG encoding of the returned grid (done by the page's image component)", ms(png_s), p90(png_s)],
             ["handler + PNG encoding (medians added)", f"{1000 * (median(calls) + median(png_s)):.1f}", ""]]
     print(f"\n## Explore latency (`bench/explore_latency.py`)\n")
@@ -170,7 +173,7 @@ def run(a, tmp: Path) -> int:
     print(f"\nTarget (median under 50 ms): **{verdict}** ({ms(calls)} ms).")
 
     if a.levers:
-        rows = [["`explore.generate` as shipped (inference_mode)", ms(gen_s), p90(gen_s), ""]]
+        rows = [["`sampling.generate` as shipped (inference_mode)", ms(gen_s), p90(gen_s), ""]]
         dev_emb = G.class_embedding(w).expand(z.shape[0], -1)
 
         def plain_no_grad():
@@ -181,11 +184,11 @@ def run(a, tmp: Path) -> int:
         rows.append(["torch.no_grad instead of inference_mode", ms(t), p90(t), ""])
         n = torch.get_num_threads()
         torch.set_num_threads(1)
-        t = timed(lambda: explore.generate(G, z, w), a.calls)
+        t = timed(lambda: sampling.generate(G, z, w), a.calls)
         torch.set_num_threads(n)
         rows.append([f"1 thread (instead of {n})", ms(t), p90(t), ""])
         Gc = G.to(memory_format=torch.channels_last)
-        t = timed(lambda: explore.generate(Gc, z, w), a.calls)
+        t = timed(lambda: sampling.generate(Gc, z, w), a.calls)
         G.to(memory_format=torch.contiguous_format)
         rows.append(["channels-last weights", ms(t), p90(t), ""])
         t0 = time.perf_counter()

@@ -32,9 +32,10 @@ import torch
 
 from gan_core import checkpoint as ckpt
 from gan_core.config import NO_STEP_LIMIT, CGANConfig, RunConfig, SGANConfig, TrainConfig, recipe_model
-from gan_core.explore import class_grid, save_png
+from gan_core.sampling import class_grid, save_png
 from gan_core.metrics import seam_ratio
-from gan_core.train import _Loop, read_quality, resume, train
+from gan_core.runs import read_quality
+from gan_core.train import Trainer, resume, train
 
 FAILS: list[str] = []
 
@@ -56,7 +57,7 @@ def step_speed(precision: str, device: torch.device, tmp: Path, steps: int = 30)
     cfg = cgan_config(1, precision)
     cfg.validate(require_names=False)
     (tmp / f"speed_{precision}").mkdir()
-    loop = _Loop(cfg, tmp / f"speed_{precision}", device)
+    loop = Trainer(cfg, tmp / f"speed_{precision}", device)
     for _ in range(5):
         loop.train_step()
     torch.cuda.synchronize()

@@ -30,10 +30,10 @@ import torch
 
 from gan_core.config import RunConfig, SGANConfig, TrainConfig, recipe_model
 from gan_core.data import load_textures, sample_patches
-from gan_core.explore import save_png
+from gan_core.sampling import save_png
 from gan_core.metrics import grid_artifacts, image_swd, seam_ratio
 from gan_core.texture import generate_texture
-from gan_core.train import _Loop
+from gan_core.train import Trainer
 
 TEXTURE_CONTENDERS = {
     "reference": ("reference", {}, {}),
@@ -70,7 +70,7 @@ class Contender:
         cfg = RunConfig("sgan", SGANConfig(**{**recipe_model(recipe, "sgan"), **model_kw}), t, data=[photo])
         cfg.validate(require_names=False)
         run_dir.mkdir(parents=True)
-        self.loop = _Loop(cfg, run_dir, torch.device(device))
+        self.loop = Trainer(cfg, run_dir, torch.device(device))
         self.train_s += time.perf_counter() - t0
 
     def train_until(self, seconds: float) -> None:

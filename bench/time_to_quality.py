@@ -53,9 +53,9 @@ import torch
 
 from gan_core.config import CGANConfig, RunConfig, TrainConfig, recipe_model
 from gan_core.data import is_image_name, load_class_dataset, to_float
-from gan_core.explore import grid, save_png
+from gan_core.sampling import grid, save_png
 from gan_core.metrics import grid_artifacts, image_swd
-from gan_core.train import _Loop
+from gan_core.train import Trainer
 
 # name -> (recipe, model overrides, training overrides)
 CONTENDERS = {
@@ -131,7 +131,7 @@ class Project(Contender):
         cfg = RunConfig("cgan", model, t, data=[str(folder)])
         cfg.validate(require_names=False)
         run_dir.mkdir(parents=True)
-        self.loop = _Loop(cfg, run_dir, torch.device("cpu"))
+        self.loop = Trainer(cfg, run_dir, torch.device("cpu"))
         self.per_step = cfg.train.batch * cfg.train.n_critic
         self.train_s += time.perf_counter() - t0
 

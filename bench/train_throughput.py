@@ -11,7 +11,7 @@ training steps worth at least --window-images images), so a change in the machin
 of them alike; figures are medians of --windows rounds after --warmup windows per contender. On a
 shared machine, a round during which other processes used more than --max-other of the CPU
 (measured from /proc/stat minus this process's own CPU time) is repeated, up to --max-rounds.
-The project's step is gan_core.train._Loop.train_step, the step that
+The project's step is gan_core.train.Trainer.train_step, the step that
 gan_core.train.train runs; --train-check-steps also runs train() itself (with its logging,
 sampling and checkpoints) and reports the images/s it logs.
 
@@ -39,7 +39,7 @@ from _common import REPO, OtherLoad, command_line, count_flops, load_average, ma
 import torch
 
 from gan_core.config import CGANConfig, RunConfig, TrainConfig
-from gan_core.train import _Loop, train
+from gan_core.train import Trainer, train
 from reference_cgan import REFERENCE, ReferenceTrainer
 
 FAST = dict(loss="hinge", n_critic=1, lr_g=2e-4, lr_d=2e-4, beta1=0.0, beta2=0.99, diversity=0.2,
@@ -90,7 +90,7 @@ class Project(Contender):
         cfg.validate(require_names=False)
         run_dir = tmp / name.replace("@", "_").replace(" ", "_")
         run_dir.mkdir(parents=True)
-        self.loop = _Loop(cfg, run_dir, torch.device("cpu"))
+        self.loop = Trainer(cfg, run_dir, torch.device("cpu"))
         if mem is not None:  # lever: another memory layout than the loop's channels-last
             self.loop.mem = mem
             self.loop.G.to(memory_format=mem)

@@ -1,6 +1,7 @@
 """GAN Studio core: conditional and spatial GANs, training, checkpoints, sampling.
 
-Everything that is not user interface lives here; `studio.py` and the CLI
+Everything that is not user interface lives here; the studio (`ui/`, started by `studio.py`)
+and the CLI
 (`python -m gan_core`) are thin layers over these modules.
 """
 

@@ -1,4 +1,6 @@
-"""Command line: python -m gan_core {train,resume,sample,texture} ... (see --help of each).
+"""Command line: python -m gan_core {check,train,resume,sample,animate,texture,export} ... (see --help
+of each). Settings pass through gan_core.options, as the studio's do, so both doors accept and
+refuse the same values.
 
 `train` and `resume` also run under torchrun (data parallel, one process per GPU or CPU share):
 torchrun --nproc_per_node=N -m gan_core train ...
@@ -6,15 +8,15 @@ torchrun --nproc_per_node=N -m gan_core train ...
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
 import sys
 from pathlib import Path
 
-from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig, SGANConfig,
-                     TrainConfig, recipe_model)
+from . import options
+from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
+                     SGANConfig, TrainConfig)
 from .errors import StudioError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,11 +24,14 @@ DEMO_CGAN = REPO / "checkpoints" / "demo-classes"  # shipped demo models (see RE
 DEMO_SGAN = REPO / "checkpoints" / "demo-textures"
 
 EPILOG = """examples:
+  python -m gan_core check assets/demo/classes
+  python -m gan_core check assets/demo/textures/brick.png --texture
   python -m gan_core train cgan assets/demo/classes --out runs/demo --minutes 10
   python -m gan_core resume runs/demo --minutes 5
   python -m gan_core train cgan assets/demo/classes --out runs/demo-steps --steps 3000
   python -m gan_core resume runs/demo-steps --steps 5000
   python -m gan_core sample runs/demo --class brick --n 16 --out brick.png
+  python -m gan_core animate runs/demo --class brick=0.3 --class grass=0.7 --seed-b 5 --out loop.gif
   python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
   python -m gan_core export runs/demo --out checkpoints/my-model
@@ -35,44 +40,23 @@ EPILOG = """examples:
 """
 
 
-def _positive(v: str) -> int:
-    try:
-        n = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {v!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
-def _minutes(v: str) -> float:
-    try:
-        m = float(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {v!r}") from None
-    if not (0 < m <= 100_000):
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 100000, got {v}")
-    return m
-
-
 def _augment(v: str) -> list[str]:
-    names = [a.strip() for a in v.split(",") if a.strip() and a.strip() != "none"]
-    bad = [a for a in names if a not in AUGMENTS]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown augmentation {bad[0]!r} (choose from {', '.join(AUGMENTS)})")
-    return names
+    try:
+        return options.augment_list(v)
+    except StudioError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--out", required=True, help="run folder to create (checkpoints, samples, stats)")
-    g.add_argument("--steps", type=_positive, default=None,
+    g.add_argument("--steps", type=options.arg("steps"),
                    help=f"generator steps (default {defaults.steps}; with --minutes: no step limit)")
-    g.add_argument("--minutes", type=_minutes, default=None,
+    g.add_argument("--minutes", type=options.arg("minutes"),
                    help="train for this much time, then stop with a checkpoint (with --steps: whichever "
                         "comes first)")
-    g.add_argument("--batch", type=_positive, default=defaults.batch,
-                   help="images per batch, over all processes under torchrun (default %(default)s)")
+    g.add_argument("--batch", type=options.arg("batch"),
+                   help=f"images per batch, over all processes under torchrun (default {defaults.batch})")
     g.add_argument("--recipe", choices=tuple(RECIPES), default=DEFAULT_RECIPE,
                    help="studio: resize-convolution generators (nearest x2 + convolution), 1 critic step, "
                         "Adam betas 0 0.99 with the rate falling to 0 over the second half of the run, EMA over "
@@ -85,25 +69,27 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
                         "The options below override single settings of the recipe")
     g.add_argument("--loss", choices=LOSSES, help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge "
                                                   "loss; rpgan: relativistic pairing with R1 + R2 penalties")
-    g.add_argument("--gp-lambda", type=float, default=defaults.gp_lambda, help="gradient penalty weight (default %(default)s)")
-    g.add_argument("--n-critic", type=_positive, help="critic updates per generator update")
-    g.add_argument("--lr", type=float, help="Adam learning rate of both networks")
-    g.add_argument("--lr-d", type=float, default=None,
+    g.add_argument("--gp-lambda", type=options.arg("gp_lambda"), help=f"gradient penalty weight (default {defaults.gp_lambda})")
+    g.add_argument("--n-critic", type=options.arg("n_critic"), help="critic updates per generator update")
+    g.add_argument("--lr", type=options.arg("lr"), help="Adam learning rate of both networks")
+    g.add_argument("--lr-d", type=options.arg("lr_d"),
                    help="critic learning rate, if it should differ from --lr (e.g. 4e-4 with --lr 1e-4)")
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     g.add_argument("--augment", type=_augment, default=None, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "
                         "or none (default: the recipe's)")
-    g.add_argument("--diversity", type=float,
+    g.add_argument("--diversity", type=options.arg("diversity"),
                    help="weight of a mode-seeking term that keeps samples of one class from collapsing into "
                         "one image (e.g. 0.2; 0: off)")
     g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
-    g.add_argument("--ema", type=float, default=None,
+    g.add_argument("--ema", type=options.arg("ema"),
                    help=f"EMA decay per step of the sampling generator, instead of the recipe's half-life in "
                         f"images (reference default {defaults.ema_beta})")
-    g.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
-    g.add_argument("--sample-every", type=_positive, default=defaults.sample_every, help="steps between sample grids (default %(default)s)")
-    g.add_argument("--ckpt-every", type=_positive, default=defaults.ckpt_every, help="steps between checkpoints (default %(default)s)")
+    g.add_argument("--seed", type=options.arg("seed"), help=f"random seed (default {defaults.seed})")
+    g.add_argument("--sample-every", type=options.arg("sample_every"),
+                   help=f"steps between sample grids (default {defaults.sample_every})")
+    g.add_argument("--ckpt-every", type=options.arg("ckpt_every"),
+                   help=f"steps between checkpoints (default {defaults.ckpt_every})")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast where the hardware is fast at it, else fp32")
     g.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda[:N]; "
@@ -115,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    ck = sub.add_parser("check", help="read training data as training would, and say what it holds",
+                        description="Decode every image of a data folder (or texture images) and list the "
+                                    "classes, the counts and the files that cannot be used, with the reasons; "
+                                    "exit status 2 when training could not start on it.")
+    ck.add_argument("data", nargs="+", metavar="DATA", help="class folder, or (with --texture) texture images "
+                                                             "or a folder of them")
+    ck.add_argument("--texture", action="store_true", help="check texture images instead of class folders")
+    ck.add_argument("--batch", type=options.arg("batch"), help="also check that the data holds a batch")
+    ck.add_argument("--patch", type=options.arg("patch"),
+                    help=f"textures: the training patch (default {TrainConfig.for_variant('sgan').patch})")
+
     tr = sub.add_parser("train", help="start a training run")
     tsub = tr.add_subparsers(dest="variant", required=True, metavar="VARIANT")
     c = tsub.add_parser("cgan", help="conditional GAN on a folder with one subfolder per class",
@@ -122,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(e.g. urban/, forest/) with jpg/png/webp/bmp/tif images.")
     c.add_argument("data", metavar="DATA_DIR", help="folder with one subfolder of images per class")
     mc = CGANConfig()
-    c.add_argument("--res", type=int, choices=RESOLUTIONS, default=mc.resolution, help="image size (default %(default)s)")
-    c.add_argument("--g-channels", type=_positive, default=mc.g_channels, help="generator width (default %(default)s)")
-    c.add_argument("--d-channels", type=_positive, default=mc.d_channels, help="critic width (default %(default)s)")
-    c.add_argument("--conditioning", choices=("projection", "concat"), default=mc.conditioning,
-                   help="how the critic sees the class (default %(default)s)")
+    c.add_argument("--res", type=int, choices=RESOLUTIONS, help=f"image size (default {mc.resolution})")
+    c.add_argument("--g-channels", type=options.arg("g_channels"), help=f"generator width (default {mc.g_channels})")
+    c.add_argument("--d-channels", type=options.arg("d_channels"), help=f"critic width (default {mc.d_channels})")
+    c.add_argument("--conditioning", choices=("projection", "concat"),
+                   help=f"how the critic sees the class (default {mc.conditioning})")
     _add_train_options(c, TrainConfig.for_variant("cgan"))
 
     s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",
@@ -134,18 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Several images are fused into one model with one style per image.")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="texture image files, or a folder of them")
     ms, ts = SGANConfig(), TrainConfig.for_variant("sgan")
-    s.add_argument("--patch", type=_positive, default=ts.patch, help="training patch size in pixels (default %(default)s)")
-    s.add_argument("--max-side", type=_positive, default=ts.max_side,
-                   help="shrink sources so their shorter side is at most this (default %(default)s)")
-    s.add_argument("--depth", type=_positive, default=ms.depth, help="stride-2 layers (default %(default)s)")
-    s.add_argument("--g-channels", type=_positive, default=ms.g_channels, help="generator width (default %(default)s)")
-    s.add_argument("--d-channels", type=_positive, default=ms.d_channels, help="critic width (default %(default)s)")
+    s.add_argument("--patch", type=options.arg("patch"), help=f"training patch size in pixels (default {ts.patch})")
+    s.add_argument("--max-side", type=options.arg("max_side"),
+                   help=f"shrink sources so their shorter side is at most this (default {ts.max_side})")
+    s.add_argument("--depth", type=options.arg("depth"), help=f"stride-2 layers (default {ms.depth})")
+    s.add_argument("--g-channels", type=options.arg("g_channels"), help=f"generator width (default {ms.g_channels})")
+    s.add_argument("--d-channels", type=options.arg("d_channels"), help=f"critic width (default {ms.d_channels})")
     _add_train_options(s, ts)
 
     r = sub.add_parser("resume", help="continue a stopped or crashed run from its newest checkpoint")
     r.add_argument("run", metavar="RUN_DIR")
-    r.add_argument("--steps", type=_positive, help="new total number of steps (default: the run's own)")
-    r.add_argument("--minutes", type=_minutes, help="train this much more time (without --steps: no step limit)")
+    r.add_argument("--steps", type=options.arg("steps"), help="new total number of steps (default: the run's own)")
+    r.add_argument("--minutes", type=options.arg("add_minutes"), help="train this much more time (without --steps: no step limit)")
     r.add_argument("--device", default="auto")
 
     sm = sub.add_parser("sample", help="write a grid of images from a conditional model")
@@ -154,16 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--class", dest="cls", action="append", metavar="NAME",
                     help="class to draw (repeat, or NAME=WEIGHT to blend, e.g. --class urban=0.3 --class forest=0.7); "
                          "default: one row per class")
-    sm.add_argument("--n", type=_positive, default=16, help="images (per class row) (default %(default)s)")
+    sm.add_argument("--n", type=options.arg("images"), default=16, help="images (per class row) (default %(default)s)")
     sm.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed+i (default %(default)s)")
-    sm.add_argument("--truncation", type=float, default=1.0, help="0 < t <= 1; lower is less varied (default %(default)s)")
+    sm.add_argument("--truncation", type=options.arg("truncation"), default=1.0, help="0 < t <= 1; lower is less varied (default %(default)s)")
     sm.add_argument("--out", required=True, help="PNG file to write")
+
+    an = sub.add_parser("animate", help="write a looping animation (GIF or WebP) from a conditional model",
+                        description="Images of seeds A, A+1, ... move to seeds B, B+1, ... and back (a loop "
+                                    "without a jump), for a class or a blend of classes.")
+    an.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_CGAN),
+                    help="run folder or model folder (default: the shipped demo, %(default)s)")
+    an.add_argument("--class", dest="cls", action="append", metavar="NAME",
+                    help="class, or NAME=WEIGHT to blend (repeat); default: the first class")
+    an.add_argument("--seed-a", type=options.arg("seed"), default=0, help="first seed of A (default %(default)s)")
+    an.add_argument("--seed-b", type=options.arg("seed"), default=1, help="first seed of B (default %(default)s)")
+    an.add_argument("--n", type=options.arg("images"), default=4, help="images side by side (default %(default)s)")
+    an.add_argument("--frames", type=options.arg("frames"), default=32, help="frames of the loop (default %(default)s)")
+    an.add_argument("--path", choices=("slerp", "lerp"), default="slerp", help="interpolation (default %(default)s)")
+    an.add_argument("--truncation", type=options.arg("truncation"), default=1.0,
+                    help="0 < t <= 1; lower is less varied (default %(default)s)")
+    an.add_argument("--out", required=True, help="file to write: .gif or .webp")
 
     tx = sub.add_parser("texture", help="write a texture from a spatial model")
     tx.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_SGAN),
                     help="run folder or model folder (default: the shipped demo, %(default)s)")
-    tx.add_argument("--width", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
-    tx.add_argument("--height", type=_positive, default=1024, help="pixels, up to 8192 (default %(default)s)")
+    tx.add_argument("--width", type=options.arg("width"), default=1024, help="pixels, up to 8192 (default %(default)s)")
+    tx.add_argument("--height", type=options.arg("height"), default=1024, help="pixels, up to 8192 (default %(default)s)")
     tx.add_argument("--tileable", action="store_true",
                     help="seamless tile (size rounded up to a multiple of 2**depth, 32 by default)")
     tx.add_argument("--seed", type=int, default=0)
@@ -178,26 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="model folder to create (must not exist)")
     ex.add_argument("--fp32", action="store_true", help="keep float32 weights (twice the size)")
     return p
-
-
-def _train_config(a) -> TrainConfig:
-    """The chosen recipe for the variant, with every option given on the command line on top."""
-    given = {"loss": a.loss, "n_critic": a.n_critic, "lr_g": a.lr, "diversity": a.diversity,
-             "lr_d": a.lr_d if a.lr_d is not None else a.lr}
-    if a.betas:
-        given.update(beta1=a.betas[0], beta2=a.betas[1])
-    if a.augment is not None:
-        given["augment"] = a.augment
-    if a.ema is not None:  # a per-step decay replaces the recipe's half-life in images
-        given.update(ema_beta=a.ema, ema_kimg=0.0)
-    t = TrainConfig.recipe(a.recipe, a.variant, **{k: v for k, v in given.items() if v is not None})
-    steps = a.steps if a.steps is not None else (NO_STEP_LIMIT if a.minutes else t.steps)
-    t = dataclasses.replace(t, steps=steps, minutes=a.minutes or 0.0, batch=a.batch, gp_lambda=a.gp_lambda,
-                            mirror=not a.no_mirror, seed=a.seed, sample_every=a.sample_every,
-                            ckpt_every=a.ckpt_every, precision=a.precision)
-    if a.variant == "sgan":
-        t.patch, t.max_side = a.patch, a.max_side
-    return t
 
 
 class _Bar:
@@ -262,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(a) -> int:
-    from . import checkpoint, explore, parallel, texture, train
+    from . import checkpoint, parallel, sampling, texture, train
 
     if a.command in ("train", "resume"):
         with parallel.process_group(a.device) as device:  # joins torchrun's processes, if any
@@ -277,20 +270,42 @@ def _dispatch(a) -> int:
         if lead:
             _report(res)
         return 0
+    if a.command == "check":
+        from .datacheck import check_data
+        variant = "sgan" if a.texture else "cgan"
+        if variant == "cgan" and len(a.data) > 1:
+            raise StudioError("A class folder is one folder (with one subfolder per class); give one path.")
+        patch = a.patch or (TrainConfig.for_variant("sgan").patch if a.texture else None)
+        rep = check_data(variant, a.data, batch=a.batch, patch=patch,
+                         max_side=TrainConfig.for_variant("sgan").max_side if a.texture else None)
+        print(rep.text())
+        return 0 if rep.ok else 2
+    if a.command == "animate":
+        G, cfg = checkpoint.load_generator(a.run)
+        if cfg.variant != "cgan":
+            raise StudioError(f"{a.run} is a texture model; animations are made from conditional models.")
+        names = cfg.model.class_names
+        view = sampling.View(dict(_weight(s) for s in a.cls) if a.cls else {names[0]: 1.0}, a.seed_a, a.seed_b,
+                             0.0, a.path, a.truncation, a.n)
+        sampling.class_weights(names, view.blend)  # an unknown class is refused before any frame
+        frames = sampling.loop_frames(G, names, view, a.frames)
+        sampling.save_animation(frames, a.out)
+        print(f"wrote {a.out} ({len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]})")
+        return 0
     if a.command == "sample":
         G, cfg = checkpoint.load_generator(a.run)
         if cfg.variant != "cgan":
             raise StudioError(f"{a.run} is a texture model; use the texture command.")
         names = cfg.model.class_names
         if not a.cls:
-            img = explore.class_grid(G, names, a.n, a.seed, a.truncation)
+            img = sampling.class_grid(G, names, a.n, a.seed, a.truncation)
             spec = "one row per class"
         else:
             blend = dict(_weight(s) for s in a.cls)
-            z = explore.noise(list(range(a.seed, a.seed + a.n)), cfg.model.nz, a.truncation)
-            img = explore.grid(explore.generate(G, z, explore.class_weights(names, blend)), min(a.n, 8))
+            z = sampling.noise(list(range(a.seed, a.seed + a.n)), cfg.model.nz, a.truncation)
+            img = sampling.grid(sampling.generate(G, z, sampling.class_weights(names, blend)), min(a.n, 8))
             spec = json.dumps(blend)
-        explore.save_png(a.out, img, {"model": str(a.run), "classes": spec, "seed": str(a.seed),
+        sampling.save_png(a.out, img, {"model": str(a.run), "classes": spec, "seed": str(a.seed),
                                       "n": str(a.n), "truncation": str(a.truncation)})
         print(f"wrote {a.out} ({img.shape[1]}x{img.shape[0]})")
         return 0
@@ -309,7 +324,7 @@ def _dispatch(a) -> int:
         if (w, h) != (a.width, a.height):
             print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")
         from .metrics import seam_ratio
-        explore.save_png(a.out, img, {"model": str(a.run), "seed": str(a.seed), "tileable": str(a.tileable),
+        sampling.save_png(a.out, img, {"model": str(a.run), "seed": str(a.seed), "tileable": str(a.tileable),
                                       "source": str(a.source)})
         print(f"wrote {a.out} ({w}x{h}); seam ratio {seam_ratio(img):.3f} (about 1 = no visible seam)")
         return 0
@@ -322,15 +337,16 @@ def _dispatch(a) -> int:
 
 
 def _run_config(a) -> RunConfig:
+    """The command line's settings, through the same door as the studio's (gan_core.options)."""
+    given = {k: getattr(a, k, None) for k in ("steps", "minutes", "batch", "g_channels", "d_channels", "loss",
+                                              "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
+                                              "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
+                                              "patch", "max_side", "depth")}
+    given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":
-        model = CGANConfig(resolution=a.res, g_channels=a.g_channels, d_channels=a.d_channels,
-                           conditioning=a.conditioning, **recipe_model(a.recipe, "cgan"))
-        data = [str(Path(a.data).expanduser().resolve())]
-    else:
-        model = SGANConfig(depth=a.depth, g_channels=a.g_channels, d_channels=a.d_channels,
-                           **recipe_model(a.recipe, "sgan"))
-        data = [str(Path(p).expanduser().resolve()) for p in a.images]
-    return RunConfig(a.variant, model, _train_config(a), data=data)
+        given["resolution"] = a.res
+    data = [a.data] if a.variant == "cgan" else a.images
+    return options.run_config(a.variant, data, recipe=a.recipe, **given)
 
 
 def _weight(spec: str) -> tuple[str, float]:
@@ -349,7 +365,7 @@ def _quality_line(q: dict) -> str:
 
 
 def _report(res) -> None:
-    from .train import read_quality
+    from .runs import read_quality
     state = "stopped" if res.stopped else "finished"
     print(f"{state} at step {res.step}; checkpoint {res.checkpoint}")
     q = read_quality(res.run_dir)

@@ -24,7 +24,7 @@ from torch import nn
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError
 from .io import atomic_write, fsync_dir
-from .nets import build_discriminator, build_generator
+from .nets import build_generator
 
 CKPT_SUBDIR = "checkpoints"
 WEIGHT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors")

@@ -348,6 +348,15 @@ def list_texture_files(paths: list[str | os.PathLike], skipped: list[tuple[str, 
     return out
 
 
+def texture_size(im: Image.Image, max_side: int | None) -> tuple[int, int]:
+    """The size (w, h) a texture is trained at: shrunk so its shorter side is at most max_side."""
+    w, h = im.size
+    if max_side and min(w, h) > max_side:
+        s = max_side / min(w, h)
+        return round(w * s), round(h * s)
+    return w, h
+
+
 def load_textures(paths: list[str | os.PathLike], patch: int, max_side: int) -> tuple[list[torch.Tensor], list[str], list[tuple[str, str]]]:
     """Decode texture images as uint8 (3, H, W), shrunk so the shorter side is at most max_side.
 
@@ -361,11 +370,9 @@ def load_textures(paths: list[str | os.PathLike], patch: int, max_side: int) -> 
         except DatasetError as e:
             skipped.append((f, str(e)))
             continue
-        w, h = im.size
-        if min(w, h) > max_side:
-            s = max_side / min(w, h)
-            im = im.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
-            w, h = im.size
+        w, h = texture_size(im, max_side)
+        if (w, h) != im.size:
+            im = im.resize((w, h), Image.Resampling.LANCZOS)
         if min(w, h) < patch:
             skipped.append((f, f"is {w}x{h}, smaller than the {patch}px training patch"))
             continue

@@ -43,3 +43,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether `path` (links resolved) lies in `root`."""
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+        return True
+    except ValueError:
+        return False

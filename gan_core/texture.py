@@ -10,7 +10,10 @@ BatchNorm is a fixed per-channel affine map). Tiles are written into one preallo
 """
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -22,13 +25,14 @@ from .errors import ConfigError
 from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
+MIN_SIDE = 16
 TILE = 16  # noise cells per tile side (512 px at depth 5)
 
 
 def check_size(width: int, height: int) -> None:
-    for name, v in (("width", width), ("height", height)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
-            raise ConfigError(f"{name} must be a whole number between 1 and {MAX_SIDE} pixels, got {v}.")
+    for name, v in (("Width", width), ("Height", height)):
+        if isinstance(v, bool) or not isinstance(v, int) or not MIN_SIDE <= v <= MAX_SIDE:
+            raise ConfigError(f"{name} must be a whole number between {MIN_SIDE} and {MAX_SIDE} pixels, got {v}.")
 
 
 def canvas_cells(G, width: int, height: int, tileable: bool) -> tuple[int, int, int, int]:
@@ -186,3 +190,82 @@ def wrap_error(G, h: int, w: int, seed: int = 0, tileable: bool = True) -> float
     finally:
         G.set_tileable(was)
     return float((a - b).abs().max()) / 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Painting: a style map from a painted canvas, a texture with its settings, previews
+# ---------------------------------------------------------------------------------------------
+def style_map_from_canvas(canvas: np.ndarray | None, palette: list[str]) -> np.ndarray | None:
+    """Brush numbers (H, W) from a painted RGB(A) canvas: the nearest palette colour ('#rrggbb')
+    per painted pixel. Transparent or white (unpainted) pixels count as brush 0. None when
+    nothing is painted."""
+    if canvas is None:
+        return None
+    a = np.asarray(canvas)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, -1)
+    rgb = a[..., :3].astype(np.int32)
+    painted = np.ones(a.shape[:2], bool) if a.shape[-1] < 4 else a[..., 3] >= 128
+    painted &= ~(rgb.min(-1) >= 235)  # the white paper
+    if not painted.any():
+        return None
+    colours = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in palette], np.int32)
+    labels = ((rgb[..., None, :] - colours[None, None]) ** 2).sum(-1).argmin(-1)
+    labels[~painted] = 0
+    return labels.astype(np.int64)
+
+
+def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, style_map: np.ndarray | None = None,
+          brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None
+          ) -> tuple[np.ndarray, dict[str, str]]:
+    """A texture and its settings as text (for the file's metadata). Without a painted map the
+    first brush styles the whole canvas; with one, the brushes up to the highest one painted."""
+    brushes = list(brushes or [{"source": None, "style_seed": None}])
+    brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
+    img = generate_texture(G, width, height, seed=seed, tileable=tileable, style_map=style_map,
+                           brushes=brushes, on_progress=on_progress)
+    meta = {"software": "GAN Studio", "seed": str(seed), "tileable": str(bool(tileable)),
+            "requested_size": f"{width}x{height}", "brushes": json.dumps(brushes),
+            "painted": str(style_map is not None)}
+    return img, meta
+
+
+def shrink(img: np.ndarray, side: int) -> np.ndarray:
+    """The image scaled down so its longer side is at most `side` (unchanged if it fits)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    if max(h, w) <= side:
+        return img
+    s = side / max(h, w)
+    im = Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+    return np.asarray(im)
+
+
+def previews(img: np.ndarray, side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three views of a texture to judge it by: the texture, 2 x 2 copies of it, and the texture
+    rolled by half its size (its wrap-around seams cross in the middle), each at most `side` px."""
+    h, w = img.shape[:2]
+    return (shrink(img, side), np.tile(shrink(img, side // 2), (2, 2, 1)),
+            shrink(np.roll(img, (h // 2, w // 2), axis=(0, 1)), side))
+
+
+class KeptTexture:
+    """The newest texture (one, to bound memory) with its settings, under a token, so that an
+    export writes the very pixels that were shown without generating them again."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._item: tuple[str, np.ndarray, dict] | None = None
+
+    def keep(self, img: np.ndarray, meta: dict[str, str]) -> str:
+        token = f"{time.time_ns()}"
+        with self._lock:
+            self._item = (token, img, meta)
+        return token
+
+    def take(self, token: str | None) -> tuple[np.ndarray, dict[str, str]] | None:
+        """The texture kept under `token`, or None if another one was made since."""
+        with self._lock:
+            item = self._item
+        return (item[1], item[2]) if item and token and item[0] == token else None

@@ -30,12 +30,12 @@ from .augment import augment
 from .config import NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
 from .errors import CheckpointError, ConfigError, StudioError
-from .explore import class_grid, grid, save_png
 from .io import atomic_write
 from .losses import d_loss, g_loss, gradient_penalty, zero_centred_penalty
 from .metrics import grid_artifacts, image_swd
 from .nets import build_discriminator, build_generator
 from .nets.cgan import group_size
+from .sampling import class_grid, grid, save_png
 
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
@@ -96,11 +96,14 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-class _Loop:
-    """The state of one run: models, optimizers, data and the random stream."""
+class Trainer:
+    """The state of one run: models, optimizers, data and the random stream; `train_step()` is one
+    generator step (with its critic steps). `train()` and `resume()` drive it; benchmarks drive it
+    directly. It keeps its own copy of the settings: the caller's RunConfig is never changed."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, device: torch.device):
-        self.cfg, self.run_dir, self.device = cfg, run_dir, device
+        cfg = copy.deepcopy(cfg)  # the data sets the class and source names in this copy
+        self.cfg, self.run_dir, self.device = cfg, Path(run_dir), device
         t = cfg.train
         self.share = parallel.current_share()  # the rows of each batch this process computes
         self.share.split(t.batch)  # refuses a batch that the processes cannot share evenly
@@ -520,21 +523,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def read_quality(run_dir: str | os.PathLike) -> list[dict]:
-    """The quality gauge's records of a run (quality.jsonl), oldest first; torn lines are skipped."""
-    p = Path(run_dir) / "quality.jsonl"
-    out = []
-    if p.is_file():
-        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-                if isinstance(rec, dict) and math.isfinite(float(rec["step"])) and math.isfinite(float(rec["swd"])):
-                    out.append(rec)
-            except (ValueError, KeyError, TypeError):
-                continue
-    return out
-
-
 def _truncate_stats(path: Path, step: int) -> None:
     """Drop records past `step` (steps lost when a run stopped between checkpoints)."""
     if not path.exists():
@@ -557,7 +545,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, on_progress: Callable[[
     if ckpt.checkpoint_dirs(run_dir):
         raise CheckpointError(f"{run_dir} already holds a run. Resume it, or choose another folder.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    loop = _Loop(cfg, run_dir, pick_device(device))
+    loop = Trainer(cfg, run_dir, pick_device(device))
+    cfg = loop.cfg  # with the names the data gave
     cfg.validate()
     if loop.share.lead:
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
@@ -585,8 +574,9 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, minutes: flo
             if steps is not None:
                 cfg.train.steps = steps
                 cfg.validate()
-            loop = _Loop(cfg, run_dir, pick_device(device))
+            loop = Trainer(cfg, run_dir, pick_device(device))
             loop.load(path)
+            cfg = loop.cfg
             if minutes is not None:
                 cfg.train.minutes = round(loop.wall / 60 + minutes, 4)
                 if steps is None:
@@ -606,9 +596,9 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, minutes: flo
     return _run(loop, on_progress, should_stop, start=path)
 
 
-def _run(loop: _Loop, on_progress, should_stop, start: Path | None = None) -> TrainResult:
+def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> TrainResult:
     """The loop itself; `start` is the checkpoint a resumed run was loaded from."""
-    cfg, t = loop.cfg, loop.cfg.train
+    t = loop.cfg.train
     budget = t.minutes * 60
     lead_emit = (on_progress if loop.share.lead else None) or (lambda p: None)
 

@@ -10,6 +10,7 @@ from gan_core.config import CGANConfig, RunConfig, SGANConfig, TrainConfig
 
 torch.set_num_threads(2)
 
+
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
 
 

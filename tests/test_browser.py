@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from gan_core import checkpoint
-from tests.studio_helpers import launch, read_image, shutdown, studio_env
+from tests.helpers import launch, read_image, shutdown, studio_env
+
 
 CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,18 @@ def _fetch(page, src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
+def _wait_enabled(locator, enabled: bool, timeout: float = 30) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if locator.is_enabled() == enabled:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the button stayed {'disabled' if enabled else 'enabled'}")
+
+
 def test_check_data_then_start_reload_and_stop_training(page, app):
+    start, stop = page.get_by_role("button", name="Start training"), page.get_by_role("button", name="Stop", exact=True)
+    assert start.is_enabled() and stop.is_disabled()  # nothing trains: only Start can be pressed
     page.get_by_label("Training data").fill(app["data"])
     page.get_by_role("button", name="Check data").click()
     page.get_by_text("3 classes, 18 images").wait_for()
@@ -122,15 +134,31 @@ def test_check_data_then_start_reload_and_stop_training(page, app):
     page.get_by_text("Quality: how close the samples come to your images").wait_for()
     page.locator("img[src^='data:image/png']").first.wait_for()
 
+    _wait_enabled(start, False)  # while a run trains, Start is off and Stop is on
+    _wait_enabled(stop, True)
     page.reload()  # the job lives in the server: a new page reconnects to it
     page.get_by_role("button", name="Start training").wait_for()
     _wait_progress(page, r"browser-run · running · step [1-9]")
+    _wait_enabled(start, False)
     page.get_by_role("button", name="Stop", exact=True).click()
     text = _wait_progress(page, r"stopped at step \d+")
+    _wait_enabled(start, True)
+    _wait_enabled(stop, False)
     step = int(re.search(r"stopped at step (\d+)", text).group(1))
     ckpt = checkpoint.checkpoint_dirs(app["ws"] / "runs" / "browser-run")[0]
     assert int(ckpt.name[5:]) == step
     assert app["jobs"].wait(30)
+
+
+def test_texture_mode_hides_the_class_zip_and_names_its_samples(page):
+    zip_box = page.get_by_text("Or upload a zip of class folders")
+    assert zip_box.is_visible()
+    page.get_by_role("radio", name="Texture").check()
+    zip_box.wait_for(state="hidden")
+    page.get_by_text("Latest samples (one 256 px texture per source image)").wait_for()
+    page.get_by_role("radio", name="Conditional images (class folders)").check()
+    zip_box.wait_for()
+    page.get_by_text("Latest samples (one row per class)").wait_for()
 
 
 def _choose(page, label: str, option: str) -> None:
@@ -169,6 +197,8 @@ def test_moving_a_blend_slider_changes_the_image(page, app):
 
 def test_generate_and_export_a_tileable_texture(page, app):
     page.get_by_role("tab", name="Texture").click()
+    page.wait_for_timeout(500)
+    assert [t.inner_text() for t in page.get_by_role("tab").all()] == ["Train", "Explore", "Texture"]
     _choose(page, "Texture model", "stripes  (run, step 2)")
     page.get_by_text("1 source texture(s) (stripes)").wait_for()
     page.get_by_label("Width").fill("96")

@@ -7,6 +7,9 @@ import pytest
 from PIL import Image
 
 from gan_core.__main__ import main
+from gan_core.__main__ import main as cli
+from tests.conftest import make_texture
+
 
 TINY = ["--steps", "3", "--batch", "4", "--sample-every", "3", "--ckpt-every", "3"]
 
@@ -16,20 +19,6 @@ def test_help_explains_commands():
                          capture_output=True, text=True)
     assert out.returncode == 0
     assert "--augment" in out.stdout and "one subfolder per class" in out.stdout
-
-
-@pytest.mark.parametrize("args,msg", [
-    (["train", "cgan", "DATA", "--out", "x", "--steps", "0"], "must be at least 1"),
-    (["train", "cgan", "DATA", "--out", "x", "--res", "48"], "invalid choice"),
-    (["train", "cgan", "DATA", "--out", "x", "--augment", "zoom"], "unknown augmentation"),
-    (["texture"], "required"),
-])
-def test_bad_arguments_give_a_message_not_a_traceback(args, msg, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert msg in err and "Traceback" not in err
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
@@ -62,8 +51,9 @@ def test_sgan_train_and_tileable_texture(texture_files, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "rounded up to 64x40" in text and "seam ratio" in text
     assert np.asarray(Image.open(out)).shape == (40, 64, 3)
-    assert main(["texture", str(run), "--width", "9000", "--out", str(out)]) == 2
-    assert "between 1 and 8192" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["texture", str(run), "--width", "9000", "--out", str(out)])
+    assert "--width: must be between 16 and 8192, got 9000" in capsys.readouterr().err
 
 
 def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir, tmp_path, capsys, monkeypatch):
@@ -92,31 +82,33 @@ def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir
     assert "already exists" in capsys.readouterr().err
 
 
+def _config(*args):
+    from gan_core.__main__ import _run_config, build_parser
+    return _run_config(build_parser().parse_args(["train", *args, "--out", "x"]))
+
+
 def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp_path):
-    from gan_core.__main__ import _train_config, build_parser
-    a = build_parser().parse_args(["train", "cgan", class_dir, "--out", "x", "--recipe", "fast", "--lr", "3e-4"])
-    t = _train_config(a)
+    tex = make_texture(tmp_path / "t.png", size=128)
+    t = _config("cgan", class_dir, "--recipe", "fast", "--lr", "3e-4", "--batch", "4").train
     assert (t.loss, t.n_critic, t.beta1, t.beta2, t.diversity) == ("hinge", 1, 0.0, 0.99, 0.2)
     assert t.lr_g == t.lr_d == 3e-4
-    ref = _train_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--n-critic", "3",
-                                                   "--recipe", "reference"]))
+    ref = _config("sgan", tex, "--n-critic", "3", "--recipe", "reference").train
     assert (ref.loss, ref.lr_g, ref.beta1, ref.gp_lambda, ref.n_critic, ref.batch) == ("wgan-gp", 1e-4, 0.1, 5.0, 3, 8)
 
 
-def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir):
-    from gan_core.__main__ import _run_config, build_parser
-    new = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x"]))
+def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir, tmp_path):
+    tex_file = make_texture(tmp_path / "t.png", size=128)
+    new = _config("cgan", class_dir, "--batch", "4")
     assert (new.model.arch, new.train.loss, new.train.ada_target > 0, new.train.ema_kimg) == ("upconv", "rpgan", True, 10)
     assert new.train.diversity == 0 and new.train.lr_decay == 0.5
     assert set(new.train.augment) == {"translation", "color", "cutout"} and new.train.steps == 2000
-    ref = _run_config(build_parser().parse_args(["train", "cgan", class_dir, "--out", "x", "--recipe", "reference"]))
+    ref = _config("cgan", class_dir, "--batch", "4", "--recipe", "reference")
     assert (ref.model.arch, ref.train.loss, ref.train.augment) == ("dcgan", "wgan-gp", [])
-    tex = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "10"]))
+    tex = _config("sgan", tex_file, "--minutes", "10")
     assert tex.model.upsample == "nearest" and tex.train.minutes == 10 and tex.train.steps >= 10**7
     assert tex.train.augment == [] and tex.train.diversity == 0.2  # random patches are new views already
     assert tex.train.loss == "hinge"
-    both = _run_config(build_parser().parse_args(["train", "sgan", "t.png", "--out", "x", "--minutes", "1",
-                                                  "--steps", "50"]))
+    both = _config("sgan", tex_file, "--minutes", "1", "--steps", "50")
     assert both.train.steps == 50  # whichever comes first
 
 
@@ -129,3 +121,34 @@ def test_train_for_minutes_stops_with_a_checkpoint_and_reports_the_gauge(class_d
     assert step > 0 and "distance to your images" in out and "grid pattern" in out
     assert main(["resume", str(run), "--minutes", "0.01"]) == 0
     assert int(capsys.readouterr().out.split("finished at step ")[1].split(";")[0]) > step
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "cgan", "D", "--out", "R", "--steps", "0"], "--steps: must be between 1 and 10000000, got 0"),
+    (["train", "cgan", "D", "--out", "R", "--steps", "-5"], "--steps: must be between 1"),
+    (["train", "cgan", "D", "--out", "R", "--steps", "2.5"], "--steps: must be a whole number, got 2.5"),
+    (["train", "cgan", "D", "--out", "R", "--batch", "0"], "--batch: must be between 1"),
+    (["train", "sgan", "T", "--out", "R", "--patch", "0"], "--patch: must be between 32 and 512"),
+    (["texture", "R", "--width", "0", "--out", "x.png"], "--width: must be between 16 and 8192"),
+    (["resume", "R", "--steps", "-1"], "--steps: must be between 1"),
+    (["train", "cgan", "D", "--out", "R", "--res", "48"], "invalid choice"),
+    (["train", "cgan", "D", "--out", "R", "--augment", "zoom"], "Unknown augmentation 'zoom'"),
+    (["texture"], "required"),
+])
+def test_cli_refuses_bad_numbers_with_a_message(args, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and "Traceback" not in err
+
+
+def test_cli_refuses_bad_settings_that_need_the_data(class_dir, tmp_path, capsys):
+    tex = make_texture(tmp_path / "t.png")
+    assert cli(["train", "cgan", class_dir, "--out", str(tmp_path / "r"), "--batch", "100"]) == 2
+    assert "Batch (100) is larger than the dataset (18 images)" in capsys.readouterr().err
+    assert cli(["train", "sgan", tex, "--out", str(tmp_path / "s"), "--patch", "128"]) == 2
+    assert "smaller than the 128px training patch" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert cli(["train", "cgan", class_dir, "--out", str(tmp_path / "afile"), "--batch", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "afile" in err and "Traceback" not in err

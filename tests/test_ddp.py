@@ -34,6 +34,9 @@ from gan_core.errors import ConfigError
 from gan_core.train import resume, train
 from tests.conftest import make_class_folder, make_texture, tiny_cgan, tiny_sgan
 
+pytestmark = pytest.mark.slow  # several processes under torchrun or torch.multiprocessing
+
+
 REPO = Path(__file__).resolve().parent.parent
 AUG = ["translation", "color", "cutout"]
 CLI_ARGS = ["--steps", "4", "--batch", "8", "--res", "32", "--g-channels", "4", "--d-channels", "4",
@@ -112,7 +115,8 @@ def test_torchrun_writes_one_run_folder(cli_runs):
     assert out.count("3 classes, 18 images") == 1  # and only it gets progress events (no second bar)
     assert [p.name for p in ckpt.checkpoint_dirs(run)] == ["step_00000004", "step_00000002"]
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no stray temp folders
-    assert [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()] == [4]
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # short runs log every step, and only the lead process writes
     assert json.loads((run / "config.json").read_text())["train"]["batch"] == 8  # the global batch
     G, cfg = ckpt.load_generator(run)
     assert cfg.model.class_names == ["blue", "green", "red"]
@@ -125,10 +129,12 @@ def test_two_processes_train_like_one_with_the_same_global_batch(cli_runs, tmp_p
     proc, two, one, data = cli_runs
     assert proc.returncode == 0, proc.stdout + proc.stderr
     _assert_runs_agree(two, one, 4, 2)
-    a, b = (json.loads((r / "stats.jsonl").read_text()) for r in (two, one))
-    for k in ("d_loss", "gp", "w_dist", "g_loss"):  # logged losses are the mean over the processes
-        assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
-    assert a["kimg"] == b["kimg"]  # the same number of images per step
+    a, b = ([json.loads(line) for line in (r / "stats.jsonl").read_text().splitlines()] for r in (two, one))
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        for k in ("d_loss", "gp", "w_dist", "g_loss"):  # logged losses are the mean over the processes
+            assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-6), (ra["step"], k)
+        assert ra["kimg"] == rb["kimg"]  # the same number of images per step
     # the check can fail: one process that sees only one process's share (batch 4) is far off
     share = tmp_path / "share"
     args = [x if x != "8" else "4" for x in CLI_ARGS]
@@ -148,7 +154,7 @@ def test_run_from_two_processes_resumes_in_one(cli_runs, tmp_path):
         assert res.step == 6 and not res.stopped
         assert events[0] == ("data", 4)  # continued from the 2-process run's last checkpoint
         steps = [json.loads(line)["step"] for line in (runs[name] / "stats.jsonl").read_text().splitlines()]
-        assert steps == [4, 6]
+        assert steps == [1, 2, 3, 4, 5, 6]  # the 2-process run's lines, then the resumed run's
     _assert_runs_agree(runs["two"], runs["one"], 6, 4)
 
 
@@ -163,7 +169,7 @@ def _faults(rank: int):
     """Rank 1 alone: its third step gives a NaN loss (and NaN weights), and from its seventh
     look at should_stop on it asks to stop. Rank 0 sees neither."""
     calls = {"step": 0, "stop": 0}
-    real_step = train_mod._Loop.train_step
+    real_step = train_mod.Trainer.train_step
 
     def step(self):
         calls["step"] += 1
@@ -178,7 +184,7 @@ def _faults(rank: int):
         calls["stop"] += 1
         return rank == 1 and calls["stop"] >= 7
 
-    train_mod._Loop.train_step = step
+    train_mod.Trainer.train_step = step
     return stop
 
 
@@ -187,7 +193,7 @@ def _rank_main(rank: int, world: int, store: str, jobs: list[dict], out: str) ->
     # a collective that waits this long fails (a deadlock shows as an error, not a hang)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=120))
-    real_run, real_step = train_mod._run, train_mod._Loop.train_step
+    real_run, real_step = train_mod._run, train_mod.Trainer.train_step
     try:
         for job in jobs:
             if job["kind"] == "batch-error":
@@ -211,7 +217,7 @@ def _rank_main(rank: int, world: int, store: str, jobs: list[dict], out: str) ->
             else:
                 res = resume(job["run"], steps=job["steps"], on_progress=on_progress)
             torch.save(_dump(held["loop"], res, events), f"{out}/{job['name']}_{rank}.pt")
-            train_mod._run, train_mod._Loop.train_step = real_run, real_step
+            train_mod._run, train_mod.Trainer.train_step = real_run, real_step
     finally:
         dist.destroy_process_group()
 

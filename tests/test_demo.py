@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from gan_core import checkpoint
-from gan_core.explore import class_weights, generate, noise
+from gan_core.sampling import class_weights, generate, noise
 from gan_core.texture import generate_texture
+
 
 REPO = Path(__file__).resolve().parent.parent
 CGAN = REPO / "checkpoints" / "demo-classes"

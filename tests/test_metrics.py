@@ -54,3 +54,15 @@ def test_grid_measure_is_about_one_for_real_images_and_finds_a_stride_pattern():
     # a merely blurrier set keeps the measure near 1 (normalised by the overall power ratio)
     blurred = grid_artifacts(torch.nn.functional.avg_pool2d(fresh, 3, 1, 1), real)
     assert blurred["max"] < bad["max"] / 10
+
+
+def test_the_sampled_seam_ratio_of_large_images_follows_the_full_measure():
+    from gan_core.metrics import seam_ratio_sampled
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (600, 900, 3), dtype=np.uint8)
+    stripes = np.tile((np.sin(np.arange(900) / 7)[None, :, None] * 100 + 120), (600, 1, 3)).astype(np.uint8)
+    for img in (noise, stripes):
+        full = seam_ratio(img)
+        assert seam_ratio_sampled(img) == full  # small: the exact measure
+        assert abs(seam_ratio_sampled(img, limit=256) - full) < 0.05 * full  # corners only

@@ -1,24 +1,37 @@
-"""The studio app through its API (gradio_client against the launched app), plus its helpers."""
+"""The studio (ui/ and studio.py) through its API: gradio_client against the launched app. It binds to
+127.0.0.1, serves only its exports, bounds uploads and its queue, and keeps one training job while
+others generate."""
 from __future__ import annotations
 
+import http.client
 import json
+import pickle
+import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import studio
+import ui
 from gan_core import checkpoint
-from gan_core.errors import ConfigError, DatasetError
-from tests.studio_helpers import launch, make_class_zip, read_image, shutdown, studio_env
+from gan_core import checkpoint as ckpt
+from gan_core.datacheck import DataCheck
+from gan_core.io import inside
+from gan_core.jobs import Jobs
+from tests.conftest import make_class_folder
+from tests.helpers import (Payload, cut_weights, launch, make_class_zip, make_model_folder, patch_config, read_image,
+                           shutdown, studio_env)
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-BLEND = ["0: stripes", 0, studio.RANDOM_STYLE, 5, studio.RANDOM_STYLE, 2, studio.RANDOM_STYLE, 3]
+
+BLEND = [0, 0, -1, 5, -1, 2, -1, 3]  # per brush: source image (-1: a random style), style seed
 
 
 @pytest.fixture(scope="module")
@@ -39,64 +52,7 @@ def _error(excinfo) -> str:
     return str(excinfo.value)
 
 
-# ------------------------------------------------------------------ helpers, no server
-@pytest.mark.parametrize("bad", ["../evil", "a/b", "..", "with space", "", "x" * 65, "dot.name", "C:\\x"])
-def test_run_names_that_are_paths_are_refused(bad):
-    with pytest.raises(ConfigError, match="letters, digits|Give the run a name"):
-        studio.check_run_name(bad)
-
-
-def test_export_names_are_sanitised(tmp_path):
-    assert studio.safe_filename("../../etc/passwd") == "etc_passwd"
-    assert studio.safe_filename("  ") == "export"
-    ws = studio.Workspace(tmp_path / "ws")
-    p = ws.export_path("../../../tmp/x y", ".png")
-    assert p.parent == ws.exports and p.name.startswith("tmp_x_y-")
-
-
-def test_zip_is_extracted_inside_the_workspace_and_attacks_are_refused(tmp_path):
-    ws = studio.Workspace(tmp_path / "ws")
-    folder = studio.extract_zip(make_class_zip(tmp_path / "pics.zip", tmp_path), ws.uploads)
-    assert folder.parent.parent == ws.uploads and sorted(p.name for p in folder.iterdir()) == ["blue", "green", "red"]
-
-    evil = tmp_path / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as z:
-        z.writestr("ok/a.png", b"x")
-        z.writestr("../../escaped.png", b"x")
-    with pytest.raises(DatasetError, match="outside"):
-        studio.extract_zip(evil, ws.uploads)
-    assert not (tmp_path / "escaped.png").exists() and not (ws.root / "escaped.png").exists()
-
-    link = tmp_path / "link.zip"
-    with zipfile.ZipFile(link, "w") as z:
-        info = zipfile.ZipInfo("cls/link.png")
-        info.external_attr = (0o120777 << 16)
-        z.writestr(info, "/etc/passwd")
-    with pytest.raises(DatasetError, match="link"):
-        studio.extract_zip(link, ws.uploads)
-
-    big = tmp_path / "big.zip"
-    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("cls/a.png", b"\0" * 5_000_000)  # compresses to a few kB
-    with pytest.raises(DatasetError, match="more than"):
-        studio.extract_zip(big, ws.uploads, max_bytes=1_000_000)
-    not_zip = tmp_path / "x.zip"
-    not_zip.write_bytes(b"hello")
-    with pytest.raises(DatasetError, match="not a readable zip"):
-        studio.extract_zip(not_zip, ws.uploads)
-    assert [p.name for p in ws.uploads.iterdir()] == ["pics"]  # failed uploads leave nothing
-
-
-def test_painted_canvas_becomes_a_brush_map():
-    canvas = np.zeros((20, 40, 4), np.uint8)  # transparent = unpainted
-    canvas[:, 20:] = [0x2e, 0x86, 0xab, 255]  # brush 2 (blue)
-    canvas[:5, :5] = [250, 250, 250, 255]  # white paper counts as unpainted
-    canvas[10:, :10] = [0x70, 0xb0, 0x40, 255]  # close to brush 3 (green)
-    labels = studio.labels_from_canvas({"composite": canvas, "background": None, "layers": []})
-    assert labels.shape == (20, 40) and labels.dtype == np.int64
-    assert (labels[:, 20:] == 1).all() and (labels[:5, :5] == 0).all() and (labels[10:, :10] == 2).all()
-    assert studio.labels_from_canvas({"composite": np.zeros((8, 8, 4), np.uint8)}) is None
-    assert studio.labels_from_canvas(None) is None
+# ------------------------------------------------------------------ the launcher
 
 
 def test_workshop_mode_needs_a_password_and_a_data_root(tmp_path, capsys, monkeypatch):
@@ -112,45 +68,37 @@ def test_workshop_mode_needs_a_password_and_a_data_root(tmp_path, capsys, monkey
     assert "--listen" in capsys.readouterr().err
 
 
-def test_workshop_mode_keeps_training_data_inside_the_data_root(tmp_path):
-    root = tmp_path / "shared"
-    root.mkdir()
-    s = studio.Studio(tmp_path / "ws", models_dir=None, data_root=root)
-    with pytest.raises(DatasetError, match="must be inside"):
-        s.check_data("cgan", str(tmp_path))
-    with pytest.raises(DatasetError, match="must be inside"):
-        s.check_data("cgan", str(root / ".." / "elsewhere"))
-
-
 # ------------------------------------------------------------------ the app through its API
+@pytest.mark.slow
 def test_check_data_shows_classes_counts_and_skipped_files(app):
     c = app["client"]
-    md, sheet = c.predict("cgan", app["data"], api_name="/check_data")
+    md, sheet = c.predict("cgan", app["data"], 4, 128, api_name="/check_data")
     assert "3 classes, 18 images" in md
     assert "**red**: 6 images" in md
     assert "empty" in md and "no image files" in md  # a class folder without images is reported
     assert "`broken.png`: cannot be read as an image" in md
     sheet = read_image(_value(sheet))
     assert sheet.shape[0] == 3 * (48 + 4) + 4  # one row of thumbnails per class
-    md, sheet = c.predict("sgan", app["texture"], api_name="/check_data")
-    assert "1 texture image" in md and "96x96" in md and read_image(_value(sheet)).shape[0] == 96 + 8
+    md, sheet = c.predict("sgan", app["texture"], 8, 64, api_name="/check_data")
+    assert "1 usable texture image" in md and "96x96" in md and read_image(_value(sheet)).shape[0] == 96 + 8
     with pytest.raises(Exception) as e:
-        c.predict("cgan", str(app["root"] / "missing"), api_name="/check_data")
+        c.predict("cgan", str(app["root"] / "missing"), 4, 128, api_name="/check_data")
     assert "does not exist" in _error(e) and "Traceback" not in _error(e)
 
 
+@pytest.mark.slow
 def test_zip_upload_fills_in_the_data_folder(app, tmp_path):
     folder = app["client"].predict(handle_file(str(make_class_zip(tmp_path / "my pics.zip", tmp_path))),
                                    api_name="/upload_zip")
-    assert Path(folder).is_dir() and studio._inside(Path(folder), app["ws"] / "uploads")
-    md, _ = app["client"].predict("cgan", folder, api_name="/check_data")
+    assert Path(folder).is_dir() and inside(Path(folder), app["ws"] / "uploads")
+    md, _ = app["client"].predict("cgan", folder, 4, 128, api_name="/check_data")
     assert "3 classes, 9 images" in md
 
 
 def _settings(app, name, **over):
     s = dict(run_name=name, variant="cgan", data=app["data"], resolution="32", steps=100000, batch=4,
-             recipe="reference", augment=["translation"], generator_width=4, critic_width=4, learning_rate=1e-4,
-             seed=0, sample_every=2, checkpoint_every=100000, patch=32, depth=3, train_for=0)
+             recipe="reference", augment=["translation"], g_channels=4, d_channels=4, lr=1e-4,
+             seed=0, sample_every=2, ckpt_every=100000, patch=32, depth=3, minutes=0)
     s.update(over)
     return s
 
@@ -168,6 +116,7 @@ def _monitor_until(c, cond, timeout=120):
     raise AssertionError(f"monitor never satisfied the condition; last: {last and last[1]}")
 
 
+@pytest.mark.slow
 def test_start_busy_stop_resume(app):
     c, jobs = app["client"], app["jobs"]
     with pytest.raises(Exception) as e:
@@ -178,11 +127,12 @@ def test_start_busy_stop_resume(app):
     with pytest.raises(Exception) as e:
         c.predict(**_settings(app, "other"), api_name="/start")
     assert "Busy" in _error(e)
-    plot, html, sample, _ = _monitor_until(c, lambda o: "step" in o[1] and o[2] and " 0 /" not in o[1]
+    plot, html, sample, *_ = _monitor_until(c, lambda o: "step" in o[1] and o[2] and " 0 /" not in o[1]
                                         and isinstance(o[0], dict) and len(o[0].get("data", [])) > 0)
     assert "tiny" in html and "running" in html and "/ 100000" in html
     assert {row[2] for row in plot["data"]} == {"critic (d_loss)", "generator (g_loss)"}
-    assert read_image(sample).shape[0] > 3 * 32  # one row per class
+    assert sample["label"] == "Latest samples (one row per class)"
+    assert read_image(_value(sample)).shape[0] > 3 * 32  # one row per class
     assert "Stopping" in c.predict(api_name="/stop")
     assert jobs.wait(60) and jobs.state == "stopped"
     run = app["ws"] / "runs" / "tiny"
@@ -201,6 +151,7 @@ def test_start_busy_stop_resume(app):
     assert steps == sorted(steps) and steps[-1] == step + 2
 
 
+@pytest.mark.slow
 def test_explore_lists_models_and_blending_changes_the_image(app):
     c, m = app["client"], app["demo_model"]
     listed = c.predict(None, api_name="/list_cgan_models")
@@ -233,6 +184,7 @@ def test_explore_lists_models_and_blending_changes_the_image(app):
     assert "texture model" in _error(e)
 
 
+@pytest.mark.slow
 def test_explore_exports_png_with_parameters_and_a_looping_animation(app):
     c, m = app["client"], app["demo_model"]
     w = [0.3, 0.7, 0, 0, 0, 0, 0, 0]
@@ -255,12 +207,13 @@ def test_explore_exports_png_with_parameters_and_a_looping_animation(app):
         assert not (first == middle).all()  # A at the start, B halfway
 
 
+@pytest.mark.slow
 def test_texture_tileable_previews_and_export(app):
     c, m = app["client"], app["texture_run"]
     listed = c.predict(None, api_name="/list_sgan_models")
     assert [v for _, v in listed["choices"]] == [m]
     out = c.predict(m, api_name="/open_sgan_model")
-    assert out[0]["value"] == "0: stripes" and "multiples of 8 px" in out[-1]
+    assert out[0]["value"] == 0 and "multiples of 8 px" in out[-1]
     tex, tiled, offset, info = c.predict(m, 100, 60, 7, True, None, *BLEND, api_name="/texture")
     t, tl, off = read_image(tex), read_image(tiled), read_image(offset)
     assert t.shape == (64, 104, 3)  # rounded up to multiples of 2**depth = 8
@@ -289,6 +242,7 @@ def test_texture_tileable_previews_and_export(app):
     assert "8192" in _error(e)
 
 
+@pytest.mark.slow
 def test_only_exports_are_served_as_files(app):
     import httpx
 
@@ -300,54 +254,204 @@ def test_only_exports_are_served_as_files(app):
         assert httpx.get(f"{app['url']}gradio_api/file={exported}").status_code == 200
 
 
-def test_seam_number_of_very_large_textures_matches_the_full_measure():
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, (600, 900, 3), dtype=np.uint8)
-    stripes = np.tile((np.sin(np.arange(900) / 7)[None, :, None] * 100 + 120), (600, 1, 3)).astype(np.uint8)
-    for img in (noise, stripes):
-        full = studio.seam_ratio(img)
-        assert studio.seam_number(img) == full  # small: the exact measure
-        assert abs(studio.seam_number(img, limit=256) - full) < 0.05 * full  # corners only
+# ------------------------------------------------------------------ guarded: limits and faults
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A studio with a small queue and upload limit, a good model and three damaged ones."""
+    from gradio_client import Client
+
+    root = tmp_path_factory.mktemp("sec")
+    data = make_class_folder(root / "data", n_per_class=4, size=34)
+    models = root / "models"
+    make_model_folder(models / "good")
+    for name in ("truncated", "pickle", "other widths"):
+        make_model_folder(models / name)
+    sentinel = root / "payload-ran"
+    cut_weights(models / "truncated", -100)
+    (models / "pickle" / "G_ema.safetensors").write_bytes(pickle.dumps(Payload(sentinel)))
+    patch_config(models / "other widths", g_channels=8)
+    jobs = Jobs()
+    demo = ui.build_app(root / "ws", models_dir=models, jobs=jobs)
+    port = studio.free_port()
+    ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True, max_queue=4, max_upload_mb=1)
+    url = f"http://127.0.0.1:{port}/"
+    exported = demo.ctx.ws.exports / "mine.png"
+    exported.write_bytes((Path(data) / "red" / "img0.png").read_bytes())
+    env = dict(root=root, data=data, models=models, demo=demo, jobs=jobs, port=port, url=url,
+               exported=exported, sentinel=sentinel, client=Client(url, verbose=False))
+    yield env
+    jobs.stop()
+    jobs.wait(60)
+    demo.close()
 
 
-def test_progress_follows_the_time_budget_and_the_gauge_draws_distance_and_floor():
-    from gan_core.config import NO_STEP_LIMIT
-    html = studio.progress_html("running", 120, NO_STEP_LIMIT, {"used_s": 150, "eta_s": 450, "img_per_s": 90},
-                                "", "flowers", budget_s=600)
-    assert "2 min 30 s of 10 min 00 s" in html and "width:25.0%" in html and "about 7 min 30 s left" in html
-    steps = studio.progress_html("running", 50, 200, {}, "", "flowers")
-    assert "step 50 / 200" in steps and "width:25.0%" in steps
-    assert studio.quality_figure([]) is None
-    fig = studio.quality_figure([{"step": 0, "swd": 600.0, "swd_floor": 40.0, "grid": 3.0, "used_s": 0},
-                                 {"step": 250, "swd": 90.0, "swd_floor": 40.0, "grid": 1.2, "used_s": 60}])
-    dist, grid = fig.axes
-    assert [list(l.get_ydata()) for l in dist.lines] == [[600.0, 90.0], [40.0, 40.0]]  # samples, dashed floor
-    assert dist.lines[1].get_linestyle() == "--" and list(grid.lines[0].get_ydata()) == [3.0, 1.2]
+def _get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request("GET", path)  # sent as written: no client-side normalising of dots or escapes
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
 
 
-def test_train_for_minutes_sets_a_time_budget_without_a_step_limit(class_dir, tmp_path):
-    from gan_core.config import NO_STEP_LIMIT
-    s = studio.Studio(tmp_path / "ws", models_dir=None, jobs=studio.JobManager())
-    base = dict(variant="cgan", data_text=class_dir, resolution="32", steps=10, batch=4, recipe="studio",
-                augment=[], g_channels=4, d_channels=4, lr=1e-4, seed=0, sample_every=5, ckpt_every=5,
-                patch=32, depth=3)
-    timed = s.build_config(**base, train_for=10)
-    assert timed.train.minutes == 10 and timed.train.steps == NO_STEP_LIMIT and timed.model.arch == "upconv"
-    stepped = s.build_config(**base, train_for=0)
-    assert stepped.train.minutes == 0 and stepped.train.steps == 10
-    ref = s.build_config(**{**base, "recipe": "reference"}, train_for=0)
-    assert ref.model.arch == "dcgan" and ref.train.loss == "wgan-gp"
-    with pytest.raises(ConfigError, match="Train for"):
-        s.build_config(**base, train_for=-5)
+@pytest.mark.slow
+def test_studio_binds_to_localhost_without_a_share_link(guarded, monkeypatch, tmp_path):
+    assert guarded["demo"].server_name == "127.0.0.1" and guarded["demo"].share is False
+    seen = []
+
+    def launch(demo, **kw):  # record what main() asks for, serve nothing
+        seen.append((demo, kw))
+        demo.server_port = 0
+    monkeypatch.setattr(ui, "launch_app", launch)
+    monkeypatch.delenv("GAN_STUDIO_PASSWORD", raising=False)
+    assert studio.main(["--workspace", str(tmp_path / "ws"), "--models", str(tmp_path)]) == 0
+    assert seen[-1][1]["host"] == "127.0.0.1" and seen[-1][1]["auth"] is None
+    assert seen[-1][0].ctx.ws.data_root is None
+    (tmp_path / "shared").mkdir()
+    assert studio.main(["--listen", "--password", "pw", "--data-root", str(tmp_path / "shared"),
+                        "--workspace", str(tmp_path / "ws"), "--models", str(tmp_path)]) == 0
+    demo, kw = seen[-1]
+    assert kw["host"] == "0.0.0.0" and kw["auth"] == ("studio", "pw")
+    assert demo.ctx.ws.data_root == (tmp_path / "shared").resolve()
 
 
-def test_switching_the_variant_sets_that_variants_recipe_settings():
-    """Conditional models and textures train with different learning rates and batches in the
-    studio recipe; switching the variant must not keep the other variant's."""
-    from gan_core.config import TrainConfig
-    for variant in ("cgan", "sgan"):
-        shown, batch, *_, augment, lr = studio.variant_defaults(variant, "studio")
-        t = TrainConfig.recipe("studio", variant)
-        assert (batch, augment, lr) == (t.batch, t.augment, t.lr_g)
-        assert shown["visible"] == (variant == "cgan")  # resolution is a conditional-model setting
-    assert studio.variant_defaults("cgan", "studio")[-1] != studio.variant_defaults("sgan", "studio")[-1]
+@pytest.mark.slow
+def test_only_exported_files_are_served(guarded):
+    img = str(Path(guarded["data"]) / "red" / "img0.png")
+    secret = (Path(guarded["data"]) / "red" / "img0.png").read_bytes()
+    exp, port = str(guarded["exported"].parent), guarded["port"]
+    status, body = _get(port, f"/gradio_api/file={guarded['exported']}")
+    assert status == 200 and body == secret  # the same picture, once exported, is served
+    up = "../" * 12 + img.lstrip("/")
+    refused = [f"/gradio_api/file={img}", f"/gradio_api/file/{img}", f"/gradio_api/file={exp}/../../../data/red/img0.png",
+               f"/gradio_api/file={exp}/%2e%2e/%2e%2e/%2e%2e/data/red/img0.png",
+               f"/gradio_api/file={exp}/%2E%2E/%2E%2E/%2E%2E/data/red/img0.png",
+               f"/gradio_api/file={exp}/..%2f..%2f..%2fdata%2fred%2fimg0.png",
+               f"/gradio_api/file={exp}/%252e%252e/%252e%252e/%252e%252e/data/red/img0.png",
+               f"/gradio_api/file={exp}/..\\..\\..\\data\\red\\img0.png", f"/gradio_api/file=file://{img}",
+               f"/gradio_api/file=//{img}", f"/gradio_api/file={img.upper()}", f"/gradio_api/file={img.title()}",
+               f"/gradio_api/file/{exp}/../../../data/red/img0.png", f"/static/{up}", f"/assets/{up}",
+               f"/static/{'%2e%2e/' * 12}{img.lstrip('/')}", f"/assets/{'%2E%2E/' * 12}{img.lstrip('/')}"]
+    for path in refused:
+        status, body = _get(port, path)
+        assert status == 403 and secret not in body, (path, status)
+    for path in (f"/GRADIO_API/FILE={img}", f"/Gradio_Api/File={img}", f"/gradio_api/FILE={img}", f"/file={img}"):
+        status, body = _get(port, path)  # no such route in any letter case: nothing is served
+        assert status in (403, 404) and secret not in body, (path, status)
+    config = (guarded["root"] / "ws" / "runs")
+    assert _get(port, f"/gradio_api/file={config}")[0] == 403
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_mangled_paths_to_a_dataset_image_are_refused(guarded, data):
+    """Any mix of escapes, doubled slashes and dot segments on the way to the image."""
+    img = Path(guarded["data"]) / "red" / "img0.png"
+    secret = img.read_bytes()
+    exp = guarded["exported"].parent
+    depth = len(exp.parts) - 1
+    route = data.draw(st.sampled_from(["/gradio_api/file=", "/gradio_api/file/"]))
+    up = [data.draw(st.sampled_from(["..", "%2e%2e", "%2E%2e", ".%2e", "%252e%252e"])) for _ in range(depth)]
+    sep = data.draw(st.sampled_from(["/", "%2f", "//", "%2F"]))
+    path = route + str(exp) + sep + sep.join(up + list(img.parts[1:]))
+    status, body = _get(guarded["port"], path)
+    assert status == 403 and secret not in body, (path, status)
+
+
+@pytest.mark.slow
+def test_uploads_over_the_limit_are_refused(guarded):
+    import httpx
+
+    r = httpx.post(f"{guarded['url']}gradio_api/upload", files={"files": ("big.zip", b"\0" * 1_100_000)})
+    assert r.status_code == 413 and "maximum allowed size" in r.text
+    r = httpx.post(f"{guarded['url']}gradio_api/upload", files={"files": ("small.zip", b"\0" * 500_000)})
+    assert r.status_code == 200
+
+
+@pytest.mark.slow
+def test_the_request_queue_is_bounded(guarded):
+    import httpx
+
+    demo, gate = guarded["demo"], threading.Event()
+    fn = next(i for i, f in demo.fns.items() if f.api_name == "check_data")
+
+    def slow(*args, **kwargs):
+        gate.wait(30)
+        return DataCheck("cgan", "slow")
+    demo.ctx.ws.check_data = slow  # every request waits until the gate opens
+    try:
+        codes = []
+        for i in range(8):
+            r = httpx.post(f"{guarded['url']}gradio_api/queue/join", timeout=20, json={
+                "data": ["cgan", guarded["data"], 4, 128], "fn_index": fn, "session_hash": f"q{i}", "event_data": None,
+                "trigger_id": None})
+            codes.append(r.status_code)
+            if r.status_code != 200:
+                assert "Queue is full" in r.text
+            time.sleep(0.2)
+    finally:
+        gate.set()
+        del demo.ctx.ws.check_data
+    assert codes[:5] == [200] * 5 and set(codes[5:]) == {503}  # 1 running + 4 waiting, the rest refused
+    assert demo._queue.max_size == 4
+    t0 = time.time()
+    while len(demo._queue) and time.time() - t0 < 30:  # the queue drains once the slow requests end
+        time.sleep(0.1)
+    md, _ = guarded["client"].predict("cgan", guarded["data"], 4, 128, api_name="/check_data")
+    assert "3 classes, 12 images" in md
+
+
+@pytest.mark.slow
+def test_a_failed_model_load_keeps_the_previous_model_generating(guarded):
+    c, good = guarded["client"], str(guarded["models"] / "good")
+    w = [1, 0.5, 0, 0, 0, 0, 0, 0]
+    c.predict(good, api_name="/open_cgan_model")
+    before = read_image(c.predict(good, 0, 1, 0, "slerp", 1.0, 4, *w, api_name="/blend"))
+    for name, words in (("truncated", "G_ema.safetensors is damaged or truncated"),
+                        ("pickle", "pickle/zip file, not safetensors"),
+                        ("other widths", "config.json needs")):
+        with pytest.raises(Exception) as e:
+            c.predict(str(guarded["models"] / name), api_name="/open_cgan_model")
+        assert words in str(e.value) and "Traceback" not in str(e.value)
+        after = read_image(c.predict(good, 0, 1, 0, "slerp", 1.0, 4, *w, api_name="/blend"))
+        assert (after == before).all()
+    assert not guarded["sentinel"].exists()
+
+
+@pytest.mark.slow
+def test_two_clients_start_at_once_one_trains_the_other_is_told_busy_and_generating_goes_on(guarded):
+    from gradio_client import Client
+
+    jobs = guarded["jobs"]
+    settings_ = dict(variant="cgan", data=guarded["data"], resolution="32", steps=100_000, batch=4, recipe="fast",
+                     augment=[], g_channels=4, d_channels=4, lr=1e-4, seed=0, sample_every=100_000,
+                     ckpt_every=100_000, patch=32, depth=3, minutes=0)
+    clients = [Client(guarded["url"], verbose=False) for _ in range(2)]
+    barrier, results = threading.Barrier(2), {}
+
+    def start(i):
+        barrier.wait()
+        try:
+            results[i] = clients[i].predict(run_name=f"race{i}", **settings_, api_name="/start")[0]
+        except Exception as e:
+            results[i] = str(e)
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    started = [r for r in results.values() if r.startswith("Started")]
+    assert len(started) == 1 and any("Busy: the run" in r for r in results.values()), results
+    t0 = time.time()
+    while jobs.step < 2 and time.time() - t0 < 300:
+        time.sleep(0.05)
+    assert jobs.busy() and jobs.state == "running"
+    good = str(guarded["models"] / "good")
+    img = read_image(clients[1].predict(good, 0, 1, 0, "slerp", 1.0, 2, 1, 0, 0, 0, 0, 0, 0, 0, api_name="/blend"))
+    assert img.shape == (36, 70, 3) and jobs.busy()  # generated while the other client trains
+    assert "Stopping" in clients[0].predict(api_name="/stop")  # (within one step: test_reliability)
+    assert jobs.wait(300) and jobs.state == "stopped"
+    G, cfg = ckpt.load_generator(jobs.run.path)
+    assert cfg.model.class_names == ["blue", "green", "red"]
+    assert int(ckpt.checkpoint_dirs(jobs.run.path)[0].name[5:]) == jobs.step

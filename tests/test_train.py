@@ -1,17 +1,25 @@
+import errno
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
 
 from gan_core import checkpoint as ckpt
 from gan_core.errors import CheckpointError
-from gan_core.explore import class_grid
+from gan_core.__main__ import main as cli
+from gan_core.sampling import class_grid
 from gan_core.texture import generate_texture, wrap_error
 from gan_core.train import resume, train
 from tests.conftest import tiny_cgan, tiny_sgan
+from tests.helpers import BAD_FILES, good_png
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _weights(run_dir, name="G_ema.safetensors"):
@@ -100,7 +108,7 @@ def test_new_run_refuses_an_existing_run_folder(class_dir, tmp_path):
 
 def test_non_finite_loss_rolls_back_and_never_saves_nan(class_dir, tmp_path, monkeypatch):
     from gan_core import train as train_mod
-    real_step = train_mod._Loop.train_step
+    real_step = train_mod.Trainer.train_step
     calls = {"n": 0}
 
     def flaky(self):
@@ -112,7 +120,7 @@ def test_non_finite_loss_rolls_back_and_never_saves_nan(class_dir, tmp_path, mon
             rec["g_loss"] = float("nan")
         return rec
 
-    monkeypatch.setattr(train_mod._Loop, "train_step", flaky)
+    monkeypatch.setattr(train_mod.Trainer, "train_step", flaky)
     events = []
     res = train(tiny_cgan(class_dir, steps=4), tmp_path / "run", on_progress=lambda p: events.append(p))
     assert res.step == 4
@@ -242,10 +250,10 @@ def test_mode_seeking_counts_only_pairs_of_one_condition():
 def test_ada_signal_ignores_the_relativistic_critics_free_offset(class_dir, tmp_path, loss, expected):
     """The relativistic loss sees only score differences, so a critic that scores every image +5
     is not sure of anything there; for the hinge loss it is sure of the real images."""
-    from gan_core.train import _Loop
+    from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, loss=loss, n_critic=1, precision="fp32")
     cfg.validate(require_names=False)
-    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     critic = loop.D_train
     loop.D_train = lambda x, y: 0 * critic(x, y) + 5.0
     rec = loop.train_step()
@@ -290,7 +298,7 @@ def test_held_back_images_are_fixed_disjoint_per_class_and_only_from_larger_data
 
 def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
     from tests.conftest import make_class_folder
-    from gan_core.train import read_quality
+    from gan_core.runs import read_quality
     data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
     run = tmp_path / "run"
     train(tiny_cgan(data, steps=4, quality_every=2), run)
@@ -305,10 +313,10 @@ def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
 
 
 def test_ema_half_life_is_measured_in_images_with_a_ramp_up(class_dir, tmp_path):
-    from gan_core.train import _Loop
+    from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, batch=4, ema_kimg=0.1, ema_rampup=0.5)
     cfg.validate(require_names=False)
-    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     loop.step = 9  # 40 images seen: half-life min(100, 0.5 * 40) = 20 images = 5 steps
     assert abs(loop.ema_decay() ** 5 - 0.5) < 1e-9
     loop.step = 999  # ramp over: 100 images = 25 steps
@@ -316,10 +324,10 @@ def test_ema_half_life_is_measured_in_images_with_a_ramp_up(class_dir, tmp_path)
 
 
 def test_averaged_generator_gets_batchnorm_statistics_of_its_own(class_dir, tmp_path):
-    from gan_core.train import _Loop
+    from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, precision="fp32")
     cfg.validate(require_names=False)
-    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     bn = next(m for m in loop.G_ema.modules() if isinstance(m, torch.nn.BatchNorm2d))
     bn.running_var.fill_(100.0)  # statistics that do not fit the weights
     seen = []
@@ -335,10 +343,10 @@ def test_averaged_generator_gets_batchnorm_statistics_of_its_own(class_dir, tmp_
 
 def test_adaptive_augmentation_follows_the_critics_confidence(class_dir, tmp_path):
     from gan_core.augment import augment
-    from gan_core.train import _Loop
+    from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, augment=["color", "translation"], ada_target=0.6, ada_kimg=0.04, n_critic=1)
     cfg.validate(require_names=False)
-    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     assert loop.aug_p == 0.0
     loop.update_ada({"real_sign": 0.9})  # the critic is sure of the real images: augment more
     assert abs(loop.aug_p - 0.1) < 1e-9  # 4 images of 40 per full swing
@@ -361,10 +369,10 @@ def test_rpgan_loss_trains_with_lazy_penalties(class_dir, tmp_path):
 
 
 def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_path):
-    from gan_core.train import _Loop
+    from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, minutes=1.0, lr_decay=0.5, lr_g=2e-4, lr_d=4e-4)
     cfg.validate(require_names=False)
-    loop = _Loop(cfg, tmp_path, torch.device("cpu"))
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     lrs = []
     for wall in (0.0, 29.0, 45.0, 60.0):
         loop.wall = wall
@@ -372,3 +380,131 @@ def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_p
         lrs.append((loop.opt_g.param_groups[0]["lr"], loop.opt_d.param_groups[0]["lr"]))
     assert lrs[0] == lrs[1] == (2e-4, 4e-4)  # constant over the first half
     assert lrs[2] == pytest.approx((1e-4, 2e-4)) and lrs[3] == (0.0, 0.0)
+
+
+# ---------------------------------------------------------- bad data, crashes and faults
+def test_training_uses_the_good_images_and_lists_the_skipped_ones(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "only").mkdir(parents=True)  # a single class works too
+    for i in range(3):
+        (root / "only" / f"good{i}.png").write_bytes(good_png(seed=i))
+    for name, (data, _) in BAD_FILES.items():
+        (root / "only" / name).write_bytes(data)
+    events = []
+    res = train(tiny_cgan(str(root), steps=2, batch=2), tmp_path / "run", on_progress=events.append)
+    assert res.step == 2
+    skipped = dict(map(tuple, json.loads((tmp_path / "run" / "skipped.json").read_text())))
+    assert {Path(p).name for p in skipped} == set(BAD_FILES)
+    for p, why in skipped.items():
+        assert BAD_FILES[Path(p).name][1] in why, (p, why)
+    summary = events[0].message
+    assert "1 classes, 3 images" in summary and f"skipped {len(BAD_FILES)} file(s)" in summary
+    assert all(name in summary for name in BAD_FILES)
+    G, cfg = ckpt.load_generator(tmp_path / "run")
+    assert cfg.model.class_names == ["only"]
+    # and when nothing is usable: a clear error on the command line, no traceback
+    (tmp_path / "bad" / "c").mkdir(parents=True)
+    for name, (data, _) in BAD_FILES.items():
+        (tmp_path / "bad" / "c" / name).write_bytes(data)
+    assert cli(["train", "cgan", str(tmp_path / "bad"), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "None of the 9 image files" in err and "bad-crc.png: cannot be read" in err
+    assert "and 5 more" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_soak_kill_resume_a_few_times(tmp_path):
+    out = tmp_path / "soak.json"
+    proc = subprocess.run([sys.executable, "bench/soak_kill_resume.py", "--kills", "3", "--quiet",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = json.loads(out.read_text())
+    assert res["kills"] == 3 and res["checkpoints_failed_to_load"] == 0 and res["checkpoints_loaded"] >= 3
+    assert res["steps_lost"]["max"] <= res["ckpt_every"] and res["modes"]["checkpoint"] >= 1
+    assert res["identical_to_uninterrupted"] and res["stats_each_step_once"] and not res["problems"]
+
+
+def _breaking_step(monkeypatch, when, what):
+    """Make train_step poison the model (`what`) on the calls listed in `when`."""
+    from gan_core import train as train_mod
+    real, calls = train_mod.Trainer.train_step, {"n": 0}
+
+    def step(self):
+        calls["n"] += 1
+        rec = real(self)
+        if when(calls["n"]):
+            what(self, rec)
+        return rec
+    monkeypatch.setattr(train_mod.Trainer, "train_step", step)
+
+
+def _all_finite(run):
+    return all(torch.isfinite(v).all() for d in ckpt.checkpoint_dirs(run) for n in ckpt.WEIGHT_FILES
+               for v in ckpt.read_safetensors(d / n).values())
+
+
+@pytest.mark.parametrize("what", ["nan in averaged weights", "inf in critic weights"])
+def test_non_finite_weights_roll_back_and_are_never_saved(class_dir, tmp_path, monkeypatch, what):
+    def poison(loop, rec):
+        with torch.no_grad():
+            if what.startswith("nan"):  # the averaged generator feeds no loss: only the save check sees it
+                next(loop.G_ema.parameters()).fill_(float("nan"))
+            else:
+                next(loop.D.parameters()).fill_(float("inf"))
+    _breaking_step(monkeypatch, lambda n: n == 2, poison)
+    events = []
+    res = train(tiny_cgan(class_dir, steps=3, sample_every=100), tmp_path / "run", on_progress=events.append)
+    rolled = [e for e in events if e.event == "rollback"]
+    assert res.step == 3 and len(rolled) == 1 and "rolled back to step 0" in rolled[0].message
+    assert _all_finite(tmp_path / "run")
+    steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # the redone steps are logged once
+
+
+def test_training_that_keeps_diverging_stops_with_a_clear_message(class_dir, tmp_path, monkeypatch, capsys):
+    def poison(loop, rec):
+        rec["d_loss"] = float("nan")
+    _breaking_step(monkeypatch, lambda n: n >= 3, poison)
+    run = tmp_path / "run"
+    assert cli(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
+                "--d-channels", "4", "--batch", "4", "--steps", "6", "--ckpt-every", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Training diverged 4 times" in err and "lower learning rate" in err and "step_00000002" in err
+    assert "Traceback" not in err
+    assert [d.name for d in ckpt.checkpoint_dirs(run)] == ["step_00000002", "step_00000000"]
+    assert _all_finite(run)
+
+
+class _DiskFull:
+    """safetensors' save_file that writes part of the file, then fails like a full disk."""
+
+    def __init__(self, real, fail_from: int, err=errno.ENOSPC):
+        self.real, self.fail_from, self.err, self.calls = real, fail_from, err, 0
+
+    def __call__(self, tensors, path, *a, **k):
+        if "checkpoints" not in str(path):  # the data cache
+            return self.real(tensors, path, *a, **k)
+        self.calls += 1
+        if self.calls >= self.fail_from:
+            with open(path, "wb") as f:
+                f.write(b"\0" * 64)
+            raise OSError(self.err, os.strerror(self.err), path)
+        return self.real(tensors, path, *a, **k)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS])
+def test_disk_full_or_read_only_keeps_the_previous_checkpoint(class_dir, tmp_path, monkeypatch, err, capsys):
+    import safetensors.torch
+    run = tmp_path / "run"
+    # step 0 and step 2 are saved (3 files each); the save of step 4 fails on its second file
+    monkeypatch.setattr(safetensors.torch, "save_file", _DiskFull(safetensors.torch.save_file, 8, err))
+    code = cli(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
+                "--d-channels", "4", "--batch", "4", "--steps", "6", "--ckpt-every", "2"])
+    out = capsys.readouterr().err
+    assert code == 2 and os.strerror(err) in out and "step_00000002) is intact" in out
+    assert "Traceback" not in out
+    assert [d.name for d in ckpt.checkpoint_dirs(run)] == ["step_00000002", "step_00000000"]
+    assert not list((run / "checkpoints").glob(".tmp_*"))
+    monkeypatch.undo()
+    assert resume(run, steps=4).step == 4  # once there is room again, the run goes on

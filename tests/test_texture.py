@@ -1,0 +1,64 @@
+"""Painting textures: a canvas becomes a brush map, the brushes style their regions, previews show
+the seams, and the texture that was shown is the one exported."""
+from __future__ import annotations
+
+import numpy as np
+
+from gan_core import texture
+from gan_core.texture import KeptTexture, paint, previews, style_map_from_canvas
+from gan_core.train import train
+from gan_core.checkpoint import load_generator
+from tests.conftest import make_texture, tiny_sgan
+
+PALETTE = ["#e4572e", "#2e86ab", "#76b041", "#f3c623"]
+
+
+def test_painted_canvas_becomes_a_brush_map():
+    canvas = np.zeros((20, 40, 4), np.uint8)  # transparent = unpainted
+    canvas[:, 20:] = [0x2e, 0x86, 0xab, 255]  # brush 2 (blue)
+    canvas[:5, :5] = [250, 250, 250, 255]  # white paper counts as unpainted
+    canvas[10:, :10] = [0x70, 0xb0, 0x40, 255]  # close to brush 3 (green)
+    labels = style_map_from_canvas(canvas, PALETTE)
+    assert labels.shape == (20, 40) and labels.dtype == np.int64
+    assert (labels[:, 20:] == 1).all() and (labels[:5, :5] == 0).all() and (labels[10:, :10] == 2).all()
+    assert style_map_from_canvas(np.zeros((8, 8, 4), np.uint8), PALETTE) is None
+    assert style_map_from_canvas(None, PALETTE) is None
+
+
+def test_brushes_style_their_regions_and_previews_show_the_seams(tmp_path):
+    train(tiny_sgan([make_texture(tmp_path / "t.png")], steps=2), tmp_path / "run")
+    G, _ = load_generator(tmp_path / "run")
+    left_right = np.zeros((8, 8), np.int64)
+    left_right[:, 4:] = 1
+    brushes = [{"source": None, "style_seed": 1}, {"source": None, "style_seed": 2}]
+    img, meta = paint(G, 64, 64, seed=3, tileable=True, style_map=left_right, brushes=brushes)
+    first, _ = paint(G, 64, 64, seed=3, tileable=True, brushes=brushes)  # no map: brush 1 everywhere
+    second, _ = paint(G, 64, 64, seed=3, tileable=True, brushes=brushes[1:])
+
+    def dist(a, b):
+        return np.abs(a.astype(int) - b).mean()
+    assert img.shape == first.shape == (64, 64, 3)
+    assert dist(img[:, :16], first[:, :16]) < dist(img[:, :16], second[:, :16])  # the left follows brush 1
+    assert dist(img[:, 48:], second[:, 48:]) < dist(img[:, 48:], first[:, 48:])  # the right brush 2
+    assert meta["painted"] == "True" and meta["requested_size"] == "64x64" and '"style_seed": 2' in meta["brushes"]
+    view, tiled, offset = previews(img, side=32)
+    assert view.shape == (32, 32, 3) and tiled.shape == (32, 32, 3) and offset.shape == (32, 32, 3)
+    full, tiled, offset = previews(img, side=1024)
+    assert (full == img).all() and (tiled[64:, 64:] == img).all() and (offset == np.roll(img, (32, 32), (0, 1))).all()
+
+
+def test_the_kept_texture_is_the_newest_only():
+    kept = KeptTexture()
+    a = kept.keep(np.zeros((2, 2, 3), np.uint8), {"seed": "1"})
+    assert kept.take(a)[1] == {"seed": "1"}
+    b = kept.keep(np.ones((2, 2, 3), np.uint8), {"seed": "2"})
+    assert kept.take(a) is None and kept.take(None) is None and kept.take(b)[0].max() == 1
+
+
+def test_sizes_below_the_minimum_are_refused():
+    import pytest
+    from gan_core.errors import ConfigError
+
+    for w, h in ((texture.MIN_SIDE - 1, 64), (64, texture.MAX_SIDE + 1)):
+        with pytest.raises(ConfigError, match=f"between {texture.MIN_SIDE} and {texture.MAX_SIDE}"):
+            texture.check_size(w, h)

@@ -1,0 +1,43 @@
+"""The page's own pictures and field updates (no server): progress line, quality gauge, loss table,
+and the fields that follow the variant."""
+from __future__ import annotations
+
+from gan_core.config import NO_STEP_LIMIT, TrainConfig
+from gan_core.jobs import RunView
+from ui.common import loss_frame, progress_html, quality_figure
+from ui.train_tab import SAMPLE_LABELS, variant_defaults
+
+
+def test_progress_follows_the_time_budget_or_the_steps():
+    timed = progress_html(RunView(run="flowers", state="running", step=120, total=NO_STEP_LIMIT, budget_s=600,
+                                  record={"used_s": 150, "eta_s": 450, "img_per_s": 90}))
+    assert "2 min 30 s of 10 min 00 s" in timed and "width:25.0%" in timed and "about 7 min 30 s left" in timed
+    steps = progress_html(RunView(run="flowers", state="running", step=50, total=200))
+    assert "step 50 / 200" in steps and "width:25.0%" in steps
+    failed = progress_html(RunView(run="x<y", state="failed", message="disk <full>"))
+    assert "x&lt;y" in failed and "class='failed'>disk &lt;full&gt;" in failed
+
+
+def test_the_gauge_draws_distance_and_floor_and_the_losses_become_two_curves():
+    assert quality_figure([]) is None and loss_frame([]) is None
+    fig = quality_figure([{"step": 0, "swd": 600.0, "swd_floor": 40.0, "grid": 3.0, "used_s": 0},
+                          {"step": 250, "swd": 90.0, "swd_floor": 40.0, "grid": 1.2, "used_s": 60}])
+    dist, grid = fig.axes
+    assert [list(line.get_ydata()) for line in dist.lines] == [[600.0, 90.0], [40.0, 40.0]]  # samples, dashed floor
+    assert dist.lines[1].get_linestyle() == "--" and list(grid.lines[0].get_ydata()) == [3.0, 1.2]
+    stats = [{"step": i, "d_loss": -i, "g_loss": i} for i in range(2000)]
+    df = loss_frame(stats)
+    assert set(df["curve"]) == {"critic (d_loss)", "generator (g_loss)"} and len(df) <= 2 * 801
+    assert df["step"].iloc[-1] == 1999  # the last record is always drawn
+
+
+def test_switching_the_variant_sets_that_variants_settings_and_fields():
+    """Conditional models and textures train with different learning rates and batches; the class-zip
+    upload and the resolution belong to conditional models only; the sample label fits the mode."""
+    for variant in ("cgan", "sgan"):
+        resolution, zip_box, sample, batch, *_, augment, lr = variant_defaults(variant, "studio")
+        t = TrainConfig.recipe("studio", variant)
+        assert (batch, augment, lr) == (t.batch, t.augment, t.lr_g)
+        assert resolution["visible"] == zip_box["visible"] == (variant == "cgan")
+        assert sample["label"] == SAMPLE_LABELS[variant]
+    assert variant_defaults("cgan", "studio")[-1] != variant_defaults("sgan", "studio")[-1]

@@ -1,0 +1,135 @@
+"""The workspace: run and export names stay inside their folders, zips unpack inside uploads/ only,
+and in workshop mode training data stays inside the data root."""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gan_core.errors import ConfigError, DatasetError
+from gan_core.io import inside
+from gan_core.workspace import Workspace, check_run_name, extract_zip, safe_filename
+from tests.helpers import make_class_zip
+
+
+HYPO = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/b", "..", "with space", "", "x" * 65, "dot.name", "C:\\x"])
+def test_run_names_that_are_paths_are_refused(bad):
+    with pytest.raises(ConfigError, match="letters, digits|Give the run a name"):
+        check_run_name(bad)
+
+
+def test_export_names_are_sanitised(tmp_path):
+    assert safe_filename("../../etc/passwd") == "etc_passwd"
+    assert safe_filename("  ") == "export"
+    ws = Workspace(tmp_path / "ws")
+    p = ws.export_path("../../../tmp/x y", ".png")
+    assert p.parent == ws.exports and p.name.startswith("tmp_x_y-")
+
+
+def test_zip_is_extracted_inside_the_workspace_and_attacks_are_refused(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    folder = extract_zip(make_class_zip(tmp_path / "pics.zip", tmp_path), ws.uploads)
+    assert folder.parent.parent == ws.uploads and sorted(p.name for p in folder.iterdir()) == ["blue", "green", "red"]
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("ok/a.png", b"x")
+        z.writestr("../../escaped.png", b"x")
+    with pytest.raises(DatasetError, match="outside"):
+        extract_zip(evil, ws.uploads)
+    assert not (tmp_path / "escaped.png").exists() and not (ws.root / "escaped.png").exists()
+
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as z:
+        info = zipfile.ZipInfo("cls/link.png")
+        info.external_attr = (0o120777 << 16)
+        z.writestr(info, "/etc/passwd")
+    with pytest.raises(DatasetError, match="link"):
+        extract_zip(link, ws.uploads)
+
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("cls/a.png", b"\0" * 5_000_000)  # compresses to a few kB
+    with pytest.raises(DatasetError, match="more than"):
+        extract_zip(big, ws.uploads, max_bytes=1_000_000)
+    not_zip = tmp_path / "x.zip"
+    not_zip.write_bytes(b"hello")
+    with pytest.raises(DatasetError, match="not a readable zip"):
+        extract_zip(not_zip, ws.uploads)
+    assert [p.name for p in ws.uploads.iterdir()] == ["pics"]  # failed uploads leave nothing
+
+
+def test_workshop_mode_keeps_training_data_inside_the_data_root(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    ws = Workspace(tmp_path / "ws", data_root=root)
+    with pytest.raises(DatasetError, match="must be inside"):
+        ws.check_data("cgan", str(tmp_path))
+    with pytest.raises(DatasetError, match="must be inside"):
+        ws.run_config("cgan", str(root / ".." / "elsewhere"))
+
+
+@HYPO
+@given(st.text(max_size=80))
+def test_any_run_name_stays_one_folder_inside_runs(tmp_path, text):
+    ws = Workspace(tmp_path / "ws")
+    try:
+        d = ws.run(text).path
+    except ConfigError:
+        return
+    assert d.parent == ws.runs and d.resolve().parent == ws.runs and d.name not in (".", "..")
+
+
+@HYPO
+@given(st.text(max_size=120))
+def test_export_names_never_leave_the_exports_folder(tmp_path, text):
+    ws = Workspace(tmp_path / "ws")
+    p = ws.export_path(text, ".png")
+    assert p.parent == ws.exports and p.resolve().parent == ws.exports
+    assert all(c.isalnum() and c.isascii() or c in "-_." for c in p.name)
+
+
+SEGMENTS = ["..", ".", "%2e%2e", "%2E%2E", "~", "inside", "sub", "out-link", "..\\..", "", "INSIDE"]
+
+
+@HYPO
+@given(parts=st.lists(st.sampled_from(SEGMENTS), max_size=8), absolute=st.booleans(), sep=st.sampled_from(["/", "//"]))
+def test_workshop_mode_keeps_every_path_inside_the_data_root(tmp_path, parts, absolute, sep):
+    root = tmp_path / "shared"
+    if not root.exists():
+        (root / "inside" / "sub").mkdir(parents=True)
+        (tmp_path / "private").mkdir()
+        os.symlink(tmp_path / "private", root / "out-link")
+    ws = Workspace(tmp_path / "ws", data_root=root)
+    text = (str(root) + sep if absolute else "") + sep.join(parts)
+    try:
+        paths = ws.data_paths("cgan", text)
+    except DatasetError as e:
+        assert "inside" in str(e) or "Enter the path" in str(e)
+        return
+    for p in paths:
+        assert inside(p, root) or inside(p, ws.uploads)
+        assert not inside(p, tmp_path / "private")
+
+
+@HYPO
+@given(st.lists(st.text(alphabet="ab./\\:.C~", min_size=1, max_size=12), min_size=1, max_size=5))
+def test_zip_members_never_land_outside_the_uploads_folder(tmp_path, names):
+    ws = Workspace(tmp_path / "ws")
+    z = tmp_path / "up.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        for i, n in enumerate(names):
+            f.writestr(f"{n}{i}.png", b"x")
+    before = {p for p in tmp_path.rglob("*")}
+    try:
+        extract_zip(z, ws.uploads)
+    except DatasetError:
+        pass
+    new = {p for p in tmp_path.rglob("*")} - before
+    assert all(inside(p, ws.uploads) for p in new), new
