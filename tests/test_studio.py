@@ -122,6 +122,13 @@ def test_start_busy_stop_resume(app):
     with pytest.raises(Exception) as e:
         c.predict(**_settings(app, "../escape"), api_name="/start")
     assert "only letters, digits" in _error(e)
+    for over, words in (({"steps": 2.5}, "Steps must be a whole number, got 2.5"),
+                        ({"batch": None}, "Batch must be a whole number; it is empty"),
+                        ({"lr": -1}, "Learning rate must be between 0 (not included) and 1")):
+        with pytest.raises(Exception) as e:
+            c.predict(**_settings(app, "refused", **over), api_name="/start")
+        assert words in _error(e) and "Traceback" not in _error(e)
+    assert not (app["ws"] / "runs" / "refused").exists() and not jobs.busy()
     msg, _ = c.predict(**_settings(app, "tiny"), api_name="/start")
     assert "Started 'tiny'" in msg
     with pytest.raises(Exception) as e:

@@ -133,3 +133,17 @@ def test_zip_members_never_land_outside_the_uploads_folder(tmp_path, names):
         pass
     new = {p for p in tmp_path.rglob("*")} - before
     assert all(inside(p, ws.uploads) for p in new), new
+
+
+def test_runs_are_listed_oldest_first_so_the_last_is_the_one_trained_last(class_dir, tmp_path):
+    from gan_core.train import resume, train
+    from tests.conftest import tiny_cgan
+
+    ws = Workspace(tmp_path / "ws")
+    for name in ("zebra", "apple"):
+        train(tiny_cgan(class_dir, steps=2), ws.run(name).path)
+    (ws.runs / "empty").mkdir()  # no checkpoint: not listed
+    assert ws.run_names() == ["zebra", "apple"]
+    resume(ws.run("zebra").path, steps=4)
+    assert ws.run_names() == ["apple", "zebra"]
+    assert ws.find_run("zebra").latest_step() == 4 and ws.find_run("../x") is None and ws.find_run("nope") is None

@@ -68,7 +68,7 @@ def build(ctx: Context) -> dict:
                 picker = model_picker("conditional")
                 model, info = picker.model, picker.info
                 with gr.Row():
-                    seed_a = gr.Number(value=0, precision=0, label="Seed A", min_width=90)
+                    seed_a = gr.Number(value=0, label="Seed A", min_width=90)
                     n_images = gr.Slider(1, 16, value=4, step=1, label="Images", min_width=150)
                 truncation = gr.Slider(0.1, 1.0, value=1.0, step=0.05, label="Truncation",
                                        info="Lower: more typical pictures, less variety.")
@@ -77,7 +77,7 @@ def build(ctx: Context) -> dict:
                                      visible=False) for i in range(MAX_CLASS_SLIDERS)]
                 with gr.Accordion("Interpolation between two seeds", open=True):
                     with gr.Row():
-                        seed_b = gr.Number(value=1, precision=0, label="Seed B", min_width=90)
+                        seed_b = gr.Number(value=1, label="Seed B", min_width=90)
                         method = gr.Radio(["slerp", "lerp"], value="slerp", label="Path",
                                           info="slerp keeps the noise's length.")
                     position = gr.Slider(0, 1, value=0, step=0.01, label="Position A -> B")

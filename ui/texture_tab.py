@@ -76,11 +76,9 @@ def build(ctx: Context) -> dict:
                 model, info = picker.model, picker.info
                 preset = gr.Radio(list(SIZE_PRESETS), value="1024", label="Size preset (px)")
                 with gr.Row():
-                    width = gr.Number(value=1024, precision=0, minimum=texture.MIN_SIDE, maximum=texture.MAX_SIDE,
-                                      label="Width", min_width=90)
-                    height = gr.Number(value=1024, precision=0, minimum=texture.MIN_SIDE, maximum=texture.MAX_SIDE,
-                                       label="Height", min_width=90)
-                    seed = gr.Number(value=0, precision=0, label="Seed", min_width=90)
+                    width = gr.Number(value=1024, label="Width", min_width=90)
+                    height = gr.Number(value=1024, label="Height", min_width=90)
+                    seed = gr.Number(value=0, label="Seed", min_width=90)
                 tileable = gr.Checkbox(value=True, label="Tileable (seamless when repeated)")
                 with gr.Row(equal_height=True):
                     generate_btn = gr.Button("Generate texture", variant="primary", scale=2)
@@ -98,7 +96,7 @@ def build(ctx: Context) -> dict:
                                 min_width=96, scale=0)
                         src = gr.Dropdown([RANDOM_STYLE], value=RANDOM_STYLE[1], show_label=False,
                                           label=f"Brush {i + 1} source", container=False, scale=3, min_width=140)
-                        sseed = gr.Number(value=i, precision=0, show_label=False, label=f"Brush {i + 1} style seed",
+                        sseed = gr.Number(value=i, show_label=False, label=f"Brush {i + 1} style seed",
                                           container=False, scale=1, min_width=70)
                     brush_inputs += [src, sseed]
                 gr.Markdown("<span class='hint'>Per brush: source texture, then style seed.</span>")

@@ -118,9 +118,9 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                                           info="Letters, digits, - and _")
                     minutes = gr.Dropdown(TRAIN_FOR, value=10, label="Train for", scale=1, min_width=150,
                                           info="Stops with a checkpoint")
-                    steps = gr.Number(value=td["steps"], precision=0, minimum=1, label="Steps", scale=1,
+                    steps = gr.Number(value=td["steps"], label="Steps", scale=1,
                                       min_width=100, info="When training for steps")
-                    batch = gr.Number(value=td["batch"], precision=0, minimum=1, label="Batch", scale=1,
+                    batch = gr.Number(value=td["batch"], label="Batch", scale=1,
                                       min_width=100, info="Images per step")
                 with gr.Row():
                     resolution = gr.Radio([str(r) for r in RESOLUTIONS], value=str(td["resolution"]),
@@ -131,22 +131,18 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                                            info="Helps small datasets (under ~1000 images)")
                 with gr.Accordion("More settings", open=False):
                     with gr.Row():
-                        g_channels = gr.Number(value=td["g_channels"], precision=0, minimum=1,
-                                               label="Generator width", info="Channels; bigger = more capacity, slower.")
-                        d_channels = gr.Number(value=td["d_channels"], precision=0, minimum=1, label="Critic width")
+                        g_channels = gr.Number(value=td["g_channels"], label="Generator width", info="Channels; bigger = more capacity, slower.")
+                        d_channels = gr.Number(value=td["d_channels"], label="Critic width")
                     with gr.Row():
                         lr = gr.Number(value=td["lr"], label="Learning rate", info="Adam, both networks.")
-                        seed = gr.Number(value=td["seed"], precision=0, label="Seed")
+                        seed = gr.Number(value=td["seed"], label="Seed")
                     with gr.Row():
-                        sample_every = gr.Number(value=td["sample_every"], precision=0, minimum=1,
-                                                 label="Samples every (steps)")
-                        ckpt_every = gr.Number(value=td["ckpt_every"], precision=0, minimum=1,
-                                               label="Checkpoint every (steps)")
+                        sample_every = gr.Number(value=td["sample_every"], label="Samples every (steps)")
+                        ckpt_every = gr.Number(value=td["ckpt_every"], label="Checkpoint every (steps)")
                     with gr.Row():
-                        patch = gr.Number(value=tex["patch"], precision=0, minimum=32, label="Patch (textures)",
+                        patch = gr.Number(value=tex["patch"], label="Patch (textures)",
                                           info="Training crop size in px; a multiple of 2^depth.")
-                        depth = gr.Number(value=tex["depth"], precision=0, minimum=1, maximum=7,
-                                          label="Depth (textures)", info="Stride-2 layers of the generator.")
+                        depth = gr.Number(value=tex["depth"], label="Depth (textures)", info="Stride-2 layers of the generator.")
                 with gr.Row():
                     start_btn = gr.Button("Start training", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop", interactive=False)
@@ -154,7 +150,7 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                     with gr.Row():
                         resume_run = gr.Dropdown([], label="Run", allow_custom_value=True, scale=3)
                         resume_minutes = gr.Dropdown(ADD_TIME, value=10, label="Add time", scale=2)
-                        resume_steps = gr.Number(value=0, precision=0, minimum=0, label="New total steps",
+                        resume_steps = gr.Number(value=0, label="New total steps",
                                                  info="0 keeps the run's own total.", scale=2)
                     with gr.Row():
                         resume_btn = gr.Button("Resume")

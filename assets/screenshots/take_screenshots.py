@@ -1,6 +1,6 @@
-"""Screenshots of the three studio tabs at 1366x768, for the README.
+"""Screenshots of the three studio tabs (1366x768 by default), for the README.
 
-    python assets/screenshots/take_screenshots.py [WORKSPACE]
+    python assets/screenshots/take_screenshots.py [--workspace DIR] [--size 1280x720] [--out DIR]
 
 Explore and Texture show the shipped demo models (checkpoints/). The Train tab shows a short
 training run on the demo classes, started in WORKSPACE (default: a temporary folder) and stopped
@@ -8,6 +8,7 @@ again after the screenshot. Needs Debian's chromium.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 import studio  # noqa: E402
+import ui  # noqa: E402
 from gan_core import checkpoint  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -28,19 +30,18 @@ def _top(pg) -> None:
     pg.wait_for_timeout(300)
 
 
-def main(workspace: str) -> None:
+def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) -> None:
     from playwright.sync_api import sync_playwright
 
-    demo = studio.build_app(Path(workspace))
-    ws = demo.studio.ws
-    cgan = studio.model_choices(ws, studio.DEFAULT_MODELS_DIR, "cgan")[0]
-    model = Path(cgan[1])
+    demo = ui.build_app(Path(workspace), models_dir=studio.DEFAULT_MODELS_DIR)
+    jobs = demo.ctx.jobs
+    model = Path(demo.ctx.ws.models("cgan")[0][1])
     port = studio.free_port()
-    studio.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
+    ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            pg = b.new_page(viewport={"width": 1366, "height": 768})
+            pg = b.new_page(viewport={"width": size[0], "height": size[1]})
             pg.set_default_timeout(60_000)
             pg.goto(f"http://127.0.0.1:{port}/")
             pg.get_by_role("button", name="Start training").wait_for()
@@ -57,7 +58,7 @@ def main(workspace: str) -> None:
                                  "|| [0, 0])[1]) >= 256", timeout=300_000)
             pg.wait_for_timeout(3000)
             _top(pg)
-            pg.screenshot(path=str(HERE / "train.png"))
+            pg.screenshot(path=str(out / "train.png"))
             pg.get_by_role("button", name="Stop", exact=True).click()
             pg.locator(".studio-progress", has_text="stopped at step").wait_for()
 
@@ -74,7 +75,7 @@ def main(workspace: str) -> None:
             pg.get_by_role("button", name="Make grid").click()
             pg.wait_for_timeout(3000)
             _top(pg)
-            pg.screenshot(path=str(HERE / "explore.png"))
+            pg.screenshot(path=str(out / "explore.png"))
 
             # Texture: paint a stroke of brush 2 and generate a 512 px tile
             pg.get_by_role("tab", name="Texture").click()
@@ -92,16 +93,21 @@ def main(workspace: str) -> None:
             pg.get_by_text("Seam ratio").wait_for()
             pg.wait_for_timeout(2000)
             _top(pg)
-            pg.screenshot(path=str(HERE / "texture.png"))
+            pg.screenshot(path=str(out / "texture.png"))
             b.close()
     finally:
-        studio.JOBS.stop()
-        studio.JOBS.wait(60)
+        jobs.stop()
+        jobs.wait(60)
         demo.close()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        sys.exit(__doc__)
+    ap = argparse.ArgumentParser(description="Screenshots of the studio's three tabs")
+    ap.add_argument("--workspace", help="workspace for the training run (default: a temporary folder)")
+    ap.add_argument("--size", default="1366x768", help="browser window, WxH (default %(default)s)")
+    ap.add_argument("--out", default=str(HERE), help="folder for train.png, explore.png, texture.png")
+    a = ap.parse_args()
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    Path(a.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        main(sys.argv[1] if len(sys.argv) == 2 else tmp)
+        main(a.workspace or tmp, Path(a.out), (w, h))
