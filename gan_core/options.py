@@ -114,7 +114,7 @@ def arg(name: str) -> Callable[[str], int | float]:
 
 
 def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEFAULT_RECIPE, check: bool = True,
-               on_progress: Callable[[float], None] | None = None, **settings) -> RunConfig:
+               form: bool = False, on_progress: Callable[[float], None] | None = None, **settings) -> RunConfig:
     """The RunConfig of a new run: the recipe's defaults for the variant, then every setting given.
 
     settings (None: the recipe's): steps, minutes (a time budget; without steps the run has no
@@ -123,12 +123,18 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     augment (a list of names), mirror, seed, sample_every, ckpt_every, precision; textures also
     patch, max_side, depth. With `check`, the data is read as training will read it
     (datacheck.check_data), and data that cannot train is refused here, before a run starts.
+    With `form` (the values of a form the user filled in), an empty field is refused, naming it,
+    instead of meaning the default.
     """
     if variant not in ("cgan", "sgan"):
         raise ConfigError("Choose what to train: conditional images (cgan) or texture (sgan).")
     unknown = sorted(set(settings) - _KNOWN)
     if unknown:
         raise TypeError(f"unknown settings: {', '.join(unknown)}")
+    if form:
+        for k, v in settings.items():
+            if k in FIELDS and (v is None or (isinstance(v, str) and not v.strip())):
+                value(v, k)  # raises: "<Field> must be a whole number; it is empty."
     s = {k: v for k, v in settings.items() if v is not None and not (isinstance(v, str) and not v.strip())}
     given: dict[str, Any] = {}
     if "loss" in s:

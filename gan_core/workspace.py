@@ -87,9 +87,9 @@ class Workspace:
         return RunDir(self.runs / str(name))
 
     def run_config(self, variant: str, data_text: str | list[str] | None, recipe: str = DEFAULT_RECIPE,
-                   on_progress: Callable[[float], None] | None = None, **settings) -> RunConfig:
+                   on_progress: Callable[[float], None] | None = None, form: bool = False, **settings) -> RunConfig:
         """A new run's settings (options.run_config) on data typed for this workspace, checked."""
-        return options.run_config(variant, self.data_paths(variant, data_text), recipe=recipe,
+        return options.run_config(variant, self.data_paths(variant, data_text), recipe=recipe, form=form,
                                   on_progress=on_progress, **settings)
 
     def check_data(self, variant: str, data_text: str | list[str] | None, batch=None, patch=None,

@@ -50,11 +50,12 @@ def start(ctx: Context, run_name, variant, data, recipe, resolution, steps, minu
           d_channels, lr, seed, sample_every, ckpt_every, patch, depth, progress=gr.Progress()):
     run = ctx.ws.run(run_name)
     ctx.jobs.refuse_start(run)  # before the data is read: a busy studio or a taken name says so at once
-    cfg = ctx.ws.run_config(
-        variant, data, recipe, on_progress=lambda f: progress(f, desc="Reading images"), resolution=resolution,
-        steps=None if minutes else steps, minutes=minutes, batch=batch, augment=augment, g_channels=g_channels,
-        d_channels=d_channels, lr=lr, seed=seed, sample_every=sample_every, ckpt_every=ckpt_every, patch=patch,
-        depth=depth)
+    settings = dict(resolution=resolution, minutes=minutes, batch=batch, augment=augment, g_channels=g_channels,
+                    d_channels=d_channels, lr=lr, seed=seed, sample_every=sample_every, ckpt_every=ckpt_every)
+    settings.update({"patch": patch, "depth": depth} if variant == "sgan" else {})
+    settings.update({} if minutes else {"steps": steps})  # a time budget has no step limit
+    cfg = ctx.ws.run_config(variant, data, recipe, on_progress=lambda f: progress(f, desc="Reading images"),
+                            form=True, **settings)
     ctx.jobs.train(cfg, run)
     names = ctx.ws.run_names()
     return f"Started '{run.name}'.", gr.update(choices=names + [run.name] * (run.name not in names), value=run.name)
