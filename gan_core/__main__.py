@@ -194,14 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bar:
-    """tqdm progress with losses; Ctrl-C asks the loop to stop after saving a checkpoint. (Under
-    torchrun only the lead process gets progress events; `quiet` keeps the others silent.)"""
+    """tqdm progress with losses; Ctrl-C (or SIGTERM, SIGHUP) asks the loop to stop after saving a
+    checkpoint. (Under torchrun only the lead process gets progress events; `quiet` keeps the
+    others silent.)"""
 
     def __init__(self, quiet: bool = False):
         self.bar = None
         self.stop = False
         self.quiet = quiet
-        signal.signal(signal.SIGINT, self._sigint)
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a closed terminal or `kill` saves as Ctrl-C does
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._sigint)
 
     def _sigint(self, *_):
         if self.stop:

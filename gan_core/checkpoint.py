@@ -30,6 +30,7 @@ CKPT_SUBDIR = "checkpoints"
 WEIGHT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors")
 STATE_FILE = "train_state.pt"
 MAX_HEADER = 100_000_000
+MAX_WEIGHT = 1e8  # trained weights and BatchNorm statistics stay many orders of magnitude below this
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
@@ -85,14 +86,15 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         fsync_dir(root)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            prev = [p.name for p in checkpoint_dirs(run_dir)]
-            kept = f"The previous checkpoint ({prev[0]}) is intact. " if prev else ""
-            raise CheckpointError(
-                f"Could not write the checkpoint for step {int(state['step'])} in {root}: "
-                f"{e.strerror or e}. {kept}Free some disk space or make the folder writable, "
-                "then resume the run.") from None
-        raise
+        if not isinstance(e, Exception):  # Ctrl-C, exit: nothing to explain
+            raise
+        # A full or read-only disk surfaces as OSError from Python, but as the library's own error
+        # from safetensors ("SafetensorError: ... No space left") or torch ("unexpected pos").
+        prev = [p.name for p in checkpoint_dirs(run_dir)]
+        kept = f"The previous checkpoint ({prev[0]}) is intact. " if prev else ""
+        raise CheckpointError(
+            f"Could not write the checkpoint for step {int(state['step'])} in {root}: {_reason(e)}. "
+            f"{kept}Free some disk space or make the folder writable, then resume the run.") from None
     for stale in checkpoint_dirs(run_dir)[keep:]:  # renamed first, so no half-deleted step_* is left
         gone = root / f".old_{stale.name}_{os.getpid()}"
         try:
@@ -158,13 +160,22 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], name: str) 
         what = (f"missing {missing[:3]}" if missing else "") + (" and " if missing and extra else "") + \
                (f"unexpected {extra[:3]}" if extra else "")
         raise CheckpointError(f"{name} does not match config.json: {what}.")
+    cast = {}
     for k, v in tensors.items():
         if v.shape != expected[k].shape:
             raise CheckpointError(f"{name}: {k} has shape {tuple(v.shape)}, config.json needs "
                                   f"{tuple(expected[k].shape)}.")
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"{name}: {k} holds NaN or infinite values.")
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+        c = v.to(expected[k].dtype)  # checked as it will be used: 1e300 in float64 is inf in float32
+        if c.is_floating_point():
+            if not torch.isfinite(c).all():
+                raise CheckpointError(f"{name}: {k} holds NaN or infinite values (in {c.dtype}).")
+            if k.endswith("running_var") and (c < 0).any():
+                raise CheckpointError(f"{name}: {k} holds negative variances.")
+            if c.abs().max() > MAX_WEIGHT:
+                raise CheckpointError(f"{name}: {k} holds values of {float(c.abs().max()):.3g}, far beyond "
+                                      "what training makes; the file is damaged.")
+        cast[k] = c
+    model.load_state_dict(cast)
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
@@ -233,6 +244,14 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _reason(e: Exception) -> str:
+    """One line saying why a write failed, whichever library raised."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
 
 
 STATE_KEYS = {"step": int, "opt_g": dict, "opt_d": dict, "rng": torch.Tensor, "torch_rng": torch.Tensor,

@@ -90,9 +90,12 @@ class CGANConfig:
             raise ConfigError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}.")
         if self.conditioning not in ("projection", "concat"):
             raise ConfigError("conditioning must be 'projection' or 'concat'.")
-        for name in ("nz", "embed_dim", "g_channels", "d_channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive.")
+        for name, hi in (("nz", 4096), ("embed_dim", 4096), ("g_channels", 1024), ("d_channels", 1024)):
+            if not 1 <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name} must be between 1 and {hi}, got {getattr(self, name)}.")
+        if not 0 <= self.mbstd_group <= 64:
+            raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
+        _check_names(self.class_names, "class_names")
 
 
 @dataclass
@@ -128,6 +131,12 @@ class SGANConfig:
             raise ConfigError("kernel must be 3 or 5.")
         if self.nz_local < 1 or self.nz_global < 0 or self.nz_periodic < 0:
             raise ConfigError("noise channel counts must be positive (periodic and global may be 0).")
+        for name, lo, hi in (("nz_local", 1, 1024), ("nz_global", 0, 1024), ("nz_periodic", 0, 256),
+                             ("source_dim", 0, 1024), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
+                             ("max_channels", 1, 4096)):
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
+        _check_names(self.source_names, "source_names")
         if self.nz_periodic and not self.nz_global:
             raise ConfigError("periodic noise needs global noise to derive its wave numbers from.")
 
@@ -221,11 +230,17 @@ class TrainConfig:
             raise ConfigError(f"unknown augmentation {bad[0]!r}; choose from {', '.join(AUGMENTS)}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}.")
+        if self.batch > 4096 or self.steps > NO_STEP_LIMIT:
+            raise ConfigError(f"batch must be at most 4096 and steps at most {NO_STEP_LIMIT}.")
         if variant == "sgan":
             if self.patch < 32 or self.patch > 512:
                 raise ConfigError("patch must be between 32 and 512 pixels.")
-            if self.max_side < self.patch:
-                raise ConfigError("max-side must be at least the patch size.")
+            if not self.patch <= self.max_side <= 16384:
+                raise ConfigError("max-side must be at least the patch size and at most 16384.")
+            if self.batch * self.patch**2 > MAX_PATCH_PIXELS:
+                most = max(1, MAX_PATCH_PIXELS // self.patch**2)
+                raise ConfigError(f"A batch of {self.batch} patches of {self.patch} px needs far more memory than a "
+                                  f"laptop has; use a batch of at most {most} at that patch size.")
 
 
 @dataclass
@@ -272,12 +287,15 @@ class RunConfig:
             train = d.get("train", {})
             if isinstance(train, dict) and "quality_every" not in train:  # saved before the gauge existed:
                 train = {**train, "quality_every": 0}  # keep training on every image it trained on
+            data = d.get("data", [])
+            if not (isinstance(data, list) and all(isinstance(x, str) for x in data)):
+                raise ConfigError("data in config.json must be a list of paths.")
             cfg = cls(
                 variant=variant,
                 model=_build(model_cls, model),
                 train=_build(TrainConfig, train),
-                data=list(d.get("data", [])),
-                version=str(d.get("version", "unknown")),
+                data=list(data),
+                version=str(d.get("version", "unknown"))[:100],
             )
         except KeyError as e:
             raise ConfigError(f"config.json lacks the field {e.args[0]!r}.") from None
@@ -286,11 +304,32 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
+        if len(text) > MAX_CONFIG_CHARS:
+            raise ConfigError(f"config.json is {len(text)} characters long; a run's settings fit in far fewer.")
         try:
-            d = json.loads(text)
+            d = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as e:
             raise ConfigError(f"config.json is not valid JSON ({e.msg} at line {e.lineno}).") from None
+        except ValueError as e:  # NaN / Infinity, or an integer of thousands of digits
+            raise ConfigError(f"config.json holds a number this program does not accept: {e}") from None
+        except RecursionError:
+            raise ConfigError("config.json is nested too deeply to be a run's settings.") from None
         return cls.from_dict(d)
+
+
+MAX_CONFIG_CHARS = 1_000_000
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a setting can have")
+
+
+MAX_PATCH_PIXELS = 2**23  # texture batch x patch area: 32 patches of 512 px, 512 of 128 px
+
+
+def _check_names(names: list[str], what: str) -> None:
+    if len(names) > 10_000 or any(len(n) > 200 for n in names):
+        raise ConfigError(f"{what} holds {len(names)} names (at most 10000 of at most 200 characters).")
 
 
 def _build(dc, d: Any):
@@ -312,6 +351,8 @@ def _build(dc, d: Any):
         if isinstance(default, (int, float)) and not isinstance(default, bool):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(f"{name} must be a number.")
+            if not math.isfinite(v) or abs(v) > 1e15:  # 1e400 parses as inf
+                raise ConfigError(f"{name} must be a finite number of sensible size, got {v!r}.")
             if isinstance(default, int) and not isinstance(default, bool) and v != int(v):
                 raise ConfigError(f"{name} must be a whole number.")
             setattr(obj, name, type(default)(v))

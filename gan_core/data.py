@@ -24,6 +24,7 @@ from .parallel import WHOLE, BatchShare
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding their pixels
+MEMORY_SKIP = "too large to decode in the memory available"  # a reason that may not hold next time
 MIN_SIDE = 8  # refuse smaller images (1x1 tracking pixels, spacers): upscaled they teach nothing
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's decompression-bomb guard stays on, at our limit
@@ -60,7 +61,18 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
 
+def check_path_text(path: str | os.PathLike) -> None:
+    """Refuse, with a message, a path no file system can hold (a NUL character, or overlong)."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise DatasetError("The path holds a NUL character; type the folder's path again.")
+    if len(text) > 4096 or any(len(part.encode()) > 255 for part in Path(text).parts):
+        raise DatasetError(f"The path {text[:80]}... is longer than a path can be; choose a folder with a "
+                           "shorter path.")
+
+
 def _check_folder(path: str | os.PathLike) -> Path:
+    check_path_text(path)
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"The folder {p} does not exist. Check the path and try again.")
@@ -98,7 +110,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     except Image.DecompressionBombError:
         raise DatasetError(f"image declares more than {MAX_PIXELS:,} pixels") from None
     except MemoryError:
-        raise DatasetError("image is too large to decode in the memory available") from None
+        raise DatasetError(f"image is {MEMORY_SKIP}") from None
     except Exception as e:  # Pillow raises many types for damaged files (OSError, SyntaxError, struct.error...)
         raise DatasetError(f"cannot be read as an image ({type(e).__name__}: {e})") from None
 
@@ -315,11 +327,20 @@ def load_class_dataset(path: str | os.PathLike, resolution: int, cache_dir: str 
                            "Add readable images (jpg, png, webp, bmp, tif).")
     ds = ClassDataset(torch.stack(images).contiguous(), torch.tensor(labels, dtype=torch.int64),
                       list(kept), report)
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, lambda p: save_file({"images": ds.images, "labels": ds.labels}, p))
-        meta = {"fingerprint": fp, "classes": kept, "skipped": report.skipped}
-        atomic_write(meta_path, json.dumps(meta).encode())
+    # The cache only saves decoding time: it is not written when a file was skipped for want of
+    # memory (a later run may have it), and a cache that cannot be written (a full disk) is no error.
+    if cache and not any(MEMORY_SKIP in why for _, why in report.skipped):
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache, lambda p: save_file({"images": ds.images, "labels": ds.labels}, p))
+            meta = {"fingerprint": fp, "classes": kept, "skipped": report.skipped}
+            atomic_write(meta_path, json.dumps(meta).encode())
+        except Exception:
+            for f in (cache, meta_path):
+                try:
+                    f.unlink(missing_ok=True)
+                except OSError:
+                    pass
     return ds
 
 

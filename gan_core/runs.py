@@ -183,7 +183,7 @@ def list_models(variant: str, models_dir: Path | None, runs_dir: Path | None) ->
         for d in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:
                 cfg = checkpoint.read_config(checkpoint.resolve_model_dir(d))
-            except StudioError:
+            except (StudioError, OSError, ValueError):  # one bad folder never hides the others
                 continue
             if cfg.variant == variant:
                 shipped.append((f"{d.name}  (demo)", str(d)))
@@ -195,7 +195,7 @@ def list_models(variant: str, models_dir: Path | None, runs_dir: Path | None) ->
                 continue
             try:
                 cfg = checkpoint.read_config(ckpts[0])
-            except StudioError:
+            except (StudioError, OSError, ValueError):
                 continue
             if cfg.variant == variant:
                 runs.append((f"{run.name}  (run, step {run.latest_step()})", str(d)))

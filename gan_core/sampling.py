@@ -67,8 +67,8 @@ def class_weights(class_names: list[str], spec: dict[str, float] | str) -> torch
     for name, v in spec.items():
         if name not in class_names:
             raise ConfigError(f"unknown class {name!r}; this model knows: {', '.join(class_names)}.")
-        if v < 0:
-            raise ConfigError("class weights must not be negative.")
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"class weights must be finite and not negative, got {name}={v}.")
         w[0, class_names.index(name)] = float(v)
     if w.sum() <= 0:
         raise ConfigError("at least one class weight must be above zero.")

@@ -26,6 +26,7 @@ from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
 MIN_SIDE = 16
+MAX_STYLE_MAP = 1024  # the style map is read at most this many pixels on a side
 TILE = 16  # noise cells per tile side (512 px at depth 5)
 
 
@@ -87,11 +88,19 @@ def brush_weights(style_map: np.ndarray, n_brushes: int, h: int, w: int, tileabl
         x = torch.arange(-r, r + 1, dtype=torch.float32)
         k = torch.exp(-0.5 * (x / blend_cells) ** 2)
         k = (k / k.sum()).view(1, 1, 1, -1).repeat(n_brushes, 1, 1, 1)
-        mode = "circular" if tileable else "replicate"
-        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode=mode), k, groups=n_brushes)
-        m = F.conv2d(F.pad(m, (0, 0, r, r), mode=mode), k.transpose(2, 3), groups=n_brushes)
+        m = F.conv2d(_pad(m, r, 3, tileable), k, groups=n_brushes)
+        m = F.conv2d(_pad(m, r, 2, tileable), k.transpose(2, 3), groups=n_brushes)
     m = m[0].clamp_min(0)
     return m / m.sum(0, keepdim=True).clamp_min(1e-8)
+
+
+def _pad(m: torch.Tensor, r: int, dim: int, wrap: bool) -> torch.Tensor:
+    """m padded by r cells on both sides of `dim`: wrapping around (as often as a small canvas
+    needs) or repeating the edge."""
+    n = m.shape[dim]
+    idx = torch.arange(-r, n + r)
+    idx = idx % n if wrap else idx.clamp(0, n - 1)
+    return m.index_select(dim, idx)
 
 
 def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, source: int | None = None,
@@ -202,6 +211,10 @@ def style_map_from_canvas(canvas: np.ndarray | None, palette: list[str]) -> np.n
     if canvas is None:
         return None
     a = np.asarray(canvas)
+    if a.ndim < 2 or min(a.shape[:2]) < 1:
+        return None
+    step = max(1, math.ceil(max(a.shape[:2]) / MAX_STYLE_MAP))  # a huge upload is read at most 1024 px wide
+    a = a[::step, ::step]
     if a.ndim == 2:
         a = np.stack([a] * 3, -1)
     rgb = a[..., :3].astype(np.int32)

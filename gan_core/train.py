@@ -12,10 +12,12 @@ writes files. How that keeps the processes identical, and equal to one process: 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,12 @@ from .nets import build_discriminator, build_generator
 from .nets.cgan import group_size
 from .sampling import class_grid, grid, save_png
 
+try:
+    import fcntl
+except ImportError:  # Windows: no run-folder lock
+    fcntl = None
+
+LOCK_FILE = ".lock"
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
 
@@ -537,14 +545,47 @@ def _truncate_stats(path: Path, step: int) -> None:
     atomic_write(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run folder for this process (the lead one under torchrun): a second training or
+    resume of the same folder is refused, naming who holds it, instead of both writing into it.
+    The lock is the kernel's (flock), so it ends with the process, however that ends."""
+    if fcntl is None or not parallel.current_share().lead:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            who = f.read().strip() or "another training"
+            raise TrainingError(f"{run_dir} is being trained right now ({who}). Wait until that run ends or "
+                                "stop it; then resume this folder.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        yield
+    finally:
+        f.close()  # closing the file releases the lock
+
+
 def train(cfg: RunConfig, run_dir: str | os.PathLike, *, on_progress: Callable[[Progress], None] | None = None,
           should_stop: Callable[[], bool] | None = None, device: str | None = None) -> TrainResult:
     """Start a new run in `run_dir` (which must not hold one already)."""
     cfg.validate(require_names=False)
     run_dir = Path(run_dir).expanduser()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is a file; give a folder for the run.")
+    with run_lock(run_dir):
+        return _train(cfg, run_dir, on_progress, should_stop, device)
+
+
+def _train(cfg, run_dir, on_progress, should_stop, device) -> TrainResult:
     if ckpt.checkpoint_dirs(run_dir):
         raise CheckpointError(f"{run_dir} already holds a run. Resume it, or choose another folder.")
-    run_dir.mkdir(parents=True, exist_ok=True)
     loop = Trainer(cfg, run_dir, pick_device(device))
     cfg = loop.cfg  # with the names the data gave
     cfg.validate()
@@ -563,6 +604,13 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, minutes: flo
     """Continue a run from its newest complete checkpoint; `steps` sets a new total, `minutes` adds
     that much training time to what the run has used (without `steps`, the step limit is lifted)."""
     run_dir = Path(run_dir).expanduser()
+    if not ckpt.checkpoint_dirs(run_dir):
+        return _resume(run_dir, steps, minutes, on_progress, should_stop, device)  # says why not
+    with run_lock(run_dir):
+        return _resume(run_dir, steps, minutes, on_progress, should_stop, device)
+
+
+def _resume(run_dir, steps, minutes, on_progress, should_stop, device) -> TrainResult:
     ckpts = ckpt.checkpoint_dirs(run_dir)
     if not ckpts:
         raise CheckpointError(f"{run_dir} has no checkpoint to resume from (it stopped before its first "
@@ -575,7 +623,10 @@ def resume(run_dir: str | os.PathLike, *, steps: int | None = None, minutes: flo
                 cfg.train.steps = steps
                 cfg.validate()
             loop = Trainer(cfg, run_dir, pick_device(device))
-            loop.load(path)
+            try:
+                loop.load(path)
+            except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:  # e.g. optimizer groups
+                raise CheckpointError(f"{path.name}: its training state does not fit the model ({e})") from None
             cfg = loop.cfg
             if minutes is not None:
                 cfg.train.minutes = round(loop.wall / 60 + minutes, 4)

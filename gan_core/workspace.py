@@ -14,6 +14,7 @@ import shutil
 import stat
 import time
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import options
 from .config import DEFAULT_RECIPE, RunConfig, TrainConfig
-from .data import IMAGE_EXTENSIONS, is_image_name
+from .data import IMAGE_EXTENSIONS, check_path_text, is_image_name
 from .datacheck import DataCheck, check_data
 from .errors import ConfigError, DatasetError
 from .io import inside
@@ -31,6 +32,7 @@ from .sampling import save_animation, save_png
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_UNZIPPED_BYTES = 1_000_000_000  # total size of the extracted images
 MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_DEPTH = 32  # folders within folders in an uploaded zip
 
 
 def check_run_name(text: str | None) -> str:
@@ -68,6 +70,15 @@ class Workspace:
             d.mkdir(parents=True, exist_ok=True)
         self.models_dir = Path(models_dir).expanduser().resolve() if models_dir else None
         self.data_root = Path(data_root).expanduser().resolve() if data_root else None
+
+    def fresh_web_temp(self) -> Path:
+        """An empty folder for the web server's own temporary files (uploads in transit, pictures
+        sent to the page), inside the workspace and emptied at every start, so nothing of an
+        earlier session is left to be served."""
+        d = self.root / ".web-tmp"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        return d
 
     # ---- runs ---------------------------------------------------------------------------
     def run(self, name: str | None) -> RunDir:
@@ -124,6 +135,8 @@ class Workspace:
             raise DatasetError(f"Enter the path of {what}, or upload a zip.")
         if variant == "cgan" and len(raw) > 1:
             raise DatasetError("Conditional training uses one folder (with one subfolder per class).")
+        for p in raw:
+            check_path_text(p)
         paths = [Path(p).expanduser().resolve() for p in raw]
         if self.data_root is not None:
             for p in paths:
@@ -207,17 +220,24 @@ def extract_zip(zip_path: str | os.PathLike, uploads: Path, max_bytes: int = MAX
                     continue
                 if any(p.startswith(".") or p == "__MACOSX" for p in parts):
                     continue
+                if len(parts) > MAX_ZIP_DEPTH or any(len(p.encode()) > 255 for p in parts):
+                    raise DatasetError(f"The zip entry {m.filename[:80]!r} is nested too deeply or has a name "
+                                       "too long for a file; the upload was refused.")
                 target = tmp.joinpath(*parts)
                 if not inside(target, tmp):
                     raise DatasetError(f"The zip entry {m.filename!r} points outside the folder.")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, open(target, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise DatasetError(f"The zip unpacks to more than {max_bytes // 1_000_000} MB "
-                                               "of images; use a local folder path instead.")
-                        out.write(chunk)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(m) as src, open(target, "wb") as out:
+                        while chunk := src.read(1 << 20):
+                            total += len(chunk)
+                            if total > max_bytes:
+                                raise DatasetError(f"The zip unpacks to more than {max_bytes // 1_000_000} MB "
+                                                   "of images; use a local folder path instead.")
+                            out.write(chunk)
+                except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:  # a clash, a bad CRC, ...
+                    raise DatasetError(f"The zip entry {m.filename[:80]!r} cannot be unpacked ({e}); the upload "
+                                       "was refused.") from None
                 written += 1
             if not written:
                 raise DatasetError("The zip holds no image files (" + ", ".join(IMAGE_EXTENSIONS) + ").")

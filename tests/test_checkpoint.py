@@ -154,3 +154,69 @@ def test_leftovers_of_a_crash_are_never_taken_for_a_checkpoint(class_dir, tmp_pa
     res = resume(run, steps=6)
     assert res.step == 6 and not half.exists() and not old.exists()
     assert [d.name for d in ckpt.checkpoint_dirs(run)] == ["step_00000006", "step_00000004"]
+
+
+@pytest.mark.parametrize("text,words", [
+    ('{"variant": "cgan", "model": {"nz": NaN}}', "not a number a setting can have"),
+    ('{"variant": "cgan", "model": {"nz": Infinity}}', "not a number a setting can have"),
+    ('{"variant": "cgan", "model": {"nz": 1e400}}', "finite number of sensible size"),
+    ('{"variant": "cgan", "model": {"nz": ' + "9" * 5000 + "}}", "does not accept"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"variant": "cgan", "model": {}, "data": 5}', "data in config.json must be a list"),
+    ('{"variant": "sgan", "model": {"nz_local": -4}}', "noise channel counts"),
+    ('{"variant": "sgan", "model": {"max_channels": 10000000}}', "max_channels must be between"),
+    ('{"variant": "cgan", "model": {"g_channels": 100000, "class_names": ["a"]}}', "g_channels must be between"),
+    ('{"variant": "sgan", "model": {}, "train": {"batch": 4096, "patch": 512, "max_side": 512}}',
+     "at most 32 at that patch size"),
+    ('{"variant": "cgan", "model": {"class_names": ["a"]}, "train": {"gp_lambda": 1e300}}', "sensible size"),
+])
+def test_config_files_that_would_crash_or_exhaust_memory_are_refused_naming_the_problem(tmp_path, capsys, text,
+                                                                                        words):
+    folder = make_model_folder(tmp_path / "m")
+    (folder / "config.json").write_text(text)
+    with pytest.raises(CheckpointError, match=words):
+        ckpt.read_config(folder)
+    assert cli(["sample", str(folder), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def _first_float(tensors) -> str:
+    return next(k for k in sorted(tensors) if tensors[k].is_floating_point())
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda t: t.update({k: t[k].double().fill_(1e300) for k in [_first_float(t)]}), "NaN or infinite values"),
+    (lambda t: t.update({k: v.fill_(-1.0) for k, v in t.items() if k.endswith("running_var")}), "negative variances"),
+    (lambda t: t.update({k: t[k].fill_(1e20) for k in [_first_float(t)]}), "far beyond"),
+])
+def test_weights_that_pass_the_format_but_would_draw_black_or_nan_images_are_refused(tmp_path, capsys, damage,
+                                                                                      words):
+    folder = make_model_folder(tmp_path / "m")
+    rewrite_weights(folder, damage)
+    with pytest.raises(CheckpointError, match=words):
+        ckpt.load_generator(folder)
+    assert cli(["sample", str(folder), "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists() and "Traceback" not in capsys.readouterr().err
+
+
+def test_resume_falls_back_when_the_newest_state_does_not_fit_the_model(class_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir, steps=4), run)
+    newest = ckpt.checkpoint_dirs(run)[0]
+    st = torch.load(newest / ckpt.STATE_FILE, weights_only=True)
+    st["opt_g"]["param_groups"].append(dict(st["opt_g"]["param_groups"][0]))  # the right types, wrong groups
+    torch.save(st, newest / ckpt.STATE_FILE)
+    res = resume(run, steps=6)
+    assert res.step == 6  # from step 2, the newest checkpoint that loads whole
+    assert [d.name for d in ckpt.checkpoint_dirs(run)] == ["step_00000006", "step_00000004"]
+
+
+def test_one_bad_run_folder_hides_no_other_model(tmp_path):
+    from gan_core.runs import list_models
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    make_model_folder(models / "demo")
+    bad = make_model_folder(models / "bad")
+    runs.mkdir()
+    (bad / "config.json").write_text((bad / "config.json").read_text().replace('"nz": 8', '"nz": NaN'))
+    assert [label for label, _ in list_models("cgan", models, runs)] == ["demo  (demo)"]

@@ -152,3 +152,28 @@ def test_cli_refuses_bad_settings_that_need_the_data(class_dir, tmp_path, capsys
     assert cli(["train", "cgan", class_dir, "--out", str(tmp_path / "afile"), "--batch", "4"]) == 2
     err = capsys.readouterr().err
     assert "afile" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["sample", "--class", "brick=nan", "--out", "x.png"], "class weights must be finite"),
+    (["sample", "--n", "100000", "--out", "x.png"], "--n: must be between 1 and 64"),
+    (["train", "cgan", "D", "--out", "R", "--seed", str(2**63)], "--seed: must be between 0 and"),
+    (["train", "cgan", "D", "--out", "R", "--gp-lambda", "nan"], "--gp-lambda: must be a finite number"),
+    (["train", "cgan", "D", "--out", "R", "--diversity", "inf"], "--diversity: must be a finite number"),
+])
+def test_numbers_that_would_crash_or_poison_a_run_are_refused(args, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli(args)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and msg in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_texture_batch_beyond_memory_is_refused_before_training(tmp_path, capsys):
+    tex = make_texture(tmp_path / "t.png", size=512)
+    assert cli(["train", "sgan", tex, "--out", str(tmp_path / "r"), "--batch", "4096", "--patch", "512"]) == 2
+    err = capsys.readouterr().err
+    assert "use a batch of at most 32" in err and "Traceback" not in err and not (tmp_path / "r").exists()

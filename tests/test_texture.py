@@ -3,6 +3,7 @@ the seams, and the texture that was shown is the one exported."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from gan_core import texture
 from gan_core.texture import KeptTexture, paint, previews, style_map_from_canvas
@@ -62,3 +63,23 @@ def test_sizes_below_the_minimum_are_refused():
     for w, h in ((texture.MIN_SIDE - 1, 64), (64, texture.MAX_SIDE + 1)):
         with pytest.raises(ConfigError, match=f"between {texture.MIN_SIDE} and {texture.MAX_SIDE}"):
             texture.check_size(w, h)
+
+
+def test_a_painted_map_blends_on_canvases_smaller_than_the_blur():
+    from gan_core.texture import brush_weights
+
+    labels = np.zeros((16, 16), np.int64)
+    labels[:, 8:] = 1
+    for h, w in ((1, 1), (2, 3), (4, 4)):  # a tileable 32-128 px texture has only a few noise cells
+        for tileable in (True, False):
+            m = brush_weights(labels, 2, h, w, tileable)
+            assert m.shape == (2, h, w) and torch.allclose(m.sum(0), torch.ones(h, w))
+    wide = brush_weights(labels, 2, 4, 16, tileable=False)
+    assert wide[0, :, 0].min() > 0.9 and wide[1, :, -1].min() > 0.9  # each side keeps its brush
+
+
+def test_a_huge_painted_canvas_is_read_at_a_bounded_size():
+    canvas = np.zeros((6000, 4000, 4), np.uint8)
+    canvas[:, 2000:] = [0x2e, 0x86, 0xab, 255]
+    labels = style_map_from_canvas(canvas, PALETTE)
+    assert max(labels.shape) <= texture.MAX_STYLE_MAP and (labels[:, -10:] == 1).all() and (labels[:, :10] == 0).all()

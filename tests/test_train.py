@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -508,3 +509,66 @@ def test_disk_full_or_read_only_keeps_the_previous_checkpoint(class_dir, tmp_pat
     assert not list((run / "checkpoints").glob(".tmp_*"))
     monkeypatch.undo()
     assert resume(run, steps=4).step == 4  # once there is room again, the run goes on
+
+
+TINY_CLI = ["--batch", "4", "--res", "32", "--g-channels", "4", "--d-channels", "4"]
+
+
+def test_a_real_write_failure_in_a_library_is_the_disk_message(class_dir, tmp_path):
+    """Not a faked OSError: the process may write no file over 20 kB, so safetensors itself fails
+    (as it does on a full disk) while writing the first checkpoint."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "gan_core", "train", "cgan", class_dir, "--out", str(run),
+                           "--steps", "4", *TINY_CLI], preexec_fn=limit, capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr
+    assert "error: Could not write the checkpoint for step 0" in proc.stderr and "File too large" in proc.stderr
+    assert "Traceback" not in proc.stderr and not ckpt.checkpoint_dirs(run)
+    assert not list((run / "checkpoints").glob(".tmp_*")) if (run / "checkpoints").exists() else True
+    assert cli(["train", "cgan", class_dir, "--out", str(run), "--steps", "2", *TINY_CLI]) == 0  # room again
+
+
+def test_a_second_training_of_a_folder_being_trained_is_refused_naming_who_holds_it(class_dir, tmp_path, capsys):
+    from gan_core.jobs import Jobs
+    from gan_core.runs import RunDir
+
+    run, jobs = tmp_path / "run", Jobs()
+    jobs.train(tiny_cgan(class_dir, steps=100_000, ckpt_every=2, sample_every=100_000), RunDir(run))
+    try:
+        t0 = time.time()
+        while not ckpt.checkpoint_dirs(run) and time.time() - t0 < 120:
+            time.sleep(0.05)
+        assert cli(["train", "cgan", class_dir, "--out", str(run), *TINY_CLI]) == 2
+        err = capsys.readouterr().err
+        assert "is being trained right now (process" in err and "Traceback" not in err
+        assert cli(["resume", str(run), "--steps", "100000"]) == 2
+        assert "is being trained right now" in capsys.readouterr().err
+    finally:
+        jobs.stop()
+        assert jobs.wait(120) and jobs.state == "stopped", jobs.message
+    at = int(ckpt.checkpoint_dirs(run)[0].name[5:])
+    assert at == jobs.step and resume(run, steps=at + 1).step == at + 1  # the folder is free again
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(class_dir, tmp_path):
+    import signal
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gan_core", "train", "cgan", class_dir, "--out", str(run),
+                             "--steps", "100000", "--ckpt-every", "100000", "--sample-every", "100000", *TINY_CLI],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    t0 = time.time()
+    while not (run / "stats.jsonl").exists() and time.time() - t0 < 120:  # a few steps in
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    step = int(out.split("stopped at step ")[1].split(";")[0])
+    assert step >= 10 and int(ckpt.checkpoint_dirs(run)[0].name[5:]) == step

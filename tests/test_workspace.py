@@ -147,3 +147,37 @@ def test_runs_are_listed_oldest_first_so_the_last_is_the_one_trained_last(class_
     resume(ws.run("zebra").path, steps=4)
     assert ws.run_names() == ["apple", "zebra"]
     assert ws.find_run("zebra").latest_step() == 4 and ws.find_run("../x") is None and ws.find_run("nope") is None
+
+
+@pytest.mark.parametrize("text", ["/tmp/a\0b", "/" + "x" * 300, "/tmp/" + "deep/" * 1000])
+def test_paths_no_file_system_can_hold_are_a_message(tmp_path, text):
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(DatasetError, match="NUL character|longer than a path can be"):
+        ws.check_data("cgan", text)
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    return path
+
+
+def test_zips_that_cannot_be_unpacked_are_refused_naming_the_entry(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    cases = {
+        "long name": _zip(tmp_path / "long.zip", [("c/" + "n" * 300 + ".png", b"x")]),
+        "deep": _zip(tmp_path / "deep.zip", [("d/" * 1950 + "a.png", b"x")]),
+        "clash": _zip(tmp_path / "clash.zip", [("c/a.png", b"x"), ("c/a.png/b.png", b"y")]),
+    }
+    crc = tmp_path / "crc.zip"
+    _zip(crc, [("c/a.png", b"hello image bytes" * 100)])
+    data = bytearray(crc.read_bytes())
+    data[data.index(b"hello")] ^= 0xFF  # the stored CRC no longer matches
+    crc.write_bytes(bytes(data))
+    cases["bad crc"] = crc
+    for what, z in cases.items():
+        with pytest.raises(DatasetError, match="the upload was refused") as e:
+            extract_zip(z, ws.uploads)
+        assert len(str(e.value)) < 400, what
+    assert list(ws.uploads.iterdir()) == []  # nothing half-unpacked is left
