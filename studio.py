@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "checkpoints"  # shipped demo models (may be empty)
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+MIN_PASSWORD = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,8 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not a.password:
             p.error("--listen serves the studio to the whole network, so it needs --password "
                     "(or the GAN_STUDIO_PASSWORD environment variable).")
+        if len(a.password) < MIN_PASSWORD:
+            p.error(f"--password must have at least {MIN_PASSWORD} characters: the studio is open to the network.")
         if not a.data_root or not Path(a.data_root).expanduser().is_dir():
             p.error("--listen needs --data-root: an existing folder that holds the training data people may use.")
+    elif a.host == "::1":
+        p.error("--host ::1: the web server takes IPv4 addresses only; 127.0.0.1 (the default) is this machine too.")
     elif a.host not in LOCAL_HOSTS:
         p.error(f"--host {a.host} would expose the studio to other machines; use --listen with --password.")
     return a
@@ -55,15 +61,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    from ui import build_app, launch_app  # after the flags: --help answers at once
+    from gan_core.workspace import Workspace  # after the flags: --help answers at once
+
+    os.environ["GRADIO_TEMP_DIR"] = str(Workspace(a.workspace).fresh_web_temp())
+    from ui import build_app, launch_app
 
     demo = build_app(Path(a.workspace), models_dir=a.models, data_root=a.data_root if a.listen else None)
     try:
         launch_app(demo, host=a.host, port=a.port, auth=(a.user, a.password) if a.listen else None,
                    prevent_thread_lock=True, quiet=True)
-    except OSError as e:
-        print(f"error: cannot serve on {a.host}:{a.port} ({e}). Is another studio running? Try --port.",
-              file=sys.stderr)
+    except Exception as e:  # the port is taken, the address is not this machine's, ...
+        print(f"error: cannot serve on {a.host}:{a.port} ({type(e).__name__}: {e}). Is another studio running? "
+              "Try --port.", file=sys.stderr)
         return 2
     shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
     print(f"GAN Studio is running at http://{shown}:{demo.server_port}/  (Ctrl-C to quit)")
@@ -71,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.listen:
         print(f"workshop mode: serving on {a.host}, login '{a.user}', training data only from {a.data_root}")
     sys.stdout.flush()
+
+    def interrupt(*_):  # `kill` or a closed terminal: stop as Ctrl-C does (the run saves a checkpoint)
+        raise KeyboardInterrupt
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
     try:
         while demo.is_running:
             time.sleep(0.2)

@@ -61,11 +61,19 @@ def test_workshop_mode_needs_a_password_and_a_data_root(tmp_path, capsys, monkey
         studio.main(["--listen", "--workspace", str(tmp_path / "ws")])
     assert e.value.code == 2 and "--password" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        studio.main(["--listen", "--password", "pw", "--workspace", str(tmp_path / "ws")])
+        studio.main(["--listen", "--password", "long-enough", "--workspace", str(tmp_path / "ws")])
     assert "--data-root" in capsys.readouterr().err
+    (tmp_path / "shared").mkdir()
+    with pytest.raises(SystemExit):
+        studio.main(["--listen", "--password", "x", "--data-root", str(tmp_path / "shared")])
+    assert "at least 8 characters" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         studio.main(["--host", "0.0.0.0", "--workspace", str(tmp_path / "ws")])
     assert "--listen" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        studio.main(["--host", "::1", "--workspace", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    assert "IPv4 addresses only" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------ the app through its API
@@ -315,10 +323,10 @@ def test_studio_binds_to_localhost_without_a_share_link(guarded, monkeypatch, tm
     assert seen[-1][1]["host"] == "127.0.0.1" and seen[-1][1]["auth"] is None
     assert seen[-1][0].ctx.ws.data_root is None
     (tmp_path / "shared").mkdir()
-    assert studio.main(["--listen", "--password", "pw", "--data-root", str(tmp_path / "shared"),
+    assert studio.main(["--listen", "--password", "long-enough", "--data-root", str(tmp_path / "shared"),
                         "--workspace", str(tmp_path / "ws"), "--models", str(tmp_path)]) == 0
     demo, kw = seen[-1]
-    assert kw["host"] == "0.0.0.0" and kw["auth"] == ("studio", "pw")
+    assert kw["host"] == "0.0.0.0" and kw["auth"] == ("studio", "long-enough")
     assert demo.ctx.ws.data_root == (tmp_path / "shared").resolve()
 
 
@@ -462,3 +470,41 @@ def test_two_clients_start_at_once_one_trains_the_other_is_told_busy_and_generat
     G, cfg = ckpt.load_generator(jobs.run.path)
     assert cfg.model.class_names == ["blue", "green", "red"]
     assert int(ckpt.checkpoint_dirs(jobs.run.path)[0].name[5:]) == jobs.step
+
+
+@pytest.mark.slow
+def test_requests_addressed_to_another_host_get_nothing(guarded):
+    import httpx
+
+    ok = httpx.get(guarded["url"], timeout=20)
+    assert ok.status_code == 200 and "GAN Studio" in ok.text
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example"):  # DNS rebinding
+        r = httpx.get(guarded["url"], headers={"Host": host}, timeout=20)
+        assert r.status_code == 400 and "GAN Studio" not in r.text
+        r = httpx.post(f"{guarded['url']}gradio_api/queue/join", headers={"Host": host}, json={}, timeout=20)
+        assert r.status_code == 400
+
+
+@pytest.mark.slow
+def test_workshop_mode_asks_for_the_password_and_limits_guesses(tmp_path):
+    import httpx
+    from gradio_client import Client
+
+    env = studio_env(tmp_path)
+    demo = ui.build_app(env["ws"], models_dir=env["models"], jobs=Jobs())
+    port = studio.free_port()
+    ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True, auth=("studio", "long-enough"))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        page = httpx.get(url, timeout=20)
+        assert "GAN Studio workshop: ask the host for the password" in page.text  # the login page
+        assert httpx.get(f"{url}gradio_api/info", timeout=20).status_code in (401, 403)
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict(None, api_name="/list_cgan_models")
+        good = Client(url, auth=("studio", "long-enough"), verbose=False)
+        assert good.predict(None, api_name="/list_cgan_models")["value"] == env["demo_model"]
+        codes = [httpx.post(f"{url}login", data={"username": "studio", "password": f"guess{i}"}, timeout=20).status_code
+                 for i in range(12)]
+        assert codes[-1] == 429 and 429 not in codes[:8]  # a few guesses, then a wait
+    finally:
+        demo.close()

@@ -48,7 +48,7 @@ class Context:
 
 
 def errors_as_messages(fn):
-    """Show a StudioError's message in the page (gr.Error), never a traceback."""
+    """Show a StudioError's (or a file system error's) message in the page (gr.Error), never a traceback."""
     if inspect.isgeneratorfunction(fn):
         raise TypeError("generators are not wrapped")
 
@@ -58,6 +58,9 @@ def errors_as_messages(fn):
             return fn(*args, **kwargs)
         except StudioError as e:
             raise gr.Error(str(e), print_exception=False) from None
+        except OSError as e:  # a full disk, a vanished folder: what and where, not a traceback
+            where = f" ({e.filename})" if e.filename else ""
+            raise gr.Error(f"{e.strerror or e}{where}.", print_exception=False) from None
     return wrapper
 
 

@@ -180,7 +180,7 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
     recipe.change(recipe_defaults, [recipe, variant], [lr, augment], api_visibility="private")
     start_btn.click(E(partial(start, ctx)), [run_name, variant, data, recipe] + settings, [train_msg, resume_run],
                     api_name="start", concurrency_id="train_control")
-    stop_btn.click(partial(stop, ctx), None, train_msg, api_name="stop", concurrency_id="train_control")
+    stop_btn.click(partial(stop, ctx), None, train_msg, api_name="stop", queue=False)  # never behind a queue
     resume_btn.click(E(partial(resume, ctx)), [resume_run, resume_steps, resume_minutes], train_msg,
                      api_name="resume", concurrency_id="train_control")
     runs_refresh.click(partial(run_list, ctx), resume_run, resume_run, api_name="list_runs")
