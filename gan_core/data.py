@@ -154,7 +154,12 @@ def _inside(path: str | os.PathLike, real_root: str) -> bool:
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
-def _list_images(folder: str, real_root: str, seen: set[str], skipped: list[tuple[str, str]]) -> list[str]:
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    """What makes a folder the same folder, however it is reached (links included)."""
+    return st.st_dev, st.st_ino
+
+
+def _list_images(folder: str, real_root: str, seen: set[tuple[int, int]], skipped: list[tuple[str, str]]) -> list[str]:
     """Image files under `folder`, depth first in name order (the order of os.walk).
 
     Hidden entries are ignored. Links are followed only while they stay inside the data folder
@@ -185,7 +190,10 @@ def _list_images(folder: str, real_root: str, seen: set[str], skipped: list[tupl
                     skipped.append((e.path, "is a link to a place outside the data folder; not followed"))
                 continue
             if is_dir:
-                real = os.path.realpath(e.path)
+                try:
+                    real = _identity(e.stat())  # one stat, whatever the depth (realpath walks the whole path)
+                except OSError:
+                    continue
                 if real in seen:
                     skipped.append((e.path, "leads to a folder that is already part of the scan (a link "
                                             "loop or a duplicate); not followed"))
@@ -222,9 +230,9 @@ def scan_class_folder(path: str | os.PathLike) -> ScanReport:
         hint = f" It holds {len(loose)} loose image(s)." if loose else ""
         raise DatasetError(f"{root} has no class subfolders.{hint} Put the images in one subfolder "
                            "per class, e.g. urban/ and forest/.")
-    seen, unique = {real_root}, []
+    seen, unique = {_identity(os.stat(root))}, []
     for d in classes:  # every class folder is known before any is walked into
-        real = os.path.realpath(d)
+        real = _identity(os.stat(d))
         if real in seen:
             report.skipped.append((str(d), "is a link to the data folder itself or to another class folder; "
                                            "not followed"))
