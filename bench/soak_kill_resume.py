@@ -1,4 +1,4 @@
-"""Kill/resume soak: SIGKILL a tiny training run at random moments and resume it, many times.
+"""Kill/resume soak: SIGKILL (or SIGTERM) a tiny training run at random moments and resume it, many times.
 
     python bench/soak_kill_resume.py                  # 50 kills (a few minutes on a laptop CPU)
     python bench/soak_kill_resume.py --kills 5 --json soak.json
@@ -17,6 +17,13 @@ lost: the last step the killed worker completed minus the step of the newest che
 where the next worker continues (checked too). At the end the run is finished without a kill and
 compared with an uninterrupted run of the same length: resuming is exact, so every weight must be
 identical and the loss log must hold each step once.
+
+--signal term sends SIGTERM instead, which a worker answers as the command line does: it saves a
+checkpoint after the current step and ends. --writers 2 starts two workers on the run folder at
+the same moment in every round: the run-folder lock must turn one away (counted), so no run is
+ever silently replaced by another.
+
+    python bench/soak_kill_resume.py --kills 50 --signal term --writers 2
 
 Exit status 0 when every check holds, 1 otherwise.
 """
@@ -40,6 +47,7 @@ sys.path.insert(0, str(HERE.parent))
 
 CKPT_EVERY = 3
 FOREVER = 1_000_000  # steps of the killed run; it never gets there
+REFUSED = 3  # exit status of a worker the run-folder lock turned away
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,19 +65,26 @@ def worker(run: str, data: str, total: int | None, progress: str) -> int:
     import torch
 
     from gan_core.checkpoint import checkpoint_dirs
+    from gan_core.errors import StudioError
     from gan_core.train import resume, train
 
     torch.set_num_threads(1)  # the same arithmetic in every process, so resuming is exact
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # as the command line does: save, then end
 
     def report(p) -> None:
         if p.event == "log":
             with open(progress, "a") as f:
                 f.write(f"{p.step}\n")
 
-    if checkpoint_dirs(run):
-        resume(run, steps=total, on_progress=report)
-    else:
-        train(tiny_config(data, total or FOREVER), run, on_progress=report)
+    try:
+        if checkpoint_dirs(run):
+            resume(run, steps=total, on_progress=report, should_stop=lambda: bool(stop))
+        else:
+            train(tiny_config(data, total or FOREVER), run, on_progress=report, should_stop=lambda: bool(stop))
+    except StudioError as e:
+        print(f"refused: {e}", flush=True)
+        return REFUSED
     return 0
 
 
@@ -149,12 +164,12 @@ def wait_for(cond, proc: subprocess.Popen, timeout: float, poll: float = 0.002) 
     return False
 
 
-def soak(kills: int, seed: int, work: Path, verbose: bool = True) -> dict:
+def soak(kills: int, seed: int, work: Path, verbose: bool = True, sig: str = "kill", writers: int = 1) -> dict:
     rng = random.Random(seed)
     data = make_data(work / "data")
     run, progress, log = work / "run", work / "progress.txt", work / "worker.log"
     tmp_glob = lambda: list((run / "checkpoints").glob(".tmp_*")) if (run / "checkpoints").is_dir() else []
-    rounds, problems, startup_s = [], [], 3.0
+    rounds, problems, startup_s, refused = [], [], 3.0, 0
     t_start = time.monotonic()
     for i in range(kills):
         mode = "checkpoint" if i % 2 else ("startup" if i % 10 == 8 else "random")
@@ -162,7 +177,17 @@ def soak(kills: int, seed: int, work: Path, verbose: bool = True) -> dict:
         tmp_before = set(tmp_glob())
         progress.unlink(missing_ok=True)
         t0 = time.monotonic()
-        proc = spawn(run, data, progress, log)
+        procs = [spawn(run, data, progress, log) for _ in range(writers)]  # all at once on one folder
+        proc = procs[0]
+        if writers > 1:  # all but one must be refused by the run-folder lock, and only they end by themselves
+            if not wait_for(lambda: sum(q.poll() is not None for q in procs) >= writers - 1, procs[0], 300) and \
+                    sum(q.poll() is not None for q in procs) < writers - 1:
+                problems.append(f"kill {i + 1}: {writers} workers ran on one folder at once")
+            codes = [q.poll() for q in procs]
+            refused += sum(c == REFUSED for c in codes)
+            if sum(c == REFUSED for c in codes) != writers - 1 or sum(c is None for c in codes) != 1:
+                problems.append(f"kill {i + 1}: exit codes {codes}, expected one running and the rest refused")
+            proc = next((q for q in procs if q.poll() is None), procs[0])
         if mode == "startup":
             time.sleep(rng.uniform(0, startup_s))
         else:
@@ -175,7 +200,7 @@ def soak(kills: int, seed: int, work: Path, verbose: bool = True) -> dict:
                 raise SystemExit(f"worker {i} wrote no checkpoint; see {log}")
         if proc.poll() is not None:
             raise SystemExit(f"worker {i} exited by itself; see {log}:\n{log.read_text()[-3000:]}")
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGTERM if sig == "term" else signal.SIGKILL)
         proc.wait()
         during_write = bool(set(tmp_glob()) - tmp_before)  # the kill left a half-written checkpoint
         done = steps_done(progress)
@@ -215,7 +240,8 @@ def soak(kills: int, seed: int, work: Path, verbose: bool = True) -> dict:
     problems += [f"final: {b}" for b in bad]
     lost = [r["lost"] for r in rounds]
     return {
-        "kills": kills, "seed": seed, "ckpt_every": CKPT_EVERY, "total_steps": total,
+        "kills": kills, "signal": sig, "writers": writers, "second_writers_refused": refused,
+        "seed": seed, "ckpt_every": CKPT_EVERY, "total_steps": total,
         "modes": {m: sum(r["mode"] == m for r in rounds) for m in ("random", "checkpoint", "startup")},
         "kills_during_checkpoint_write": sum(r["during_write"] for r in rounds),
         "checkpoints_loaded": sum(r["loaded_ok"] for r in rounds),
@@ -251,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="folder for the run (default: a temporary folder, removed afterwards)")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--signal", choices=("kill", "term"), default="kill",
+                   help="SIGKILL (no chance to save) or SIGTERM (the worker saves, as the CLI does) (default %(default)s)")
+    p.add_argument("--writers", type=int, default=1,
+                   help="workers started at once on the run folder each round; all but one must be refused "
+                        "(default %(default)s)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--total", type=int, help=argparse.SUPPRESS)
@@ -264,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
     try:
-        res = soak(a.kills, a.seed, work, verbose=not a.quiet)
+        res = soak(a.kills, a.seed, work, verbose=not a.quiet, sig=a.signal, writers=a.writers)
     finally:
         for w in WORKERS:  # never leave a worker behind
             if w.poll() is None:
@@ -274,12 +305,15 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
-    print(f"\n{res['kills']} kills ({', '.join(f'{n} {m}' for m, n in res['modes'].items())}), "
+    print(f"\n{res['kills']} kills with SIG{res['signal'].upper()} ({', '.join(f'{n} {m}' for m, n in res['modes'].items())}), "
           f"{res['kills_during_checkpoint_write']} during a checkpoint write; checkpoint every {CKPT_EVERY} steps")
     print(f"steps lost per kill: mean {res['steps_lost']['mean']}, max {res['steps_lost']['max']} "
           f"(counts {res['steps_lost']['counts']})")
     print(f"checkpoints loaded after kills: {res['checkpoints_loaded']}, failed to load: "
           f"{res['checkpoints_failed_to_load']}")
+    if res["writers"] > 1:
+        print(f"{res['writers']} workers started at once each round: {res['second_writers_refused']} refused by the "
+              "run-folder lock")
     print(f"finished run ({res['total_steps']} steps) identical to an uninterrupted run: "
           f"{'yes' if res['identical_to_uninterrupted'] else 'NO'}; loss log holds each step once: "
           f"{'yes' if res['stats_each_step_once'] else 'NO'}; {res['wall_s']} s")

@@ -32,6 +32,7 @@ from .sampling import save_animation, save_png
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_UNZIPPED_BYTES = 1_000_000_000  # total size of the extracted images
 MAX_ZIP_MEMBERS = 20_000
+MAX_UPLOADS_BYTES = 5_000_000_000  # unpacked uploads in a workspace, all together
 MAX_ZIP_DEPTH = 32  # folders within folders in an uploaded zip
 
 
@@ -69,6 +70,7 @@ class Workspace:
         for d in (self.runs, self.exports, self.uploads):
             d.mkdir(parents=True, exist_ok=True)
         self.models_dir = Path(models_dir).expanduser().resolve() if models_dir else None
+        self.uploads_quota = MAX_UPLOADS_BYTES  # all unpacked uploads together
         self.data_root = Path(data_root).expanduser().resolve() if data_root else None
 
     def fresh_web_temp(self) -> Path:
@@ -146,11 +148,18 @@ class Workspace:
         return paths
 
     def import_zip(self, file) -> Path:
-        """Unpack an uploaded zip (a path, or an upload object with .name / ["path"]) into uploads/."""
+        """Unpack an uploaded zip (a path, or an upload object with .name / ["path"]) into uploads/,
+        within what is left of the uploads' quota."""
         if not file:
             raise DatasetError("Choose a zip file first.")
         path = file if isinstance(file, (str, os.PathLike)) else getattr(file, "name", None) or file["path"]
-        return extract_zip(path, self.uploads)
+        used = sum(f.stat().st_size for f in self.uploads.rglob("*") if f.is_file() and not f.is_symlink())
+        left = self.uploads_quota - used
+        if left <= 0:
+            raise DatasetError(f"The workspace's uploads hold {used / 1e9:.1f} GB already (the limit is "
+                               f"{self.uploads_quota / 1e9:.1f} GB). Delete folders you no longer train on from "
+                               f"{self.uploads}, or give a local folder's path instead.")
+        return extract_zip(path, self.uploads, max_bytes=min(MAX_UNZIPPED_BYTES, left))
 
     # ---- exports ------------------------------------------------------------------------
     def export_path(self, stem: str | None, suffix: str) -> Path:
@@ -232,8 +241,8 @@ def extract_zip(zip_path: str | os.PathLike, uploads: Path, max_bytes: int = MAX
                         while chunk := src.read(1 << 20):
                             total += len(chunk)
                             if total > max_bytes:
-                                raise DatasetError(f"The zip unpacks to more than {max_bytes // 1_000_000} MB "
-                                                   "of images; use a local folder path instead.")
+                                raise DatasetError(f"The zip unpacks to more than {_size(max_bytes)} of images "
+                                                   "(what is left for uploads); use a local folder path instead.")
                             out.write(chunk)
                 except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:  # a clash, a bad CRC, ...
                     raise DatasetError(f"The zip entry {m.filename[:80]!r} cannot be unpacked ({e}); the upload "
@@ -249,3 +258,10 @@ def extract_zip(zip_path: str | os.PathLike, uploads: Path, max_bytes: int = MAX
     if len(entries) == 1 and entries[0].is_dir() and any(c.is_dir() for c in entries[0].iterdir()):
         return entries[0]
     return dest
+
+
+def _size(n: int) -> str:
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{n} bytes"

@@ -382,6 +382,10 @@ def test_uploads_over_the_limit_are_refused(guarded):
     assert r.status_code == 413 and "maximum allowed size" in r.text
     r = httpx.post(f"{guarded['url']}gradio_api/upload", files={"files": ("small.zip", b"\0" * 500_000)})
     assert r.status_code == 200
+    # the limit holds for the request as a whole: three files under the limit each, over it together
+    three = [("files", (f"part{i}.zip", b"\0" * 500_000)) for i in range(3)]
+    r = httpx.post(f"{guarded['url']}gradio_api/upload", files=three)
+    assert r.status_code == 413 and "maximum allowed size" in r.text
 
 
 @pytest.mark.slow

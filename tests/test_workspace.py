@@ -181,3 +181,17 @@ def test_zips_that_cannot_be_unpacked_are_refused_naming_the_entry(tmp_path):
             extract_zip(z, ws.uploads)
         assert len(str(e.value)) < 400, what
     assert list(ws.uploads.iterdir()) == []  # nothing half-unpacked is left
+
+
+def test_unpacked_uploads_stay_within_the_workspace_quota(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    z = _zip(tmp_path / "pics.zip", [(f"c/{i}.png", bytes(1000)) for i in range(3)])
+    ws.uploads_quota = 5000
+    first = ws.import_zip(str(z))
+    assert sorted(p.name for p in first.rglob("*.png")) == ["0.png", "1.png", "2.png"]
+    with pytest.raises(DatasetError, match="more than"):  # 3 kB more would pass the 5 kB in all
+        ws.import_zip(str(z))
+    ws.uploads_quota = 3000
+    with pytest.raises(DatasetError, match="hold 0.0 GB already .* Delete folders"):
+        ws.import_zip(str(z))
+    assert [p.name for p in ws.uploads.iterdir()] == ["pics"]

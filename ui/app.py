@@ -39,7 +39,8 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None
     """Queue with concurrency limits, serve only the exports folder, cap uploads, no share link;
     on this machine answer only requests addressed to it; in workshop mode limit login attempts."""
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
-    guards = server.middleware(local_only=host in server.LOCAL_NAMES, login_limit=auth is not None)
+    guards = server.middleware(local_only=host in server.LOCAL_NAMES, login_limit=auth is not None,
+                               max_upload_bytes=max_upload_mb * 1_000_000 + 100_000)  # + the form's own bytes
     return demo.launch(server_name=host, server_port=port, share=False, auth=auth, app_kwargs={"middleware": guards},
                        auth_message="GAN Studio workshop: ask the host for the password." if auth else None,
                        allowed_paths=[str(demo.ctx.ws.exports)], max_file_size=f"{max_upload_mb}mb",
