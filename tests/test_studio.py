@@ -507,6 +507,11 @@ def test_workshop_mode_asks_for_the_password_and_limits_guesses(tmp_path):
             Client(url, verbose=False).predict(None, api_name="/list_cgan_models")
         good = Client(url, auth=("studio", "long-enough"), verbose=False)
         assert good.predict(None, api_name="/list_cgan_models")["value"] == env["demo_model"]
+        assert httpx.get(f"{url}gradio_api/heartbeat/someone", timeout=20).status_code == 401
+        with httpx.Client(base_url=url, timeout=20) as session:
+            assert session.post("login", data={"username": "studio", "password": "long-enough"}).status_code == 200
+            with session.stream("GET", "gradio_api/heartbeat/someone") as beat:
+                assert beat.status_code == 200  # once logged in
         codes = [httpx.post(f"{url}login", data={"username": "studio", "password": f"guess{i}"}, timeout=20).status_code
                  for i in range(12)]
         assert codes[-1] == 429 and 429 not in codes[:8]  # a few guesses, then a wait

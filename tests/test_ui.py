@@ -41,3 +41,37 @@ def test_switching_the_variant_sets_that_variants_settings_and_fields():
         assert resolution["visible"] == zip_box["visible"] == (variant == "cgan")
         assert sample["label"] == SAMPLE_LABELS[variant]
     assert variant_defaults("cgan", "studio")[-1] != variant_defaults("sgan", "studio")[-1]
+
+
+def test_a_client_holds_a_bounded_number_of_event_streams():
+    import asyncio
+
+    from ui.server import StreamGuard
+
+    async def main():
+        release, statuses = asyncio.Event(), []
+
+        async def app(scope, receive, send):  # a stream that stays open until released
+            await release.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        guard = StreamGuard(app, need_login=False, per_client=2)
+
+        async def request(client):
+            sent = []
+
+            async def send(msg):
+                sent.append(msg)
+            scope = {"type": "http", "path": "/gradio_api/heartbeat/x", "client": (client, 1), "headers": [],
+                     "method": "GET"}
+            await guard(scope, None, send)
+            statuses.append((client, sent[0]["status"]))
+        tasks = [asyncio.create_task(request("10.0.0.1")) for _ in range(3)] + [asyncio.create_task(request("10.0.0.2"))]
+        await asyncio.sleep(0.05)
+        assert statuses == [("10.0.0.1", 429)]  # the third stream of one address, at once
+        release.set()
+        await asyncio.gather(*tasks)
+        return statuses
+    statuses = asyncio.run(main())
+    assert sorted(statuses) == [("10.0.0.1", 200), ("10.0.0.1", 200), ("10.0.0.1", 429), ("10.0.0.2", 200)]

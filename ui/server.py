@@ -60,8 +60,57 @@ class UploadLimit:
         await self.app(scope, receive, send)
 
 
+STREAMS_PER_CLIENT = 32  # open event streams (heartbeats, queue updates) per client address
+
+
+class StreamGuard:
+    """ASGI middleware for the long-lived event streams: in workshop mode a heartbeat needs the
+    login (the server's other routes check it themselves), and no client holds more than
+    STREAMS_PER_CLIENT streams open at once (thousands of them would use up the server's files)."""
+
+    def __init__(self, app, need_login: bool, per_client: int = STREAMS_PER_CLIENT):
+        self.app, self.need_login, self.per_client = app, need_login, per_client
+        self.open: dict[str, int] = defaultdict(int)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not ("/heartbeat/" in path or path.rstrip("/").endswith("/queue/data")):
+            await self.app(scope, receive, send)
+            return
+        if self.need_login and "/heartbeat/" in path and not _logged_in(scope):
+            await PlainTextResponse("Log in first.", status_code=401)(scope, receive, send)
+            return
+        client = (scope.get("client") or ("?", 0))[0]
+        if self.open[client] >= self.per_client:
+            await PlainTextResponse("Too many open connections from this address.", status_code=429)(
+                scope, receive, send)
+            return
+        self.open[client] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.open[client] -= 1
+
+
+def _logged_in(scope) -> bool:
+    """Whether the request carries the login cookie of a session this server opened."""
+    from http.cookies import SimpleCookie
+
+    app = scope.get("app")
+    tokens, cookie_id = getattr(app, "tokens", None), getattr(app, "cookie_id", None)
+    if tokens is None or cookie_id is None:
+        return False
+    jar = SimpleCookie()
+    try:
+        jar.load(dict(scope["headers"]).get(b"cookie", b"").decode("latin-1"))
+    except Exception:
+        return False
+    return any(name in jar and jar[name].value in tokens
+               for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"))
+
+
 def middleware(local_only: bool, login_limit: bool, max_upload_bytes: int) -> list[Middleware]:
-    out = [Middleware(UploadLimit, max_bytes=max_upload_bytes)]
+    out = [Middleware(UploadLimit, max_bytes=max_upload_bytes), Middleware(StreamGuard, need_login=login_limit)]
     if local_only:
         out.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_NAMES))
     if login_limit:
