@@ -119,20 +119,39 @@ def test_workshop_mode_keeps_every_path_inside_the_data_root(tmp_path, parts, ab
 
 
 @HYPO
-@given(st.lists(st.text(alphabet="ab./\\:.C~", min_size=1, max_size=12), min_size=1, max_size=5))
+@given(st.lists(st.text(alphabet="ab./\\:.C~", min_size=1, max_size=40), min_size=1, max_size=5))
 def test_zip_members_never_land_outside_the_uploads_folder(tmp_path, names):
+    """Every file and folder the unpacking creates is recorded wherever it would land, so a write
+    anywhere on the file system (not only under tmp_path) is seen."""
+    import builtins
+    import pathlib
+
     ws = Workspace(tmp_path / "ws")
     z = tmp_path / "up.zip"
     with zipfile.ZipFile(z, "w") as f:
         for i, n in enumerate(names):
             f.writestr(f"{n}{i}.png", b"x")
-    before = {p for p in tmp_path.rglob("*")}
+    made, real_open, real_mkdir = [], builtins.open, pathlib.Path.mkdir
+
+    def watched_open(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            made.append(os.path.abspath(file))
+        return real_open(file, mode, *a, **k)
+
+    def watched_mkdir(self, *a, **k):
+        made.append(os.path.abspath(self))
+        return real_mkdir(self, *a, **k)
+    import gan_core.workspace as workspace_mod
+    workspace_mod.open = watched_open  # the module's own open: what extract_zip writes with
+    pathlib.Path.mkdir = watched_mkdir
     try:
         extract_zip(z, ws.uploads)
     except DatasetError:
         pass
-    new = {p for p in tmp_path.rglob("*")} - before
-    assert all(inside(p, ws.uploads) for p in new), new
+    finally:
+        del workspace_mod.open
+        pathlib.Path.mkdir = real_mkdir
+    assert made and all(inside(p, ws.uploads) for p in made), made
 
 
 def test_runs_are_listed_oldest_first_so_the_last_is_the_one_trained_last(class_dir, tmp_path):
