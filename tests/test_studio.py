@@ -502,6 +502,7 @@ def test_workshop_mode_asks_for_the_password_and_limits_guesses(tmp_path):
     try:
         page = httpx.get(url, timeout=20)
         assert "GAN Studio workshop: ask the host for the password" in page.text  # the login page
+        assert "check_data" not in page.text and "/open_cgan_model" not in page.text  # no list of actions
         assert httpx.get(f"{url}gradio_api/info", timeout=20).status_code in (401, 403)
         with pytest.raises(Exception):
             Client(url, verbose=False).predict(None, api_name="/list_cgan_models")
@@ -510,6 +511,7 @@ def test_workshop_mode_asks_for_the_password_and_limits_guesses(tmp_path):
         assert httpx.get(f"{url}gradio_api/heartbeat/someone", timeout=20).status_code == 401
         with httpx.Client(base_url=url, timeout=20) as session:
             assert session.post("login", data={"username": "studio", "password": "long-enough"}).status_code == 200
+            assert "/check_data" in session.get("").text  # once logged in, the page is whole
             with session.stream("GET", "gradio_api/heartbeat/someone") as beat:
                 assert beat.status_code == 200  # once logged in
         codes = [httpx.post(f"{url}login", data={"username": "studio", "password": f"guess{i}"}, timeout=20).status_code

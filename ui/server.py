@@ -4,6 +4,7 @@ upload request is bounded as a whole (not only per file), and in workshop mode p
 limited per client."""
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict, deque
 
@@ -109,8 +110,40 @@ def _logged_in(scope) -> bool:
                for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"))
 
 
+API_INFO = re.compile(rb"(window\.gradio_api_info = ).*?(;?</script>)", re.S)
+
+
+class HideApiBeforeLogin:
+    """ASGI middleware for workshop mode: the page a visitor gets before logging in does not carry
+    the description of every action the studio offers (Gradio embeds it in the page)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", "") \
+                or _logged_in(scope):
+            await self.app(scope, receive, send)
+            return
+        start, body = {}, []
+
+        async def keep(msg):
+            if msg["type"] == "http.response.start":
+                start.update(msg)
+            elif msg["type"] == "http.response.body":
+                body.append(msg.get("body", b""))
+                if not msg.get("more_body"):
+                    page = API_INFO.sub(rb"\1{}\2", b"".join(body))
+                    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                    await send({**start, "headers": headers + [(b"content-length", str(len(page)).encode())]})
+                    await send({"type": "http.response.body", "body": page})
+        await self.app(scope, receive, keep)
+
+
 def middleware(local_only: bool, login_limit: bool, max_upload_bytes: int) -> list[Middleware]:
     out = [Middleware(UploadLimit, max_bytes=max_upload_bytes), Middleware(StreamGuard, need_login=login_limit)]
+    if login_limit:
+        out.append(Middleware(HideApiBeforeLogin))
     if local_only:
         out.append(Middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_NAMES))
     if login_limit:
