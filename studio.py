@@ -2,7 +2,7 @@
 
     python studio.py                         # http://127.0.0.1:7860, workspace in ./workspace
     python studio.py --port 8000 --workspace ~/gan-work
-    python studio.py --listen --password SECRET --data-root /srv/datasets   # workshop mode (LAN)
+    python studio.py --listen --password a-long-secret --data-root /srv/datasets   # workshop mode (LAN)
 
 This file only launches the page (`ui/`); every model, training, file and image operation is in
 `gan_core`, which the command line (`python -m gan_core`) and notebooks use as well.
