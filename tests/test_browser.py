@@ -218,3 +218,33 @@ def test_generate_and_export_a_tileable_texture(page, app):
         dl.click()
     path = info.value.path()
     assert read_image(path).shape == (64, 96, 3)
+
+
+def test_workshop_login_in_the_browser_opens_the_studio(browser, tmp_path):
+    import studio
+    import ui
+    from gan_core.jobs import Jobs
+
+    env = studio_env(tmp_path)
+    demo = ui.build_app(env["ws"], models_dir=env["models"], jobs=Jobs())
+    port = studio.free_port()
+    ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True, auth=("studio", "long-enough"))
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(f"http://127.0.0.1:{port}/")
+        pg.get_by_text("GAN Studio workshop: ask the host for the password").wait_for()
+        pg.get_by_label("username").fill("studio")
+        pg.get_by_label("password").fill("wrong-password")
+        pg.get_by_role("button", name="Login").click()
+        pg.get_by_text("Incorrect Credentials").wait_for()
+        pg.get_by_label("username").fill("studio")
+        pg.get_by_label("password").fill("long-enough")
+        pg.get_by_role("button", name="Login").click()
+        pg.get_by_role("button", name="Start training").wait_for()  # the whole studio, after the login
+        pg.get_by_role("tab", name="Explore").click()
+        pg.get_by_text("demo-colours: 3 classes").wait_for()  # and it works: a model opens
+    finally:
+        ctx.close()
+        demo.close()
