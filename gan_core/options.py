@@ -19,6 +19,7 @@ from .config import (AUGMENTS, DEFAULT_RECIPE, NO_STEP_LIMIT, RESOLUTIONS, CGANC
                      TrainConfig, recipe_model)
 from .datacheck import DataCheck, check_data
 from .errors import ConfigError
+from .memory import check_fits
 from .sampling import View
 from .texture import MAX_SIDE, MIN_SIDE
 
@@ -184,6 +185,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         paths = [str(Path(p).expanduser().resolve()) for p in data]
     cfg = RunConfig(variant, model, t, data=paths)
     cfg.validate(require_names=False)
+    check_fits(cfg)  # before a byte of it is allocated
     if check:
         data_check(cfg, on_progress).raise_if_unusable()
     return cfg

@@ -104,3 +104,19 @@ def test_resume_limits_from_a_form():
         options.resume_limits(2.5, 0)
     with pytest.raises(ConfigError, match="Add time \\(minutes\\) must be between 0"):
         options.resume_limits(0, -1)
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_with_a_batch_that_does(class_dir, monkeypatch):
+    from gan_core import memory
+
+    cfg = options.run_config("cgan", [class_dir], check=False, resolution=64, batch=32)
+    per_image, fixed = memory.per_image_and_fixed(cfg)
+    assert per_image > 0 and fixed > 0
+    bigger = options.run_config("cgan", [class_dir], check=False, resolution=128, batch=32)
+    assert memory.per_image_and_fixed(bigger)[0] > 3 * per_image  # 4x the pixels
+    room = int((fixed + 10.5 * per_image) / memory.SAFETY)  # room for a batch of 10
+    monkeypatch.setattr(memory, "available_bytes", lambda: room)
+    monkeypatch.setattr(memory.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="use a batch of at most 10"):
+        options.run_config("cgan", [class_dir], resolution=64, batch=32)
+    assert options.run_config("cgan", [class_dir], resolution=64, batch=8).train.batch == 8
