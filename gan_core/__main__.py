@@ -213,6 +213,10 @@ class _Bar:
         if not self.quiet:
             print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
     def __call__(self, p) -> None:
         from tqdm import tqdm
         if p.event == "data":
@@ -264,12 +268,15 @@ def _dispatch(a) -> int:
         with parallel.process_group(a.device) as device:  # joins torchrun's processes, if any
             lead = parallel.current_share().lead
             bar = _Bar(quiet=not lead)
-            if a.command == "train":
-                res = train.train(_run_config(a), a.out, on_progress=bar, should_stop=lambda: bar.stop,
-                                  device=device)
-            else:
-                res = train.resume(a.run, steps=a.steps, minutes=a.minutes, on_progress=bar,
-                                   should_stop=lambda: bar.stop, device=device)
+            try:
+                if a.command == "train":
+                    res = train.train(_run_config(a), a.out, on_progress=bar, should_stop=lambda: bar.stop,
+                                      device=device)
+                else:
+                    res = train.resume(a.run, steps=a.steps, minutes=a.minutes, on_progress=bar,
+                                       should_stop=lambda: bar.stop, device=device)
+            finally:
+                bar.close()  # an error message starts on a line of its own
         if lead:
             _report(res)
         return 0

@@ -75,11 +75,15 @@ def value(v: Any, name: str, label: str | None = None) -> int | float:
     if isinstance(v, bool):
         raise ConfigError(f"{label} must be {kind}, got {v}.")
     try:
-        x = float(str(v).strip()) if isinstance(v, str) else float(v)
+        text = str(v).strip() if isinstance(v, (str, int)) else None
+        if text is not None and text.lstrip("+-").isdigit() and len(text) < 40:  # exact, however large
+            x = int(text)
+        else:
+            x = float(str(v).strip()) if isinstance(v, str) else float(v)
     except (TypeError, ValueError):
         raise ConfigError(f"{label} must be {kind}" + (f", got {v!r}." if v not in (None, "") else "; it is empty.")) \
             from None
-    if not math.isfinite(x):
+    if isinstance(x, float) and not math.isfinite(x):
         raise ConfigError(f"{label} must be a finite number, got {v}.")
     if f.whole and x != int(x):
         raise ConfigError(f"{label} must be a whole number, got {v}.")
@@ -94,7 +98,7 @@ def value(v: Any, name: str, label: str | None = None) -> int | float:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+    return str(int(x)) if isinstance(x, int) or float(x).is_integer() else f"{x:g}"
 
 
 def optional(v: Any, name: str) -> int | float | None:
