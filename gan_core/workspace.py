@@ -24,7 +24,7 @@ from . import options
 from .config import DEFAULT_RECIPE, RunConfig, TrainConfig
 from .data import IMAGE_EXTENSIONS, check_path_text, is_image_name
 from .datacheck import DataCheck, check_data
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError, DatasetError, StudioError
 from .io import inside
 from .runs import Model, RunDir, list_models, load_model
 from .sampling import save_animation, save_png
@@ -33,6 +33,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_UNZIPPED_BYTES = 1_000_000_000  # total size of the extracted images
 MAX_ZIP_MEMBERS = 20_000
 MAX_UPLOADS_BYTES = 5_000_000_000  # unpacked uploads in a workspace, all together
+UPLOAD_MAX_AGE_DAYS = 7  # unpacked uploads no run trains on are removed after this
 MAX_ZIP_DEPTH = 32  # folders within folders in an uploaded zip
 
 
@@ -153,6 +154,7 @@ class Workspace:
         if not file:
             raise DatasetError("Choose a zip file first.")
         path = file if isinstance(file, (str, os.PathLike)) else getattr(file, "name", None) or file["path"]
+        self.clean_uploads()
         used = sum(f.stat().st_size for f in self.uploads.rglob("*") if f.is_file() and not f.is_symlink())
         left = self.uploads_quota - used
         if left <= 0:
@@ -160,6 +162,25 @@ class Workspace:
                                f"{self.uploads_quota / 1e9:.1f} GB). Delete folders you no longer train on from "
                                f"{self.uploads}, or give a local folder's path instead.")
         return extract_zip(path, self.uploads, max_bytes=min(MAX_UNZIPPED_BYTES, left))
+
+    def clean_uploads(self, max_age_days: float = UPLOAD_MAX_AGE_DAYS) -> list[str]:
+        """Delete unpacked uploads older than `max_age_days` that no run trains on (no run's
+        config.json names a path inside them); returns their names. A run's data is never removed."""
+        used = set()
+        for run in self.runs.iterdir():
+            try:
+                used.update(RunDir(run).config().data)
+            except (StudioError, OSError):
+                continue
+        gone, cutoff = [], time.time() - max_age_days * 86400
+        for folder in self.uploads.iterdir():
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_mtime > cutoff:
+                continue
+            if any(inside(d, folder) for d in used):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder.name)
+        return gone
 
     # ---- exports ------------------------------------------------------------------------
     def export_path(self, stem: str | None, suffix: str) -> Path:

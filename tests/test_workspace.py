@@ -3,6 +3,7 @@ and in workshop mode training data stays inside the data root."""
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 
 import pytest
@@ -214,3 +215,21 @@ def test_unpacked_uploads_stay_within_the_workspace_quota(tmp_path):
     with pytest.raises(DatasetError, match="hold 0.0 GB already .* Delete folders"):
         ws.import_zip(str(z))
     assert [p.name for p in ws.uploads.iterdir()] == ["pics"]
+
+
+def test_old_uploads_no_run_trains_on_are_removed_and_the_others_kept(class_dir, tmp_path):
+    from gan_core.train import train
+    from tests.conftest import tiny_cgan
+
+    ws = Workspace(tmp_path / "ws")
+    z = _zip(tmp_path / "pics.zip", [(f"{c}/{i}.png", bytes(100)) for c in ("a", "b") for i in range(2)])
+    unused, trained, recent = (ws.import_zip(str(z)) for _ in range(3))
+    import shutil
+    shutil.rmtree(trained)
+    shutil.copytree(class_dir, trained)  # a run trains on this upload
+    train(tiny_cgan(str(trained), steps=2), ws.run("on-upload").path)
+    week_ago = time.time() - 8 * 86400
+    for folder in (unused, trained):
+        os.utime(folder, (week_ago, week_ago))
+    assert ws.clean_uploads() == [unused.name]
+    assert not unused.exists() and trained.is_dir() and recent.is_dir()
