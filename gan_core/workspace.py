@@ -148,9 +148,11 @@ class Workspace:
                                        "(or be an uploaded zip).")
         return paths
 
-    def import_zip(self, file) -> Path:
+    def import_zip(self, file, remove_upload: bool = False) -> Path:
         """Unpack an uploaded zip (a path, or an upload object with .name / ["path"]) into uploads/,
-        within what is left of the uploads' quota."""
+        within what is left of the uploads' quota. `remove_upload`: the zip is the web server's
+        copy of an upload, deleted once unpacked (so it is not left where the server serves files
+        from); a zip of the user's own is never deleted."""
         if not file:
             raise DatasetError("Choose a zip file first.")
         path = file if isinstance(file, (str, os.PathLike)) else getattr(file, "name", None) or file["path"]
@@ -161,7 +163,11 @@ class Workspace:
             raise DatasetError(f"The workspace's uploads hold {used / 1e9:.1f} GB already (the limit is "
                                f"{self.uploads_quota / 1e9:.1f} GB). Delete folders you no longer train on from "
                                f"{self.uploads}, or give a local folder's path instead.")
-        return extract_zip(path, self.uploads, max_bytes=min(MAX_UNZIPPED_BYTES, left))
+        try:
+            return extract_zip(path, self.uploads, max_bytes=min(MAX_UNZIPPED_BYTES, left))
+        finally:
+            if remove_upload:
+                Path(path).unlink(missing_ok=True)
 
     def clean_uploads(self, max_age_days: float = UPLOAD_MAX_AGE_DAYS) -> list[str]:
         """Delete unpacked uploads older than `max_age_days` that no run trains on (no run's

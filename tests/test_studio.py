@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import tempfile
 import pickle
 import threading
 import time
@@ -96,8 +98,12 @@ def test_check_data_shows_classes_counts_and_skipped_files(app):
 
 @pytest.mark.slow
 def test_zip_upload_fills_in_the_data_folder(app, tmp_path):
-    folder = app["client"].predict(handle_file(str(make_class_zip(tmp_path / "my pics.zip", tmp_path))),
-                                   api_name="/upload_zip")
+    upload = make_class_zip(tmp_path / "my pics.zip", tmp_path)
+    server_temp = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    before = set(server_temp.rglob("*.zip"))
+    folder = app["client"].predict(handle_file(str(upload)), api_name="/upload_zip")
+    assert upload.exists()  # the user's own zip stays; the server's copy of it is gone once unpacked
+    assert set(server_temp.rglob("*.zip")) - before == set()
     assert Path(folder).is_dir() and inside(Path(folder), app["ws"] / "uploads")
     md, _ = app["client"].predict("cgan", folder, 4, 128, api_name="/check_data")
     assert "3 classes, 9 images" in md

@@ -172,7 +172,7 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                 ckpt_every, patch, depth]
     checked = dict(fn=E(partial(check, ctx)), inputs=[variant, data, batch, patch], outputs=[data_summary, data_sheet])
     check_btn.click(**checked, api_name="check_data")
-    zip_file.upload(E(ctx.ws.import_zip), zip_file, data, api_name="upload_zip").success(
+    zip_file.upload(E(partial(ctx.ws.import_zip, remove_upload=True)), zip_file, data, api_name="upload_zip").success(
         **checked, api_visibility="private")
     variant.change(variant_defaults, [variant, recipe], [resolution, zip_box, sample_img, batch, g_channels,
                                                           d_channels, sample_every, ckpt_every, augment, lr],
