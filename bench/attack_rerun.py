@@ -9,6 +9,7 @@ streams) are exercised against a live server by tests/test_studio.py.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -57,7 +58,9 @@ def with_config(src: Path, dst: Path, text: str) -> Path:
     return dst
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     sys.path.insert(0, str(REPO))
     tmp = Path(tempfile.mkdtemp(prefix="attacks-"))
     data = make_data(tmp / "data")

@@ -146,7 +146,7 @@ def run(a, tmp: Path) -> int:
     if ref_s is not None:
         rows.append(["reference: one epoch of ImageFolder + DataLoader decoding", f"{ref_s:.1f}", f"{ref_n / ref_s:,.0f}",
                      f"every epoch; {ref_s / median(reloads):.0f}x the cached reload"])
-    print(f"\n## Data pipeline (`bench/data_pipeline.py`)\n")
+    print("\n## Data pipeline (`bench/data_pipeline.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU while it measured.\n")
     print(f"Command: `{command_line()}`\n")

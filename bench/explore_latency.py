@@ -156,7 +156,7 @@ def run(a, tmp: Path) -> int:
             ["  of which: grid (`sampling.grid`)", ms(grid_s), p90(grid_s)],
             ["PNG encoding of the returned grid (done by the page's image component)", ms(png_s), p90(png_s)],
             ["handler + PNG encoding (medians added)", f"{1000 * (median(calls) + median(png_s)):.1f}", ""]]
-    print(f"\n## Explore latency (`bench/explore_latency.py`)\n")
+    print("\n## Explore latency (`bench/explore_latency.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU during the timed handler calls.\n")
     print(f"Command: `{command_line()}`\n")

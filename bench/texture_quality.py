@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gan_core.config import RunConfig, SGANConfig, TrainConfig, recipe_model
-from gan_core.data import load_textures, sample_patches
+from gan_core.data import load_textures
 from gan_core.sampling import save_png
 from gan_core.metrics import grid_artifacts, image_swd, seam_ratio
 from gan_core.texture import generate_texture

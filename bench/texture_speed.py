@@ -72,13 +72,14 @@ def child(a) -> int:
         texture.render(G, texture.canvas_noise(G, n, n, 0, True), n * cfg.model.scale, n * cfg.model.scale, True,
                        tile=n)
         info["compile_s"] = time.perf_counter() - t0
-    render = texture.render
     if lever == "no_grad":  # the renderer without its inference_mode decorator, under no_grad
         plain = texture.render.__wrapped__
 
         def render(*args, **kw):
             with torch.no_grad():
                 return plain(*args, **kw)
+    else:
+        render = texture.render
     info["rss_before_mib"] = vm_kib("VmRSS") / 1024
     t0 = time.perf_counter()
     if a.tile or render is not texture.render:
@@ -249,7 +250,7 @@ def run(a, tmp: Path) -> int:
         print(f"  {size}: {sec:.2f} s, peak {hwm:.0f} MiB", flush=True)
     load1 = load_average()
 
-    print(f"\n## Texture speed (`bench/texture_speed.py`)\n")
+    print("\n## Texture speed (`bench/texture_speed.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end.\n")
     print(f"Command: `{command_line()}`\n")
     if note:

@@ -227,7 +227,7 @@ def run(a, tmp: Path) -> int:
              f"{flops[n] / 1e9:.2f}", f"{flops[n] * ips[n] / 1e9:.0f}"]
             for n, r in results.items()]
     print()
-    print(f"## Training throughput (`bench/train_throughput.py`)\n")
+    print("## Training throughput (`bench/train_throughput.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end.\n")
     print(f"Command: `{command_line()}`\n")
     print(f"Median of {len(kept)} rounds; in a round each contender runs one window of whole training steps "
