@@ -17,7 +17,7 @@ from pathlib import Path
 from . import options
 from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
                      SGANConfig, TrainConfig)
-from .errors import StudioError
+from .errors import StudioError, os_error_text
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CGAN = REPO / "checkpoints" / "demo-classes"  # shipped demo models (see README)
@@ -252,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}" if rank == "0" else f"error (rank {rank}): {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, read-only folder, a path that is a file...
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}. Check the path, free some disk space or make the folder "
+        print(f"error: {os_error_text(e)}. Check the path, free some disk space or make the folder "
               "writable; a run's earlier checkpoints are kept and it can be resumed.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -286,8 +285,7 @@ def _dispatch(a) -> int:
         if variant == "cgan" and len(a.data) > 1:
             raise StudioError("A class folder is one folder (with one subfolder per class); give one path.")
         patch = a.patch or (TrainConfig.for_variant("sgan").patch if a.texture else None)
-        rep = check_data(variant, a.data, batch=a.batch, patch=patch,
-                         max_side=TrainConfig.for_variant("sgan").max_side if a.texture else None)
+        rep = check_data(variant, a.data, batch=a.batch, patch=patch)
         print(rep.text())
         return 0 if rep.ok else 2
     if a.command == "animate":

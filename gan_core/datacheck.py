@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .data import list_texture_files, load_rgb, resize_crop, scan_class_folder, texture_size
+from .config import TrainConfig
 from .errors import DatasetError
 
 MAX_VERIFY = 5000  # files decoded by a check; the rest are counted unopened
@@ -88,7 +89,7 @@ class DataCheck:
 
 
 def check_data(variant: str, paths: list[str | os.PathLike], *, batch: int | None = None,
-               patch: int | None = None, max_side: int | None = None,
+               patch: int | None = None, max_side: int | None = TrainConfig.max_side,
                on_progress: Callable[[float], None] | None = None) -> DataCheck:
     """Decode the training data of a variant and judge it against the settings given."""
     if variant == "cgan":

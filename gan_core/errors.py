@@ -15,3 +15,9 @@ class ConfigError(StudioError):
 
 class CheckpointError(StudioError):
     """A run folder or model file cannot be loaded or written."""
+
+
+def os_error_text(e: OSError) -> str:
+    """What went wrong with a file and where, in words: "No space left on device (runs/a/stats.jsonl)"."""
+    where = f" ({e.filename})" if e.filename else ""
+    return f"{e.strerror or e}{where}"

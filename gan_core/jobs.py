@@ -16,7 +16,7 @@ import numpy as np
 
 from . import train as training
 from .config import RunConfig
-from .errors import StudioError
+from .errors import StudioError, os_error_text
 from .runs import RunDir
 
 
@@ -99,9 +99,8 @@ class Jobs:
         except StudioError as e:
             self.state, self.message = "failed", str(e)
         except OSError as e:
-            where = f" ({e.filename})" if e.filename else ""
             self.state, self.message = "failed", (
-                f"Training stopped: {e.strerror or e}{where}. Free some disk space or make the workspace "
+                f"Training stopped: {os_error_text(e)}. Free some disk space or make the workspace "
                 "writable, then resume the run; its earlier checkpoints are kept.")
         except Exception as e:  # keep the server alive and tell the user; details go to the console
             traceback.print_exc()
@@ -157,14 +156,11 @@ class Jobs:
         sig = run.signature() + ((snap["state"], snap["step"], snap["message"]) if mine else ("not running",))
         if sig == since:
             return RunView(run=run.name, signature=sig)
-        limit_steps, minutes = run.limits()
+        cfg = run.settings()  # None while a new run's config.json is still being written
+        limit_steps, minutes = run.limits(cfg)
         stats = run.stats()
-        v = RunView(run=run.name, budget_s=minutes * 60, stats=stats, quality=run.quality(),
-                    sample=run.latest_sample(), signature=sig)
-        try:
-            v.variant = run.config().variant
-        except StudioError:
-            pass  # a run whose first config.json is still being written
+        v = RunView(run=run.name, variant=cfg.variant if cfg else "", budget_s=minutes * 60, stats=stats,
+                    quality=run.quality(), sample=run.latest_sample(), signature=sig)
         if mine:
             v.state, v.step, v.total = snap["state"], snap["step"], snap["total"] or limit_steps
             v.record, v.message, v.busy = snap["record"], snap["message"], snap["busy"]

@@ -100,13 +100,18 @@ class RunDir:
         """The run's settings (config.json), checked."""
         return checkpoint.read_config(self.path)
 
-    def limits(self) -> tuple[int, float]:
-        """The run's step total and time budget in minutes (0: none); (0, 0) if unreadable."""
+    def settings(self) -> RunConfig | None:
+        """The run's settings, or None while its config.json is missing or unreadable."""
         try:
-            t = self.config().train
+            return self.config()
         except StudioError:
-            return 0, 0.0
-        return t.steps, t.minutes if math.isfinite(t.minutes) else 0.0
+            return None
+
+    def limits(self, cfg: RunConfig | None = None) -> tuple[int, float]:
+        """The run's step total and time budget in minutes (0: none) from `cfg` (default: its own
+        settings); (0, 0) if they cannot be read. (config.json's numbers are checked finite.)"""
+        cfg = cfg or self.settings()
+        return (cfg.train.steps, cfg.train.minutes) if cfg else (0, 0.0)
 
     def stats(self) -> list[dict]:
         return read_jsonl(self.stats_file, ("step", "d_loss", "g_loss"))

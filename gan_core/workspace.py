@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from . import options
-from .config import DEFAULT_RECIPE, RunConfig, TrainConfig
+from .config import DEFAULT_RECIPE, RunConfig
 from .data import IMAGE_EXTENSIONS, check_path_text, is_image_name
 from .datacheck import DataCheck, check_data
 from .errors import ConfigError, DatasetError, StudioError
@@ -111,9 +111,8 @@ class Workspace:
         """The data check that Start applies, for data typed for this workspace."""
         batch = options.optional(batch, "batch")
         patch = options.optional(patch, "patch") if variant == "sgan" else None
-        max_side = TrainConfig.for_variant("sgan").max_side if variant == "sgan" else None
         return check_data(variant, self.data_paths(variant, data_text), batch=batch, patch=patch,
-                          max_side=max_side, on_progress=on_progress)
+                          on_progress=on_progress)
 
     # ---- models -------------------------------------------------------------------------
     def model_roots(self) -> list[Path]:

@@ -13,7 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from gan_core.config import NO_STEP_LIMIT
-from gan_core.errors import StudioError
+from gan_core.errors import StudioError, os_error_text
 from gan_core.jobs import Jobs, RunView
 from gan_core.texture import KeptTexture
 from gan_core.workspace import Workspace
@@ -59,8 +59,7 @@ def errors_as_messages(fn):
         except StudioError as e:
             raise gr.Error(str(e), print_exception=False) from None
         except OSError as e:  # a full disk, a vanished folder: what and where, not a traceback
-            where = f" ({e.filename})" if e.filename else ""
-            raise gr.Error(f"{e.strerror or e}{where}.", print_exception=False) from None
+            raise gr.Error(f"{os_error_text(e)}.", print_exception=False) from None
     return wrapper
 
 

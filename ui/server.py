@@ -27,8 +27,7 @@ class LoginLimit:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/login"):
-            client = (scope.get("client") or ("?", 0))[0]
-            now, times = time.monotonic(), self.seen[client]
+            now, times = time.monotonic(), self.seen[_client(scope)]
             while times and now - times[0] > self.window_s:
                 times.popleft()
             if len(times) >= self.tries:
@@ -81,7 +80,7 @@ class StreamGuard:
         if self.need_login and "/heartbeat/" in path and not _logged_in(scope):
             await PlainTextResponse("Log in first.", status_code=401)(scope, receive, send)
             return
-        client = (scope.get("client") or ("?", 0))[0]
+        client = _client(scope)
         if self.open[client] >= self.per_client:
             await PlainTextResponse("Too many open connections from this address.", status_code=429)(
                 scope, receive, send)
@@ -91,6 +90,11 @@ class StreamGuard:
             await self.app(scope, receive, send)
         finally:
             self.open[client] -= 1
+
+
+def _client(scope) -> str:
+    """The address a request came from."""
+    return (scope.get("client") or ("?", 0))[0]
 
 
 def _logged_in(scope) -> bool:
