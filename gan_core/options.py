@@ -101,9 +101,14 @@ def _num(x: float) -> str:
     return str(int(x)) if isinstance(x, int) or float(x).is_integer() else f"{x:g}"
 
 
+def _empty(v: Any) -> bool:
+    """A field left empty: nothing given, or only spaces."""
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
 def optional(v: Any, name: str) -> int | float | None:
     """`value`, or None for a missing or empty field."""
-    return None if v is None or (isinstance(v, str) and not v.strip()) else value(v, name)
+    return None if _empty(v) else value(v, name)
 
 
 def arg(name: str) -> Callable[[str], int | float]:
@@ -138,9 +143,9 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         raise TypeError(f"unknown settings: {', '.join(unknown)}")
     if form:
         for k, v in settings.items():
-            if k in FIELDS and (v is None or (isinstance(v, str) and not v.strip())):
+            if k in FIELDS and _empty(v):
                 value(v, k)  # raises: "<Field> must be a whole number; it is empty."
-    s = {k: v for k, v in settings.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+    s = {k: v for k, v in settings.items() if not _empty(v)}
     given: dict[str, Any] = {}
     if "loss" in s:
         given["loss"] = s["loss"]
