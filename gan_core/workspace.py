@@ -77,10 +77,12 @@ class Workspace:
     def fresh_web_temp(self) -> Path:
         """An empty folder for the web server's own temporary files (uploads in transit, pictures
         sent to the page), inside the workspace and emptied at every start, so nothing of an
-        earlier session is left to be served."""
+        earlier session is left to be served. Only this user may list or read it: the pictures in it
+        are reachable over the web only by names the server derives from their bytes with a secret."""
         d = self.root / ".web-tmp"
         shutil.rmtree(d, ignore_errors=True)
-        d.mkdir()
+        d.mkdir(mode=0o700)
+        d.chmod(0o700)
         return d
 
     # ---- runs ---------------------------------------------------------------------------

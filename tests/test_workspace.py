@@ -233,3 +233,14 @@ def test_old_uploads_no_run_trains_on_are_removed_and_the_others_kept(class_dir,
         os.utime(folder, (week_ago, week_ago))
     assert ws.clean_uploads() == [unused.name]
     assert not unused.exists() and trained.is_dir() and recent.is_dir()
+
+
+def test_the_web_servers_temporary_folder_starts_empty_and_private(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    first = ws.fresh_web_temp()
+    (first / "abc").mkdir()
+    (first / "abc" / "sheet.webp").write_bytes(b"an earlier session's picture")
+    again = ws.fresh_web_temp()
+    assert again == first and list(again.iterdir()) == []
+    assert again.stat().st_mode & 0o777 == 0o700
+    assert inside(again, ws.root)
