@@ -395,7 +395,7 @@ def test_uploads_over_the_limit_are_refused(guarded):
 
 
 @pytest.mark.slow
-def test_the_request_queue_is_bounded(guarded):
+def test_the_request_queue_is_bounded_and_stop_never_waits_in_it(guarded):
     import httpx
 
     demo, gate = guarded["demo"], threading.Event()
@@ -415,6 +415,11 @@ def test_the_request_queue_is_bounded(guarded):
             if r.status_code != 200:
                 assert "Queue is full" in r.text
             time.sleep(0.2)
+        # the queue is full, yet Stop is answered (it is not queued: the page posts it directly)
+        r = httpx.post(f"{guarded['url']}gradio_api/api/stop/", json={"data": [], "session_hash": "s"}, timeout=20)
+        assert r.status_code == 200 and "No training is running" in r.text, r.text
+        deps = httpx.get(f"{guarded['url']}config", timeout=20).json()["dependencies"]
+        assert [d["queue"] for d in deps if d.get("api_name") == "stop"] == [False]
     finally:
         gate.set()
         del demo.ctx.ws.check_data
