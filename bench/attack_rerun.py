@@ -4,8 +4,9 @@ status 2 and no traceback (or, where it says so, succeed without losing anything
     python bench/attack_rerun.py            # prints a table; exit status 1 if any case misbehaves
 
 Each case runs `python -m gan_core ...` (or studio.py) in a fresh process on tiny data and tiny
-models made in a temporary folder. The web server's guards (workshop login, hosts, uploads, event
-streams) are exercised against a live server by tests/test_studio.py.
+models made in a temporary folder. The studio's cases (web server guards against a live server,
+uploads, zips, painted canvases) are replayed by the tests named in STUDIO_CASES, which this script
+runs with pytest and reports case by case.
 """
 from __future__ import annotations
 
@@ -58,9 +59,60 @@ def with_config(src: Path, dst: Path, text: str) -> Path:
     return dst
 
 
+# studio-side attacks -> the tests that replay them (each asserts a notice or a refusal, nothing lost)
+STUDIO_CASES = {
+    "studio: NUL byte or over-long path in a data field": "tests/test_workspace.py::test_paths_no_file_system_can_hold_are_a_message",
+    "studio: zips with a 300-character name, a file/folder clash, a bad CRC, 1950 levels":
+        "tests/test_workspace.py::test_zips_that_cannot_be_unpacked_are_refused_naming_the_entry",
+    "studio: zip slip (every write recorded, wherever it lands)":
+        "tests/test_workspace.py::test_zip_members_never_land_outside_the_uploads_folder",
+    "studio: a small zip that unpacks past the workspace quota":
+        "tests/test_workspace.py::test_unpacked_uploads_stay_within_the_workspace_quota",
+    "studio: old unpacked uploads pile up": "tests/test_workspace.py::test_old_uploads_no_run_trains_on_are_removed_and_the_others_kept",
+    "studio: painted style map on a tileable texture under 128 px":
+        "tests/test_texture.py::test_a_painted_map_blends_on_canvases_smaller_than_the_blur",
+    "studio: a 121-megapixel painted canvas": "tests/test_texture.py::test_a_huge_painted_canvas_is_read_at_a_bounded_size",
+    "studio: 4 x 150 MB in one upload request": "tests/test_studio.py::test_uploads_over_the_limit_are_refused",
+    "studio: files beyond exports, mangled paths": "tests/test_studio.py::test_only_exported_files_are_served",
+    "studio: a dataset image by mangled paths": "tests/test_studio.py::test_mangled_paths_to_a_dataset_image_are_refused",
+    "studio: another Host header (DNS rebinding)": "tests/test_studio.py::test_requests_addressed_to_another_host_get_nothing",
+    "workshop: heartbeat without a password, login flood, page's API list":
+        "tests/test_studio.py::test_workshop_mode_asks_for_the_password_and_limits_guesses",
+    "workshop: one-character password, no data root": "tests/test_studio.py::test_workshop_mode_needs_a_password_and_a_data_root",
+    "workshop: thousands of event streams from one client": "tests/test_ui.py::test_a_client_holds_a_bounded_number_of_event_streams",
+    "studio: a request flood while Stop is pressed": "tests/test_studio.py::test_the_request_queue_is_bounded_and_stop_never_waits_in_it",
+    "studio: two Starts at the same moment": "tests/test_studio.py::test_two_clients_start_at_once_one_trains_the_other_is_told_busy_and_generating_goes_on",
+    "studio: a bad model folder among good ones": "tests/test_checkpoint.py::test_one_bad_run_folder_hides_no_other_model",
+    "studio: a 900-level folder to scan": "tests/test_data.py::test_a_deep_folder_is_scanned_without_resolving_every_level",
+}
+
+
+def studio_cases(tmp: Path) -> list[tuple[str, dict]]:
+    """Runs the tests in STUDIO_CASES in one pytest process and reads each one's outcome."""
+    import xml.etree.ElementTree as ET
+    report = tmp / "studio.xml"
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                        *STUDIO_CASES.values()], capture_output=True, text=True, cwd=REPO, timeout=1800)
+    outcome = {}
+    if report.exists():
+        for case in ET.parse(report).getroot().iter("testcase"):
+            node = case.get("classname", "").replace(".", "/") + ".py::" + case.get("name", "").split("[")[0]
+            failed = case.find("failure") is not None or case.find("error") is not None
+            skipped = case.find("skipped") is not None
+            outcome[node] = "failed" if failed or outcome.get(node) == "failed" else ("skipped" if skipped else "passed")
+    out = []
+    for name, node in STUDIO_CASES.items():
+        got = outcome.get(node, "not run" if p.returncode else "missing")
+        out.append((name, {"code": "-", "traceback": False, "said": f"{node.split('::')[1]}: {got}",
+                           "ok": got == "passed"}))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--skip-studio", action="store_true", help="only the command-line cases")
+    args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO))
     tmp = Path(tempfile.mkdtemp(prefix="attacks-"))
     data = make_data(tmp / "data")
@@ -148,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "said": next((line for line in out.splitlines() if "stopped" in line), ""),
                                               "ok": p.returncode == 0 and "stopped at step" in out
                                               and saved != "step_00000000"}))
+
+    if not args.skip_studio:
+        cases += studio_cases(tmp)
 
     print("| case | exit status | traceback | first line said | as it should be |")
     print("|---|---|---|---|---|")
