@@ -224,12 +224,13 @@ class _Bar:
             return
         by_time = bool(p.budget_s) and p.total >= NO_STEP_LIMIT  # a time budget alone: a bar of seconds
         if self.bar is None:
-            if by_time:
-                self.bar = tqdm(total=round(p.budget_s), initial=round(p.used_s), unit="s", dynamic_ncols=True,
+            if by_time:  # a budget under half a second, or a first report after it ran out, still draws
+                total = max(1, round(p.budget_s))
+                self.bar = tqdm(total=total, initial=min(round(p.used_s), total), unit="s", dynamic_ncols=True,
                                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s{postfix}")
             else:
                 self.bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
-        self.bar.n = min(round(p.used_s), round(p.budget_s)) if by_time else p.step
+        self.bar.n = min(round(p.used_s), self.bar.total) if by_time else p.step
         if p.event == "log":
             r = p.record
             self.bar.set_postfix(**({"step": p.step} if by_time else {}), d=f"{r['d_loss']:.3f}",

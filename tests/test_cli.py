@@ -1,4 +1,5 @@
 import json
+import signal
 import subprocess
 import sys
 
@@ -177,3 +178,22 @@ def test_a_texture_batch_beyond_memory_is_refused_before_training(tmp_path, caps
     assert cli(["train", "sgan", tex, "--out", str(tmp_path / "r"), "--batch", "4096", "--patch", "512"]) == 2
     err = capsys.readouterr().err
     assert "use a batch of at most 32" in err and "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("budget_s,used_s", [(1.2, 2.0), (0.3, 0.0), (0.3, 5.0)])
+def test_the_time_bar_draws_when_the_first_report_comes_late_or_the_budget_is_tiny(budget_s, used_s, capsys):
+    from gan_core.__main__ import _Bar
+    from gan_core.config import NO_STEP_LIMIT
+    from gan_core.train import Progress
+
+    bar = _Bar(quiet=True)
+    try:
+        bar(Progress("log", 3, NO_STEP_LIMIT, record={"d_loss": 1.0, "g_loss": 0.5, "img_per_s": 10.0},
+                     budget_s=budget_s, used_s=used_s))
+        assert 1 <= bar.bar.total and 0 <= bar.bar.n <= bar.bar.total
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for name in ("SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    assert "step=3" in capsys.readouterr().err
