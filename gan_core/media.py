@@ -55,6 +55,8 @@ def save_video(frames: list[np.ndarray], path: str | os.PathLike, fps: float = 2
         raise ConfigError(f"Videos are written as .mp4, .gif or .webp, not {kind or 'a file without suffix'}.")
     if not frames:
         raise ConfigError("There are no frames to write.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"The folder {path.parent} does not exist; create it or write elsewhere.")
     if not 1 <= fps <= 60:
         raise ConfigError(f"Frames per second must be between 1 and 60, got {fps}.")
     if kind != ".mp4":

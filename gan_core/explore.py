@@ -1,0 +1,136 @@
+"""What Explore draws, shared by the tab, the command line and notebooks: the images of a list of
+specimens moved along discovered directions, upscaled for display; class x seed grids with their
+labels; exports at 1x-8x with the settings written in.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from . import directions as D
+from .breeding import Specimen, weights
+from .data import to_uint8
+from .errors import ConfigError
+from .media import settings_text, upscale
+from .sampling import class_weights, generate, noise, save_png
+
+MAX_OFFSET = 5.0  # direction sliders go from -MAX_OFFSET to +MAX_OFFSET
+
+
+def model_directions(model, cache: str | os.PathLike | None, k: int = D.MAX_DIRECTIONS) -> torch.Tensor:
+    """The model's top directions (computed once per weights file, kept in `cache`)."""
+    return D.directions(model.G, model.folder, cache, k)
+
+
+def offsets_from(values) -> dict[int, float]:
+    """Direction offsets {index: amount} from slider values in order (zeros left out), checked."""
+    out = {}
+    for i, v in enumerate(values or []):
+        if v is None:
+            continue
+        v = float(v)
+        if not -MAX_OFFSET <= v <= MAX_OFFSET:
+            raise ConfigError(f"Direction {i + 1} must be between -{MAX_OFFSET:g} and {MAX_OFFSET:g}, got {v:g}.")
+        if v:
+            out[i] = v
+    return out
+
+
+def latents(specimens: list[Specimen], dirs: torch.Tensor | None, offsets: dict[int, float]) -> torch.Tensor:
+    z = torch.stack([s.latent() for s in specimens])
+    return D.offset(z, dirs, offsets) if offsets and dirs is not None else z
+
+
+def pictures(G, names: list[str], specimens: list[Specimen], dirs: torch.Tensor | None = None,
+             offsets: dict[int, float] | None = None) -> list[np.ndarray]:
+    """One (R, R, 3) uint8 picture per specimen, moved along the directions by the offsets."""
+    if not specimens:
+        raise ConfigError("There are no images yet; choose a model first.")
+    imgs = generate(G, latents(specimens, dirs, offsets or {}), weights(names, specimens))
+    return [to_uint8(im).permute(1, 2, 0).numpy().copy() for im in imgs]
+
+
+def display_size(resolution: int, target: int = 192) -> int:
+    """The whole upscale factor that shows a picture at about `target` px (1-8)."""
+    return int(min(8, max(1, round(target / resolution))))
+
+
+_FONT_CACHE: dict[int, ImageFont.ImageFont] = {}
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    if size not in _FONT_CACHE:
+        _FONT_CACHE[size] = ImageFont.load_default(size=size)
+    return _FONT_CACHE[size]
+
+
+def labelled_grid(cells: list[list[np.ndarray]], rows: list[str], cols: list[str], scale: int = 1,
+                  pad: int = 4) -> np.ndarray:
+    """Pictures in rows and columns on white, row labels on the left and column labels on top."""
+    if not cells or not cells[0]:
+        raise ConfigError("The grid is empty.")
+    cells = [[upscale(c, scale) for c in row] for row in cells]
+    h, w = cells[0][0].shape[:2]
+    size = max(11, min(20, h // 5))
+    font = _font(size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = max(probe.textlength(r, font=font) for r in rows) + 2 * pad if any(rows) else 0
+    top = size + 2 * pad if any(cols) else 0
+    W = int(left + len(cells[0]) * (w + pad) + pad)
+    H = int(top + len(cells) * (h + pad) + pad)
+    canvas = Image.new("RGB", (W, H), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, c in enumerate(cols):
+        x = left + pad + j * (w + pad) + (w - probe.textlength(c, font=font)) / 2
+        draw.text((x, pad), c, fill=(40, 40, 40), font=font)
+    for i, row in enumerate(cells):
+        y = top + pad + i * (h + pad)
+        if rows[i]:
+            draw.text((pad, y + (h - size) / 2), rows[i], fill=(40, 40, 40), font=font)
+        for j, cell in enumerate(row):
+            canvas.paste(Image.fromarray(cell), (int(left + pad + j * (w + pad)), y))
+    return np.asarray(canvas)
+
+
+def class_seed_grid(G, names: list[str], seeds: list[int], truncation: float = 1.0, scale: int = 1,
+                    dirs: torch.Tensor | None = None, offsets: dict[int, float] | None = None) -> np.ndarray:
+    """One row per class (labelled with its name), one column per seed (labelled "seed N"), the
+    same latent down each column."""
+    z = noise(seeds, G.cfg.nz, truncation)
+    if offsets and dirs is not None:
+        z = D.offset(z, dirs, offsets)
+    rows = []
+    for c in names:
+        imgs = generate(G, z, class_weights(names, c))
+        rows.append([to_uint8(im).permute(1, 2, 0).numpy().copy() for im in imgs])
+    return labelled_grid(rows, names, [f"seed {s}" for s in seeds], scale)
+
+
+def specimen_grid(pics: list[np.ndarray], specimens: list[Specimen], scale: int = 1, per_row: int = 8) -> np.ndarray:
+    """The current images in rows of up to `per_row`, each captioned with its label."""
+    rows, labels = [], []
+    for i in range(0, len(pics), per_row):
+        row = pics[i:i + per_row]
+        row += [np.full_like(pics[0], 255)] * (min(per_row, len(pics)) - len(row))
+        rows.append(row)
+        labels.append("")
+    cols = [s.label for s in specimens[:per_row]] if len(pics) <= per_row else []
+    return labelled_grid(rows, labels, cols, scale)
+
+
+def export_settings(model_name: str, specimens: list[Specimen], truncation: float,
+                    offsets: dict[int, float], extra: dict | None = None) -> dict:
+    """The settings of an export (what "open an export" brings back)."""
+    return {"model": model_name, "truncation": truncation, "specimens": [s.to_dict() for s in specimens],
+            "directions": {str(k): v for k, v in offsets.items()}, **(extra or {})}
+
+
+def write_png(path: str | os.PathLike, img: np.ndarray, settings: dict, scale: int = 1,
+              method: str = "nearest") -> Path:
+    """An export: the picture upscaled 1x-8x, the settings in its text chunks (atomic)."""
+    save_png(path, upscale(img, scale, method), settings_text({**settings, "scale": scale}))
+    return Path(path)
