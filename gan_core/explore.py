@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import directions as D
-from .breeding import Specimen, weights
+from .breeding import Lineage, Specimen, children, crossbreed, weights
 from .data import to_uint8
 from .errors import ConfigError
 from .media import settings_text, upscale
@@ -134,3 +134,83 @@ def write_png(path: str | os.PathLike, img: np.ndarray, settings: dict, scale: i
     """An export: the picture upscaled 1x-8x, the settings in its text chunks (atomic)."""
     save_png(path, upscale(img, scale, method), settings_text({**settings, "scale": scale}))
     return Path(path)
+
+
+class Session:
+    """One person's exploring: the lineage of generations shown, the images picked (the last one
+    is the parent; the one before it the second parent of a crossbreed) and the walk's keyframes.
+    Plain data: the studio keeps one per browser tab, a notebook its own."""
+
+    def __init__(self):
+        self.lineage = Lineage()
+        self.picks: list[int] = []
+        self.keys: list[dict] = []
+        self.keep_next = False  # the next show_seeds keeps the generation shown (an export was opened)
+
+    @property
+    def specimens(self) -> list[Specimen]:
+        return self.lineage.current
+
+    def show_seeds(self, specimens: list[Specimen], what: str) -> None:
+        """The images of the seed controls: they replace a seeds generation on top (moving a slider
+        is not a new generation) and follow a bred one as a new generation."""
+        if self.keep_next:
+            self.keep_next = False
+            return
+        top = self.lineage.steps[self.lineage.at] if self.lineage.at >= 0 else None
+        if top is not None and top["what"].startswith("seeds") and not self.lineage.can_redo():
+            top.update(what=what, specimens=[s.to_dict() for s in specimens])
+        else:
+            self.lineage.push(what, specimens)
+            self.picks = []
+
+    def pick(self, index: int) -> Specimen:
+        sp = self.specimens
+        if not 0 <= int(index) < len(sp):
+            raise ConfigError(f"There is no image {int(index) + 1}; pick one of the {len(sp)} shown.")
+        self.picks = (self.picks + [int(index)])[-2:]
+        return sp[int(index)]
+
+    def parent(self, dirs: torch.Tensor | None = None, offsets: dict[int, float] | None = None) -> Specimen:
+        """The picked image as it is shown (direction offsets included)."""
+        if not self.picks:
+            raise ConfigError("Click an image first: it becomes the parent.")
+        return self._shown(self.picks[-1], dirs, offsets)
+
+    def _shown(self, i: int, dirs, offsets) -> Specimen:
+        s = self.specimens[i]
+        if offsets and dirs is not None:
+            s = Specimen(D.offset(s.latent()[None], dirs, offsets)[0].tolist(), s.blend, s.label, s.seed)
+        return s
+
+    def breed(self, names: list[str], n: int, strength: float, class_strength: float, seed: int,
+              dirs: torch.Tensor | None = None, offsets: dict[int, float] | None = None) -> list[Specimen]:
+        p = self.parent(dirs, offsets)
+        p = Specimen(p.z, p.blend, f"parent ({self.specimens[self.picks[-1]].label})", p.seed)
+        kids = children(p, names, n, strength, class_strength, seed)
+        self.lineage.push(f"children of {self.specimens[self.picks[-1]].label}", [p] + kids)
+        self.picks = [0]
+        return self.specimens
+
+    def cross(self, names: list[str], n: int, seed: int, dirs: torch.Tensor | None = None,
+              offsets: dict[int, float] | None = None) -> list[Specimen]:
+        if len(self.picks) < 2 or self.picks[0] == self.picks[1]:
+            raise ConfigError("Click two different images: the one before last is A, the last is B.")
+        a, b = (self._shown(i, dirs, offsets) for i in self.picks)
+        a, b = Specimen(a.z, a.blend, "A", a.seed), Specimen(b.z, b.blend, "B", b.seed)
+        la, lb = (self.specimens[i].label for i in self.picks)
+        self.lineage.push(f"cross of {la} and {lb}", [a] + crossbreed(a, b, names, n, seed) + [b])
+        self.picks = []
+        return self.specimens
+
+    def restore(self, specimens: list[Specimen], what: str) -> None:
+        self.lineage.push(what, specimens)
+        self.picks = [0] if len(specimens) == 1 else []
+
+    def undo(self) -> None:
+        self.lineage.undo()
+        self.picks = []
+
+    def redo(self) -> None:
+        self.lineage.redo()
+        self.picks = []
