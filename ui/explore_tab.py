@@ -232,6 +232,7 @@ def build(ctx: Context) -> dict:
                                   height=90)
         classes_txt = gr.Textbox("", visible=False)  # the API's class blend by name
         show_btn = gr.Button(visible=False)
+        blend_btn = gr.Button(visible=False)  # the API's positional /blend (class sliders in order)
         pick_no = gr.Number(0, visible=False, precision=0)  # the API's "click on picture N" (from 0)
         pick_api = gr.Button(visible=False)
         explore_api.register(ctx)  # inside the tab: the page draws nothing for it
@@ -259,6 +260,7 @@ def build(ctx: Context) -> dict:
                       api_name="direction_preview", concurrency_id="explore")
 
     gallery.select(E(partial(B.pick, ctx)), [model, state] + dir_sliders, shown, api_visibility="private")
+    blend_btn.click(E(partial(images, ctx)), [model] + view, image, api_name="blend", concurrency_id="explore")
     show_btn.click(E(named(partial(B.show_api, ctx), "model", "seed", "n", "classes", "truncation", "state",
                            *DIRECTION_NAMES)), [model, seed_a, n_images, classes_txt, truncation, state] + dir_sliders,
                    shown, api_name="show", concurrency_id="explore")
