@@ -1,7 +1,6 @@
 """The Explore tab's handlers for breeding, directions, favourites, keyframe walks and opening an
 export. Each is thin: widget values -> gan_core (explore, breeding, walks, media) -> updates.
 The tab's session (gan_core.explore.Session) lives in a gr.State per browser tab."""
-from __future__ import annotations
 
 import json
 import threading
@@ -72,7 +71,7 @@ def strip(pics) -> np.ndarray:
     return sampling.grid(t, min(len(pics), 8))
 
 
-def pick(ctx: Context, path, state, *dir_values, evt: gr.SelectData):
+def pick(ctx: Context, path, state, evt: gr.SelectData, *dir_values):
     s = session(state)
     s.pick(evt.index)
     return shown(ctx, path, s, dir_values)
@@ -143,7 +142,7 @@ def add_favourite(ctx: Context, model, truncation, state, *dir_values):
     return favourites(ctx)
 
 
-def open_favourite(ctx: Context, model, state, *dir_values, evt: gr.SelectData):
+def open_favourite(ctx: Context, model, state, evt: gr.SelectData, *dir_values):
     entries = Favourites(ctx.ws.favourites).entries()
     if not 0 <= evt.index < len(entries):
         raise ConfigError("That favourite is gone; press Refresh.")
@@ -169,7 +168,8 @@ def direction_preview(ctx: Context, model, state, *dir_values):
     ts = [-3, -1.5, 0, 1.5, 3]
     rows = [explore.pictures(m.G, m.class_names, [Specimen((sp.latent() + t * d).tolist(), sp.blend) for t in ts])
             for d in dirs]
-    return explore.labelled_grid(rows, [f"direction {i + 1}" for i in range(len(dirs))], [f"{t:+g}" for t in ts])
+    return explore.labelled_grid(rows, [f"direction {i + 1}" for i in range(len(dirs))], [f"{t:+g}" for t in ts],
+                                 scale=explore.display_size(m.cfg.model.resolution, 96))
 
 
 def export_picked(ctx: Context, model, name, scale, truncation, state, *dir_values):
@@ -210,8 +210,8 @@ def keys_text(s: explore.Session) -> str:
     return "Keyframes: " + " → ".join(f"{i + 1}. {k['label']} ({k['ease']})" for i, k in enumerate(s.keys)) + " → 1."
 
 
-def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kind, truncation, state, *,
-                      request: gr.Request = None, progress=gr.Progress()):
+def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kind, truncation, state,
+                      request: gr.Request, progress=gr.Progress()):
     s = session(state)
     m = ctx.ws.load_model(model, "cgan")
     if len(s.keys) < 2:
@@ -237,7 +237,7 @@ def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kin
     return video, gr.update(value=str(path), visible=True), f"Wrote {path.name}: {n} frames, {n / float(fps):.1f} s."
 
 
-def cancel_export(*, request: gr.Request = None):
+def cancel_export(request: gr.Request):
     _CANCEL.setdefault(_who(request), threading.Event()).set()
     return "Cancelling…"
 
@@ -274,3 +274,19 @@ def open_export(ctx: Context, model, file, state, *dir_values):
     trunc = rec.get("truncation") or rec.get("view", {}).get("truncation")
     return (gr.update(value=path), gr.update(value=float(trunc)) if trunc else gr.skip()) \
         + shown(ctx, path, s, values) + tuple(gr.update(value=v) for v in values)
+
+
+def with_ctx(ctx: Context):
+    """The handlers that Gradio hands event data, the request or progress, bound to ctx (Gradio
+    finds those by the annotations, which a functools.partial does not carry)."""
+    def pick_(path, state, evt: gr.SelectData, *dir_values):
+        return pick(ctx, path, state, evt, *dir_values)
+
+    def open_favourite_(model, state, evt: gr.SelectData, *dir_values):
+        return open_favourite(ctx, model, state, evt, *dir_values)
+
+    def export_walk_(model, name, frames_per_key, fps, scale, kind, truncation, state, request: gr.Request,
+                     progress=gr.Progress()):
+        return export_walk_video(ctx, model, name, frames_per_key, fps, scale, kind, truncation, state, request,
+                                 progress)
+    return pick_, open_favourite_, export_walk_

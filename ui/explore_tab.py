@@ -168,7 +168,7 @@ def build(ctx: Context) -> dict:
                     frames = gr.Slider(8, 96, value=32, step=4, label="Animation frames",
                                        info="The GIF / WebP loop goes A -> B -> A.")
             with gr.Column(scale=6, min_width=420):
-                gallery = gr.Gallery(label="Pictures: click one to make it the parent", columns=4, height=460,
+                gallery = gr.Gallery(label="Pictures: click one to make it the parent", columns=4, height="auto",
                                      object_fit="contain", allow_preview=False, format="png",
                                      elem_classes="explore-gallery", buttons=[])
                 picks = gr.Markdown(B.picks_text(B.session(None)))
@@ -238,6 +238,7 @@ def build(ctx: Context) -> dict:
         explore_api.register(ctx)  # inside the tab: the page draws nothing for it
 
     view = [seed_a, seed_b, position, method, truncation, n_images] + sliders
+    pick_, open_fav_, walk_ = B.with_ctx(ctx)
     shown = [image, gallery, lineage, picks, undo_btn, redo_btn, state]
     fast = dict(show_progress="minimal", trigger_mode="always_last", concurrency_id="explore", concurrency_limit=2)
     redraw = dict(fn=E(partial(draw, ctx)), inputs=[model] + view[:6] + [state] + dir_sliders + sliders,
@@ -259,7 +260,7 @@ def build(ctx: Context) -> dict:
     preview_btn.click(E(named(partial(B.direction_preview, ctx), "model", "state", *DIRECTION_NAMES)), [model, state] + dir_sliders, preview,
                       api_name="direction_preview", concurrency_id="explore")
 
-    gallery.select(E(partial(B.pick, ctx)), [model, state] + dir_sliders, shown, api_visibility="private")
+    gallery.select(E(pick_), [model, state] + dir_sliders, shown, api_visibility="private")
     blend_btn.click(E(partial(images, ctx)), [model] + view, image, api_name="blend", concurrency_id="explore")
     show_btn.click(E(named(partial(B.show_api, ctx), "model", "seed", "n", "classes", "truncation", "state",
                            *DIRECTION_NAMES)), [model, seed_a, n_images, classes_txt, truncation, state] + dir_sliders,
@@ -278,7 +279,7 @@ def build(ctx: Context) -> dict:
                   api_name="favourite")
     fav_refresh.click(E(partial(B.favourites, ctx)), None, favs, api_name="favourites")
     tab.select(E(partial(B.favourites, ctx)), None, favs, api_visibility="private")
-    favs.select(E(partial(B.open_favourite, ctx)), [model, state] + dir_sliders, shown, api_visibility="private")
+    favs.select(E(open_fav_), [model, state] + dir_sliders, shown, api_visibility="private")
 
     pick_btn.click(E(named(partial(B.export_picked, ctx), "model", "name", "scale", "truncation", "state", *DIRECTION_NAMES)), [model, export_name, scale, truncation, state] + dir_sliders,
                    download, api_name="export_picture", concurrency_id="explore")
@@ -295,7 +296,7 @@ def build(ctx: Context) -> dict:
     busy = lambda: (gr.update(interactive=False), gr.update(interactive=True), "")  # noqa: E731
     idle = lambda: (gr.update(interactive=True), gr.update(interactive=False))  # noqa: E731
     walk_btn.click(busy, None, [walk_btn, cancel_btn, walk_msg], api_visibility="private", queue=False).then(
-        E(partial(B.export_walk_video, ctx)), [model, export_name, per_key, fps, scale, kind, truncation, state],
+        E(walk_), [model, export_name, per_key, fps, scale, kind, truncation, state],
         [video, walk_file, walk_msg], api_name="export_walk", concurrency_id="walk", concurrency_limit=1).then(
         idle, None, [walk_btn, cancel_btn], api_visibility="private", queue=False)
     cancel_btn.click(B.cancel_export, None, walk_msg, api_name="cancel_export", queue=False)
