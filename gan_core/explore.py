@@ -186,7 +186,7 @@ class Session:
     def breed(self, names: list[str], n: int, strength: float, class_strength: float, seed: int,
               dirs: torch.Tensor | None = None, offsets: dict[int, float] | None = None) -> list[Specimen]:
         p = self.parent(dirs, offsets)
-        p = Specimen(p.z, p.blend, f"parent ({self.specimens[self.picks[-1]].label})", p.seed)
+        p = Specimen(p.z, p.blend, self.specimens[self.picks[-1]].label, p.seed)
         kids = children(p, names, n, strength, class_strength, seed)
         self.lineage.push(f"children of {self.specimens[self.picks[-1]].label}", [p] + kids)
         self.picks = [0]

@@ -49,17 +49,17 @@ def _open(page):
 def test_a_breeding_session_in_the_browser(page, app):
     _open(page)
     _thumb(page, 2).click()
-    _wait_captions(page, lambda c: c[2] == "▶ parent: seed 2")
+    _wait_captions(page, lambda c: c[2] == "▶ seed 2")
     page.get_by_text("Parent: seed 2", exact=True).wait_for()
     page.get_by_role("button", name="Children", exact=True).click()
     caps = _wait_captions(page, lambda c: len(c) == 9)
-    assert caps[0] == "▶ parent: parent (seed 2)" and caps[1:] == [f"child {i}" for i in range(1, 9)]
+    assert caps[0] == "▶ seed 2" and caps[1:] == [f"child {i}" for i in range(1, 9)]
     page.get_by_text("Lineage: seeds 0-3 → children of seed 2").wait_for()
     _shot(page, "explore-children")
     _thumb(page, 3).click()
     _wait_captions(page, lambda c: c[3].startswith("▶"))
     _thumb(page, 5).click()
-    _wait_captions(page, lambda c: c[5].startswith("▶") and c[3].startswith("A: "))
+    _wait_captions(page, lambda c: c[5].startswith("▶") and c[3].startswith("A · "))
     page.get_by_role("button", name="Crossbreed").click()
     caps = _wait_captions(page, lambda c: c[0] == "A" and c[-1] == "B")
     assert len(caps) == 10
@@ -67,7 +67,7 @@ def test_a_breeding_session_in_the_browser(page, app):
     page.get_by_role("button", name="Undo").click()
     _wait_captions(page, lambda c: len(c) == 9 and c[1] == "child 1")
     _thumb(page, 4).click()
-    _wait_captions(page, lambda c: c[4] == "▶ parent: child 4")
+    _wait_captions(page, lambda c: c[4] == "▶ child 4")
     page.get_by_role("button", name="Keep as favourite").click()
     favs = page.locator(".explore-gallery").nth(1)
     favs.get_by_text("demo-colours: child 4").wait_for()
@@ -119,15 +119,18 @@ def test_a_keyframe_walk_exports_an_mp4_that_plays(page, app):
         _wait_captions(page, lambda c, i=i: c[i].startswith("▶"))
         page.get_by_role("button", name="Add keyframe").click()
         page.get_by_text(f"{i + 1}. seed {i} (smooth)").wait_for()
-    page.get_by_label("number input for Frames per keyframe").fill("40")
-    page.get_by_label("number input for Frames per keyframe").press("Enter")
+    for label, value in (("Frames per keyframe", "96"), ("Export scale", "8")):
+        page.get_by_label(f"number input for {label}").fill(value)
+        page.get_by_label(f"number input for {label}").press("Enter")
     walk, cancel = page.get_by_role("button", name="Export walk"), page.get_by_role("button", name="Cancel")
     walk.click()
-    page.locator(".progress-text, .progress-level, .eta-bar").first.wait_for(timeout=20_000)  # progress shows
+    progress = page.locator(".progress-text").first
+    progress.wait_for(timeout=20_000)  # progress shows while the frames are drawn and written
+    text = progress.inner_text()
     assert walk.is_disabled() and cancel.is_enabled()  # no second export while one runs
     _shot(page, "explore-walk-progress")
     page.get_by_text(re.compile(r"^Wrote demo-colours-walk-")).wait_for(timeout=120_000)
-    assert page.get_by_text("161 frames").count() == 1
+    assert page.get_by_text("385 frames").count() == 1 and re.search(r"\d", text), text
     video = page.locator("video").first
     video.wait_for()
     state = None
@@ -136,6 +139,6 @@ def test_a_keyframe_walk_exports_an_mp4_that_plays(page, app):
         if state[0] >= 2:
             break
         page.wait_for_timeout(100)
-    assert state[0] >= 2 and abs(state[1] - 161 / 24) < 0.2 and state[2] == 128 and state[3] is None, state
+    assert state[0] >= 2 and abs(state[1] - 385 / 24) < 0.2 and state[2] == 256 and state[3] is None, state
     _shot(page, "explore-walk-done")
     assert walk.is_enabled() and cancel.is_disabled()

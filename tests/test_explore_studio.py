@@ -46,10 +46,10 @@ def test_a_breeding_session_survives_a_restart(env, app):
     out = c.predict(model=M, seed=5, n=6, classes="green=0.5, red=0.5", api_name="/show")
     assert _caps(out) == [f"seed {k}" for k in range(5, 11)] and "seeds 5-10" in out[2]
     out = c.predict(model=M, index=2, api_name="/pick")
-    assert _caps(out)[2] == "▶ parent: seed 7" and "Parent: **seed 7**" in out[3]
+    assert _caps(out)[2] == "▶ seed 7" and "Parent: **seed 7**" in out[3]
     parent = _pic(out[1][2])
     out = c.predict(model=M, children=8, strength=0.3, api_name="/children")
-    assert len(out[1]) == 9 and _caps(out)[0] == "▶ parent: parent (seed 7)"
+    assert len(out[1]) == 9 and _caps(out)[0] == "▶ seed 7"
     assert (np.abs(_pic(out[1][0]).astype(int) - parent) < 2).all()  # the parent leads its children
     kids = [_pic(g) for g in out[1][1:]]
     assert all(0.5 < np.abs(k.astype(int) - parent).mean() for k in kids)  # variations, not copies
@@ -118,7 +118,7 @@ def test_walk_export_as_mp4_and_an_export_opens_again(app):
     with Image.open(png) as im:
         assert im.size == (96, 96)
     out = c.predict(model=M, file=handle_file(str(png)), api_name="/open_export")
-    assert out[0]["value"] == app["demo_model"] and [g["caption"] for g in out[3]] == ["▶ parent: seed 1"]
+    assert out[0]["value"] == app["demo_model"] and [g["caption"] for g in out[3]] == ["▶ seed 1"]
     assert "opened export" in out[4]
     assert [u["value"] for u in out[6:12]] == [0.0, 1.5, 0.0, 0.0, 0.0, 0.0]
     plain = app["root"] / "plain.png"

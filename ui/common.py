@@ -35,6 +35,8 @@ CSS = """
                 vertical-align: -2px; border: 1px solid #0003; }
 .hint { color: var(--body-text-color-subdued); font-size: 0.85rem; }
 .explore-gallery img { image-rendering: pixelated; }
+.explore-gallery .grid-wrap { height: auto !important; max-height: 640px; }
+.fav-gallery .grid-container { grid-template-columns: repeat(6, minmax(0, 1fr)) !important; }
 """
 
 

@@ -34,7 +34,7 @@ def gallery_items(ctx: Context, path, s: explore.Session, offsets: dict[int, flo
     """(picture, caption) per image of the session's current generation."""
     m, dirs = model_and_dirs(ctx, path)
     pics = explore.pictures(m.G, m.class_names, s.specimens, dirs, offsets)
-    caps = [("▶ parent: " if s.picks and i == s.picks[-1] else "A: " if len(s.picks) == 2 and i == s.picks[0]
+    caps = [("▶ " if s.picks and i == s.picks[-1] else "A · " if len(s.picks) == 2 and i == s.picks[0]
              else "") + sp.label for i, sp in enumerate(s.specimens)]
     return list(zip(pics, caps))
 
@@ -165,7 +165,7 @@ def direction_preview(ctx: Context, model, state, *dir_values):
         return None
     m, dirs = model_and_dirs(ctx, model)
     sp = s.parent(dirs, explore.offsets_from(dir_values)) if s.picks else s.specimens[0]
-    ts = [-3, -1.5, 0, 1.5, 3]
+    ts = [-3, 0, 3]
     rows = [explore.pictures(m.G, m.class_names, [Specimen((sp.latent() + t * d).tolist(), sp.blend) for t in ts])
             for d in dirs]
     return explore.labelled_grid(rows, [f"direction {i + 1}" for i in range(len(dirs))], [f"{t:+g}" for t in ts],
@@ -233,7 +233,7 @@ def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kin
                               metadata=meta if kind == "mp4" else None, on_progress=tick, should_stop=stop.is_set)
     finally:
         stop.clear()
-    video = gr.update(value=str(path) if kind == "mp4" else None, visible=kind == "mp4")
+    video = gr.update(value=str(path) if kind == "mp4" else None)
     return video, gr.update(value=str(path), visible=True), f"Wrote {path.name}: {n} frames, {n / float(fps):.1f} s."
 
 

@@ -158,7 +158,7 @@ def build(ctx: Context) -> dict:
                         reset_dirs = gr.Button("Reset directions", size="sm")
                         preview_btn = gr.Button("Preview strips", size="sm")
                     preview = gr.Image(label="Direction previews (the parent, -3 to +3)", type="numpy",
-                                       format="png", interactive=False, height=300, elem_classes="pixelated")
+                                       format="png", interactive=False, height=420, elem_classes="pixelated")
                 with gr.Accordion("Interpolation between two seeds", open=False):
                     with gr.Row():
                         seed_b = gr.Number(value=1, label="Seed B", min_width=90)
@@ -215,12 +215,12 @@ def build(ctx: Context) -> dict:
                         walk_btn = gr.Button("Export walk", variant="primary")
                         cancel_btn = gr.Button("Cancel", interactive=False)
                     walk_msg = gr.Markdown("")
-                    video = gr.Video(label="Walk", visible=False, height=260, loop=True, autoplay=True)
+                    video = gr.Video(label="Walk", height=260, loop=True, autoplay=True, interactive=False)
                     walk_file = gr.File(label="Walk file", visible=False, height=80)
                 with gr.Accordion("Favourites", open=True):
                     favs = gr.Gallery(label="Favourites: click one to bring it back", columns=6, height=220,
-                                      object_fit="contain", allow_preview=False, elem_classes="explore-gallery",
-                                      buttons=[])
+                                      object_fit="contain", allow_preview=False,
+                                      elem_classes="explore-gallery fav-gallery", buttons=[])
                     fav_refresh = gr.Button("Refresh favourites", size="sm")
                 with gr.Row(equal_height=True):
                     grid_mode = gr.Radio(["seeds x classes", "interpolation steps"], value="seeds x classes",
