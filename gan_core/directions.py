@@ -49,17 +49,26 @@ def factorise(G, k: int = MAX_DIRECTIONS) -> tuple[torch.Tensor, torch.Tensor]:
     return dirs.float(), vals[order].clamp_min(0).sqrt().float()
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def weights_hash(folder: str | os.PathLike) -> str:
-    """The content hash of a model's generator weights (what a cache entry is keyed by)."""
+    """The content hash of a model's generator weights (what a cache entry is keyed by); read
+    once per file version (path, size, modification time)."""
     folder = Path(folder)
     for name in ("G_ema.safetensors", "G.safetensors"):
         f = folder / name
         if f.is_file():
+            st = f.stat()
+            key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+            if key in _HASHES:
+                return _HASHES[key]
             h = hashlib.sha256()
             with open(f, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
-            return h.hexdigest()[:24]
+            _HASHES[key] = h.hexdigest()[:24]
+            return _HASHES[key]
     raise ConfigError(f"{folder} holds no generator weights (G_ema.safetensors).")
 
 

@@ -51,7 +51,7 @@ def pictures(G, names: list[str], specimens: list[Specimen], dirs: torch.Tensor 
     if not specimens:
         raise ConfigError("There are no images yet; choose a model first.")
     imgs = generate(G, latents(specimens, dirs, offsets or {}), weights(names, specimens))
-    return [to_uint8(im).permute(1, 2, 0).numpy().copy() for im in imgs]
+    return list(to_uint8(imgs).permute(0, 2, 3, 1).contiguous().numpy())
 
 
 def display_size(resolution: int, target: int = 192) -> int:

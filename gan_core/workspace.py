@@ -136,6 +136,8 @@ class Workspace:
         if not text:
             return None
         t = str(text).strip()
+        if os.sep in t and Path(t).is_dir():  # a folder path: load_model checks where it lies
+            return t
         listed = self.models(variant)
         for label, folder in listed + self.models("sgan" if variant == "cgan" else "cgan"):
             if t in (label, folder, label.split("  (")[0]):
