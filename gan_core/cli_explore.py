@@ -152,7 +152,7 @@ def walk(a) -> int:
 
 def dispatch(a) -> int:
     from .breeding import Specimen, children, crossbreed
-    from .explore import class_seed_grid, export_settings, labelled_grid, model_directions, pictures, \
+    from .explore import export_settings, labelled_grid, model_directions, pictures, \
         specimen_grid, write_png
     from .runs import Model
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import re
 import time
 
-import numpy as np
 import pytest
 
-from tests.test_browser import _choose, _fetch, _img_src, _wait_new_src, app, browser, page  # noqa: F401
+from tests.test_browser import _choose, _img_src, _wait_new_src, app, browser, page  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-SHOTS = None  # set STUDIO_SHOTS=folder to keep the screenshots
 
 
 def _shot(page, name):
@@ -87,7 +85,6 @@ def test_keys_and_blend_notices_on_the_sliders(page, app):
     pos.focus()
     page.keyboard.press("ArrowLeft")  # the keyboard changes the picture too
     after = _wait_new_src(page, "Images", before)
-    box = page.get_by_label("number input for Seed A")
     box = page.get_by_label("Seed A")
     box.fill("5")
     box.press("Enter")

@@ -2,10 +2,8 @@
 model, found by its name)."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from gan_core.__main__ import main
