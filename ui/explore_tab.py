@@ -159,7 +159,7 @@ def build(ctx: Context) -> dict:
                         preview_btn = gr.Button("Preview strips", size="sm")
                     preview = gr.Image(label="Direction previews (the parent, -3 to +3)", type="numpy",
                                        format="png", interactive=False, height=420, elem_classes="pixelated")
-                with gr.Accordion("Interpolation between two seeds", open=False):
+                with gr.Accordion("Interpolation between two seeds", open=True):
                     with gr.Row():
                         seed_b = gr.Number(value=1, label="Seed B", min_width=90)
                         method = gr.Radio(["slerp", "lerp"], value="slerp", label="Path",
