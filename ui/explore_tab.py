@@ -110,7 +110,7 @@ def grid(ctx: Context, path, mode, seed_a, seed_b, position, method, truncation,
     m, view = _model_view(ctx, path, seed_a, seed_b, position, method, truncation, n, weights)
     if mode == "seeds x classes":
         return explore.class_seed_grid(m.G, m.class_names, list(range(view.seed_a, view.seed_a + view.n)),
-                                       view.truncation)
+                                       view.truncation, scale=explore.display_size(m.cfg.model.resolution, 96))
     return sampling.interpolation_grid(m.G, m.class_names, view)
 
 
@@ -226,7 +226,7 @@ def build(ctx: Context) -> dict:
                     grid_mode = gr.Radio(["seeds x classes", "interpolation steps"], value="seeds x classes",
                                          label="Grid view", scale=3)
                     grid_btn = gr.Button("Make grid", scale=1, min_width=120)
-                grid_img = gr.Image(label="Grid", type="numpy", format="png", interactive=False, height=260,
+                grid_img = gr.Image(label="Grid", type="numpy", format="png", interactive=False, height=420,
                                     elem_classes="pixelated", buttons=["download", "fullscreen"])
                 dropped = gr.File(label="Open an export: drop a PNG the studio wrote", file_types=[".png"],
                                   height=90)
@@ -260,7 +260,10 @@ def build(ctx: Context) -> dict:
     preview_btn.click(E(named(partial(B.direction_preview, ctx), "model", "state", *DIRECTION_NAMES)), [model, state] + dir_sliders, preview,
                       api_name="direction_preview", concurrency_id="explore")
 
-    gallery.select(E(pick_), [model, state] + dir_sliders, shown, api_visibility="private")
+    previewed = dict(fn=E(named(partial(B.direction_preview, ctx), "model", "state", *DIRECTION_NAMES)),
+                     inputs=[model, state] + dir_sliders, outputs=preview, api_visibility="private",
+                     show_progress="hidden", trigger_mode="always_last")
+    gallery.select(E(pick_), [model, state] + dir_sliders, shown, api_visibility="private").success(**previewed)
     blend_btn.click(E(partial(images, ctx)), [model] + view, image, api_name="blend", concurrency_id="explore")
     show_btn.click(E(named(partial(B.show_api, ctx), "model", "seed", "n", "classes", "truncation", "state",
                            *DIRECTION_NAMES)), [model, seed_a, n_images, classes_txt, truncation, state] + dir_sliders,
@@ -268,13 +271,13 @@ def build(ctx: Context) -> dict:
     pick_api.click(E(named(partial(B.pick_index, ctx), "model", "index", "state", *DIRECTION_NAMES)),
                    [model, pick_no, state] + dir_sliders, shown, api_name="pick")
     children_btn.click(E(named(partial(B.breed, ctx), "model", "children", "strength", "class_mutation", "seed", "state", *DIRECTION_NAMES)), [model, n_children, strength, class_mut, breed_seed, state]
-                       + dir_sliders, shown + dir_sliders, api_name="children", concurrency_id="explore")
+                       + dir_sliders, shown + dir_sliders, api_name="children", concurrency_id="explore").success(**previewed)
     cross_btn.click(E(named(partial(B.crossbreed, ctx), "model", "children", "seed", "state", *DIRECTION_NAMES)), [model, n_children, breed_seed, state] + dir_sliders,
-                    shown + dir_sliders, api_name="crossbreed", concurrency_id="explore")
+                    shown + dir_sliders, api_name="crossbreed", concurrency_id="explore").success(**previewed)
     undo_btn.click(E(named(partial(B.undo, ctx), "model", "state", *DIRECTION_NAMES)), [model, state] + dir_sliders, shown, api_name="undo",
-                   concurrency_id="explore")
+                   concurrency_id="explore").success(**previewed)
     redo_btn.click(E(named(partial(B.redo, ctx), "model", "state", *DIRECTION_NAMES)), [model, state] + dir_sliders, shown, api_name="redo",
-                   concurrency_id="explore")
+                   concurrency_id="explore").success(**previewed)
     fav_btn.click(E(named(partial(B.add_favourite, ctx), "model", "truncation", "state", *DIRECTION_NAMES)), [model, truncation, state] + dir_sliders, favs,
                   api_name="favourite")
     fav_refresh.click(E(partial(B.favourites, ctx)), None, favs, api_name="favourites")
