@@ -168,7 +168,8 @@ def build(ctx: Context) -> dict:
                     frames = gr.Slider(8, 96, value=32, step=4, label="Animation frames",
                                        info="The GIF / WebP loop goes A -> B -> A.")
             with gr.Column(scale=6, min_width=420):
-                gallery = gr.Gallery(label="Pictures: click one to make it the parent", columns=4, height="auto",
+                gr.Markdown("**Pictures**: click one to make it the parent.")
+                gallery = gr.Gallery(label="Pictures", show_label=False, columns=4, height="auto",
                                      object_fit="contain", allow_preview=False, format="png",
                                      elem_classes="explore-gallery", buttons=[])
                 picks = gr.Markdown(B.picks_text(B.session(None)))
@@ -218,7 +219,8 @@ def build(ctx: Context) -> dict:
                     video = gr.Video(label="Walk", height=260, loop=True, autoplay=True, interactive=False)
                     walk_file = gr.File(label="Walk file", visible=False, height=80)
                 with gr.Accordion("Favourites", open=True):
-                    favs = gr.Gallery(label="Favourites: click one to bring it back", columns=6, height=220,
+                    gr.Markdown("Click a favourite to bring it back.", elem_classes="hint")
+                    favs = gr.Gallery(label="Favourites", show_label=False, columns=6, height=220,
                                       object_fit="contain", allow_preview=False,
                                       elem_classes="explore-gallery fav-gallery", buttons=[])
                     fav_refresh = gr.Button("Refresh favourites", size="sm")
