@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import numpy as np
 import pytest
@@ -125,3 +126,22 @@ def test_walk_export_as_mp4_and_an_export_opens_again(app):
     with pytest.raises(Exception) as e:
         c.predict(model=M, file=handle_file(str(plain)), api_name="/open_export")
     assert "holds no GAN Studio settings" in str(e.value)
+
+
+def test_cancel_stops_a_running_walk_export_and_leaves_no_file(app):
+    c = Client(app["url"], verbose=False)
+    c.predict(model=M, seed=0, n=4, classes="red", api_name="/show")
+    for i in range(4):
+        c.predict(model=M, index=i, api_name="/pick")
+        c.predict(model=M, ease="linear", api_name="/add_keyframe")
+    before = set((app["ws"] / "exports").iterdir())
+    job = c.submit(model=M, name="stopped", frames_per_key=96, fps=24, scale=8, kind="mp4", api_name="/export_walk")
+    t0 = time.time()
+    while time.time() - t0 < 60 and not (job.status().progress_data or job.done()):
+        time.sleep(0.05)
+    assert not job.done(), "the export finished before it could be cancelled"
+    assert c.predict(api_name="/cancel_export") == "Cancelling…"
+    with pytest.raises(Exception) as e:
+        job.result()
+    assert "Export cancelled; nothing was written" in str(e.value)
+    assert set((app["ws"] / "exports").iterdir()) == before  # no file, no temporary file
