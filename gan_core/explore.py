@@ -132,7 +132,7 @@ def export_settings(model_name: str, specimens: list[Specimen], truncation: floa
 def write_png(path: str | os.PathLike, img: np.ndarray, settings: dict, scale: int = 1,
               method: str = "nearest") -> Path:
     """An export: the picture upscaled 1x-8x, the settings in its text chunks (atomic)."""
-    save_png(path, upscale(img, scale, method), settings_text({**settings, "scale": scale}))
+    save_png(path, upscale(img, scale, method), settings_text({"scale": scale, **settings}))
     return Path(path)
 
 

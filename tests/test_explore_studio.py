@@ -145,3 +145,14 @@ def test_cancel_stops_a_running_walk_export_and_leaves_no_file(app):
         job.result()
     assert "Export cancelled; nothing was written" in str(e.value)
     assert set((app["ws"] / "exports").iterdir()) == before  # no file, no temporary file
+
+
+def test_grid_export_at_a_scale_with_its_settings(app):
+    c = Client(app["url"], verbose=False)
+    w = [1, 0, 0, 0, 0, 0, 0, 0]
+    up = c.predict(app["demo_model"], "g", 2, "seeds x classes", 4, 1, 0, "slerp", 1.0, 3, *w, api_name="/export_grid")
+    png = app["ws"] / "exports" / up["label"].removeprefix("Download ")
+    img = read_image(png)
+    assert img.shape[0] > 3 * 64 and img.shape[1] > 3 * 64  # 32 px pictures at 2x, labelled
+    s = read_settings(png)
+    assert s["grid"] == "classes x seeds" and s["seeds"] == [4, 5, 6] and s["scale"] == 2

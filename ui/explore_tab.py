@@ -114,6 +114,24 @@ def grid(ctx: Context, path, mode, seed_a, seed_b, position, method, truncation,
     return sampling.interpolation_grid(m.G, m.class_names, view)
 
 
+def export_grid(ctx: Context, path, name, scale, mode, seed_a, seed_b, position, method, truncation, n, *weights):
+    """The grid (classes x seeds, labelled; or the interpolation row) at 1x-8x with its settings."""
+    m, view = _model_view(ctx, path, seed_a, seed_b, position, method, truncation, n, weights)
+    seeds = list(range(view.seed_a, view.seed_a + view.n))
+    if mode == "seeds x classes":
+        img = explore.class_seed_grid(m.G, m.class_names, seeds, view.truncation, scale=int(scale))
+        extra = {"grid": "classes x seeds", "seeds": seeds}
+    else:
+        from gan_core.media import upscale
+        img = upscale(sampling.interpolation_grid(m.G, m.class_names, view), int(scale))
+        extra = {"grid": "interpolation steps", "view": {**vars(view)}}
+    out = ctx.ws.export_path(f"{name or m.name}-grid", ".png")
+    explore.write_png(out, img, {"model": m.name, "truncation": view.truncation, "checkpoint": m.folder.name,
+                                 "scale": int(scale),
+                                 **extra})
+    return gr.update(value=str(out), visible=True, label=f"Download {out.name}")
+
+
 def export_png(ctx: Context, path, name, seed_a, seed_b, position, method, truncation, n, *weights):
     m, view = _model_view(ctx, path, seed_a, seed_b, position, method, truncation, n, weights)
     out = ctx.ws.export_image(name or m.name, sampling.view_image(m.G, m.class_names, view),
@@ -228,6 +246,7 @@ def build(ctx: Context) -> dict:
                     grid_mode = gr.Radio(["seeds x classes", "interpolation steps"], value="seeds x classes",
                                          label="Grid view", scale=3)
                     grid_btn = gr.Button("Make grid", scale=1, min_width=120)
+                    grid_export = gr.Button("Export grid", scale=1, min_width=120)
                 grid_img = gr.Image(label="Grid", type="numpy", format="png", interactive=False, height=420,
                                     elem_classes="pixelated", buttons=["download", "fullscreen"])
                 dropped = gr.File(label="Open an export: drop a PNG the studio wrote", file_types=[".png"],
@@ -294,6 +313,8 @@ def build(ctx: Context) -> dict:
                    api_name="export_animation", concurrency_id="explore").success(
         lambda: (gr.update(visible=True), gr.update(visible=True)), None, [anim_preview, anim_files],
         api_visibility="private")
+    grid_export.click(E(partial(export_grid, ctx)), [model, export_name, scale, grid_mode] + view, download,
+                      api_name="export_grid", concurrency_id="explore")
     grid_btn.click(E(partial(grid, ctx)), [model, grid_mode] + view, grid_img, api_name="grid", concurrency_id="explore")
 
     add_key.click(E(named(partial(B.add_key, ctx), "model", "ease", "state", *DIRECTION_NAMES)), [model, ease, state] + dir_sliders, [keys_md, state], api_name="add_keyframe")
