@@ -33,8 +33,13 @@ def app(env):
     shutdown(demo, jobs)
 
 
-def _caps(out):
-    return [g["caption"] for g in out[1]]
+def _gallery(out, i=1):
+    g = out[i]
+    return g["value"] if isinstance(g, dict) else g
+
+
+def _caps(out, i=1):
+    return [g["caption"] for g in _gallery(out, i)]
 
 
 def _pic(entry) -> np.ndarray:
@@ -47,21 +52,21 @@ def test_a_breeding_session_survives_a_restart(env, app):
     assert _caps(out) == [f"seed {k}" for k in range(5, 11)] and "seeds 5-10" in out[2]
     out = c.predict(model=M, index=2, api_name="/pick")
     assert _caps(out)[2] == "▶ seed 7" and "Parent: **seed 7**" in out[3]
-    parent = _pic(out[1][2])
+    parent = _pic(_gallery(out)[2])
     out = c.predict(model=M, children=8, strength=0.3, api_name="/children")
-    assert len(out[1]) == 9 and _caps(out)[0] == "▶ seed 7"
-    assert (np.abs(_pic(out[1][0]).astype(int) - parent) < 2).all()  # the parent leads its children
-    kids = [_pic(g) for g in out[1][1:]]
+    assert len(_gallery(out)) == 9 and _caps(out)[0] == "▶ seed 7"
+    assert (np.abs(_pic(_gallery(out)[0]).astype(int) - parent) < 2).all()  # the parent leads its children
+    kids = [_pic(g) for g in _gallery(out)[1:]]
     assert all(0.5 < np.abs(k.astype(int) - parent).mean() for k in kids)  # variations, not copies
     assert "children of seed 7" in out[2]
     c.predict(model=M, index=1, api_name="/pick")
     out = c.predict(model=M, index=3, api_name="/pick")
     assert "A for a crossbreed: **child 1**" in out[3]
     out = c.predict(model=M, children=8, api_name="/crossbreed")
-    assert _caps(out)[0] == "A" and _caps(out)[-1] == "B" and len(out[1]) == 10
+    assert _caps(out)[0] == "A" and _caps(out)[-1] == "B" and len(_gallery(out)) == 10
     assert "cross of child 1 and child 3" in out[2]
     out = c.predict(model=M, api_name="/undo")
-    assert "**children of seed 7**" in out[2] and len(out[1]) == 9  # back to the children
+    assert "**children of seed 7**" in out[2] and len(_gallery(out)) == 9  # back to the children
     out = c.predict(model=M, api_name="/redo")
     assert "**cross of child 1 and child 3**" in out[2]
     c.predict(model=M, api_name="/undo")
@@ -118,7 +123,7 @@ def test_walk_export_as_mp4_and_an_export_opens_again(app):
     with Image.open(png) as im:
         assert im.size == (96, 96)
     out = c.predict(model=M, file=handle_file(str(png)), api_name="/open_export")
-    assert out[0]["value"] == app["demo_model"] and [g["caption"] for g in out[3]] == ["▶ seed 1"]
+    assert out[0]["value"] == app["demo_model"] and _caps(out, 3) == ["▶ seed 1"]
     assert "opened export" in out[4]
     assert [u["value"] for u in out[6:12]] == [0.0, 1.5, 0.0, 0.0, 0.0, 0.0]
     plain = app["root"] / "plain.png"

@@ -61,7 +61,8 @@ def shown(ctx: Context, path, s: explore.Session, dir_values):
     """The outputs every gallery change updates: the strip of pictures (model size), the gallery,
     the lineage, the picks line, undo, redo and the session."""
     items = gallery_items(ctx, path, s, explore.offsets_from(dir_values))
-    return (strip([p for p, _ in items]), items, lineage_text(s), picks_text(s),
+    chosen = gr.update(value=items, selected_index=s.picks[-1] if s.picks else None)  # the frame follows ▶
+    return (strip([p for p, _ in items]), chosen, lineage_text(s), picks_text(s),
             gr.update(interactive=s.lineage.can_undo()), gr.update(interactive=s.lineage.can_redo()), s)
 
 
