@@ -75,6 +75,18 @@ def test_a_breeding_session_in_the_browser(page, app):
     _shot(page, "explore-favourites-after-reload")
     assert len(list((app["ws"] / "favourites").glob("*.json"))) == 1
 
+    # an exported picture dropped on the tab brings its picture back
+    _open(page)
+    _thumb(page, 3).click()
+    _wait_captions(page, lambda c: c[3] == "▶ seed 3")
+    page.get_by_role("button", name="Export picture").click()
+    dl = page.get_by_role("button", name=re.compile(r"Download demo-colours-.*\.png"))
+    dl.wait_for()
+    png = app["ws"] / "exports" / dl.inner_text().strip().removeprefix("Download ")
+    page.locator("input[type=file]").last.set_input_files(str(png))
+    _wait_captions(page, lambda c: c == ["▶ seed 3"])
+    page.get_by_text("→ opened export").wait_for()
+
 
 def test_keys_and_blend_notices_on_the_sliders(page, app):
     _open(page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from gan_core.__main__ import main
@@ -57,3 +58,10 @@ def test_animate_a_four_key_walk_as_mp4_and_gif(tmp_path, capsys, monkeypatch):
     assert main(["animate", "--keys", "0,1", "--out", "w.avi"]) == 2
     assert main(["animate", "--n", "2", "--frames", "4", "--out", "loop.mp4"]) == 0  # the A -> B loop as MP4 too
     assert len(read_frames(tmp_path / "loop.mp4")) == 4
+
+
+def test_the_exploring_commands_explain_themselves(capsys):
+    for cmd, words in (("breed", "--strength"), ("directions", "factorisation"), ("animate", "--keys")):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0 and words in capsys.readouterr().out
