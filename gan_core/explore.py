@@ -146,17 +146,20 @@ class Session:
         self.picks: list[int] = []
         self.keys: list[dict] = []
         self.keep_next = False  # the next show_seeds keeps the generation shown (an export was opened)
+        self.model: str | None = None  # the model the session belongs to (set by the studio)
 
     @property
     def specimens(self) -> list[Specimen]:
         return self.lineage.current
 
-    def show_seeds(self, specimens: list[Specimen], what: str) -> None:
+    def show_seeds(self, specimens: list[Specimen], what: str, opened: bool = False) -> None:
         """The images of the seed controls: they replace a seeds generation on top (moving a slider
-        is not a new generation) and follow a bred one as a new generation."""
+        is not a new generation) and follow a bred one as a new generation. `opened`: drawn because
+        a model opened, which keeps the pictures of an export that was opened just before."""
         if self.keep_next:
             self.keep_next = False
-            return
+            if opened:
+                return
         top = self.lineage.steps[self.lineage.at] if self.lineage.at >= 0 else None
         if top is not None and top["what"].startswith("seeds") and not self.lineage.can_redo():
             top.update(what=what, specimens=[s.to_dict() for s in specimens])

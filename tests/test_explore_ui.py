@@ -64,3 +64,24 @@ def test_seed_generations_replace_each_other_but_follow_bred_ones():
     assert len(s.lineage.steps) == 3
     s.undo()
     assert s.lineage.steps[s.lineage.at]["what"] == "children of seed 1"
+
+
+def test_a_new_model_starts_a_new_session_and_an_opened_export_survives_its_opening(ctx):
+    from ui import explore_breed as B
+    from ui.explore_tab import draw, draw_opened
+    view = (0, 1, 0.0, "slerp", 1.0, 2)
+    dirs = [0.0] * B.N_DIRECTIONS
+    out = draw(ctx, "colours", *view, None, *dirs, 1.0, 0.0, 0.0)
+    s = out[6]
+    s.pick(1)
+    B.breed(ctx, "colours", 8, 0.5, 0.0, 0, s, *dirs)
+    assert len(s.lineage.steps) == 2
+    out = draw(ctx, "warm", *view, s, *dirs, 1.0, 0.0, 0.0)  # another model: its own lineage
+    assert out[6] is not s and len(out[6].lineage.steps) == 1 and out[6].model.endswith("warm")
+    s2 = out[6]
+    s2.restore([Specimen(s2.specimens[1].z, {"green": 1.0}, "kept")], "opened export")
+    s2.keep_next = True
+    out = draw_opened(ctx, "warm", *view, s2, *dirs, 1.0, 0.0, 0.0)
+    assert [c for _, c in out[1]["value"]] == ["▶ kept"]  # the model's opening keeps the opened picture
+    out = draw(ctx, "warm", *view, s2, *dirs, 1.0, 0.0, 0.0)
+    assert [c for _, c in out[1]["value"]] == ["seed 0", "seed 1"]  # a slider afterwards draws seeds again

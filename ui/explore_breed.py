@@ -21,8 +21,16 @@ GALLERY_PX = 192  # about this many pixels per picture in the gallery (upscaled 
 _CANCEL: dict[str, threading.Event] = {}  # per browser session: Cancel asks the running export to stop
 
 
-def session(state) -> explore.Session:
-    return state if isinstance(state, explore.Session) else explore.Session()
+def session(state, ctx: Context | None = None, model=None) -> explore.Session:
+    """The browser tab's session; a new one when the model changed (a lineage, picks and keyframes
+    belong to one model: another model's noise may not even fit it)."""
+    s = state if isinstance(state, explore.Session) else explore.Session()
+    if ctx is not None and model:
+        key = str(ctx.ws.load_model(model, "cgan").path)
+        if s.model not in (None, key):
+            s = explore.Session()
+        s.model = key
+    return s
 
 
 def model_and_dirs(ctx: Context, path):
@@ -73,7 +81,7 @@ def strip(pics) -> np.ndarray:
 
 
 def pick(ctx: Context, path, state, evt: gr.SelectData, *dir_values):
-    s = session(state)
+    s = session(state, ctx, path)
     s.pick(evt.index)
     return shown(ctx, path, s, dir_values)
 
@@ -87,20 +95,20 @@ def show_api(ctx: Context, model, seed, n, classes, truncation, state, *dir_valu
     seed, n = options.value(seed, "seed"), options.value(n, "images")
     t = options.value(truncation, "truncation")
     sps = [Specimen.from_seed(k, m.cfg.model.nz, blend, t) for k in range(seed, seed + n)]
-    s = session(state)
+    s = session(state, ctx, model)
     s.show_seeds(sps, f"seeds {seed}-{seed + n - 1}")
     return shown(ctx, model, s, dir_values)
 
 
 def pick_index(ctx: Context, model, index, state, *dir_values):
     """The API's way to click an image (index from 0)."""
-    s = session(state)
+    s = session(state, ctx, model)
     s.pick(int(index or 0))
     return shown(ctx, model, s, dir_values)
 
 
 def breed(ctx: Context, model, children, strength, class_mutation, seed, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     m, dirs = model_and_dirs(ctx, model)
     s.breed(m.class_names, int(children), float(strength), float(class_mutation), int(seed or 0), dirs,
             explore.offsets_from(dir_values))
@@ -108,20 +116,20 @@ def breed(ctx: Context, model, children, strength, class_mutation, seed, state, 
 
 
 def crossbreed(ctx: Context, model, children, seed, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     m, dirs = model_and_dirs(ctx, model)
     s.cross(m.class_names, int(children), int(seed or 0), dirs, explore.offsets_from(dir_values))
     return shown(ctx, model, s, [0] * len(dir_values)) + tuple(gr.update(value=0) for _ in dir_values)
 
 
 def undo(ctx: Context, model, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     s.undo()
     return shown(ctx, model, s, dir_values)
 
 
 def redo(ctx: Context, model, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     s.redo()
     return shown(ctx, model, s, dir_values)
 
@@ -133,7 +141,7 @@ def favourites(ctx: Context):
 
 
 def add_favourite(ctx: Context, model, truncation, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     m, dirs = model_and_dirs(ctx, model)
     sp = s.parent(dirs, explore.offsets_from(dir_values))
     pic = explore.pictures(m.G, m.class_names, [sp])[0]
@@ -151,7 +159,7 @@ def open_favourite(ctx: Context, model, state, evt: gr.SelectData, *dir_values):
 
 
 def restore_favourite(ctx: Context, model, rec: dict, state, dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     m = ctx.ws.load_model(model, "cgan")
     if rec.get("model") != m.name:
         raise ConfigError(f"This favourite comes from the model {rec.get('model')!r}; choose it first.")
@@ -161,7 +169,7 @@ def restore_favourite(ctx: Context, model, rec: dict, state, dir_values):
 
 def direction_preview(ctx: Context, model, state, *dir_values):
     """One row per direction: the parent (or the first image) moved from -3 to +3."""
-    s = session(state)
+    s = session(state, ctx, model)
     if not s.specimens:
         return None
     m, dirs = model_and_dirs(ctx, model)
@@ -176,7 +184,7 @@ def direction_preview(ctx: Context, model, state, *dir_values):
 def export_picked(ctx: Context, model, name, scale, truncation, state, *dir_values):
     """The picked picture (or, with none picked, all shown, captioned) at 1x-8x, with its settings:
     the images as they were before the direction offsets, and the offsets."""
-    s = session(state)
+    s = session(state, ctx, model)
     m, dirs = model_and_dirs(ctx, model)
     offsets = explore.offsets_from(dir_values)
     chosen = [s.specimens[s.picks[-1]]] if s.picks else s.specimens
@@ -190,7 +198,7 @@ def export_picked(ctx: Context, model, name, scale, truncation, state, *dir_valu
 
 
 def add_key(ctx: Context, model, ease, state, *dir_values):
-    s = session(state)
+    s = session(state, ctx, model)
     m, dirs = model_and_dirs(ctx, model)
     sp = s.parent(dirs, explore.offsets_from(dir_values)) if s.picks else None
     if sp is None:
@@ -213,7 +221,7 @@ def keys_text(s: explore.Session) -> str:
 
 def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kind, truncation, state,
                       request: gr.Request, progress=gr.Progress()):
-    s = session(state)
+    s = session(state, ctx, model)
     m = ctx.ws.load_model(model, "cgan")
     if len(s.keys) < 2:
         raise ConfigError("Add two keyframes at least (click an image, then Add keyframe).")
@@ -252,13 +260,13 @@ def open_export(ctx: Context, model, file, state, *dir_values):
     if file is None:
         return (gr.skip(),) * (8 + len(dir_values))
     rec = media.read_settings(getattr(file, "name", file))
-    s = session(state)
     name = rec.get("model")
     listed = {label.split("  (")[0]: folder for label, folder in ctx.ws.models("cgan")}
     if name not in listed:
         raise ConfigError(f"This export was made with the model {name!r}, which is not in the list; "
                           "train or copy it, then press Refresh.")
     path = listed[name]
+    s = session(state, ctx, path)  # the exported model's session (a fresh one for another model)
     if "specimens" in rec:
         sps = [Specimen.from_dict(d) for d in rec["specimens"]]
     elif "specimen" in rec:
@@ -269,7 +277,7 @@ def open_export(ctx: Context, model, file, state, *dir_values):
         z = view.latents(ctx.ws.load_model(path, "cgan").cfg.model.nz)
         sps = [Specimen(z[i].tolist(), view.blend, f"seed {view.seed_a + i}", view.seed_a + i) for i in range(view.n)]
     s.restore(sps, "opened export")
-    s.keep_next = path != str(model)  # the model switch that follows redraws, but keeps these images
+    s.keep_next = True  # if the model changes, its opening redraws but keeps these pictures
     offsets = {int(k): float(v) for k, v in (rec.get("directions") or {}).items()}
     values = [offsets.get(i, 0.0) for i in range(len(dir_values))]
     trunc = rec.get("truncation") or rec.get("view", {}).get("truncation")

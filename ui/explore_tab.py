@@ -88,7 +88,12 @@ def view_specimens(m, view: sampling.View) -> list[Specimen]:
     return [Specimen(z[i].tolist(), dict(view.blend), f"seed {first + i}", first + i) for i in range(view.n)]
 
 
-def draw(ctx: Context, model, seed_a, seed_b, position, method, truncation, n, state, *values):
+def draw_opened(ctx: Context, model, seed_a, seed_b, position, method, truncation, n, state, *values):
+    """draw, after a model opened (the pictures of an export opened just before stay)."""
+    return draw(ctx, model, seed_a, seed_b, position, method, truncation, n, state, *values, opened=True)
+
+
+def draw(ctx: Context, model, seed_a, seed_b, position, method, truncation, n, state, *values, opened=False):
     """The seed controls' pictures (values: the direction sliders, then the class sliders)."""
     dirs, weights = values[:B.N_DIRECTIONS], values[B.N_DIRECTIONS:]
     m = ctx.ws.load_model(model, "cgan")
@@ -96,14 +101,14 @@ def draw(ctx: Context, model, seed_a, seed_b, position, method, truncation, n, s
     if not any(w and float(w) > 0 for w in weights[:len(m.class_names)]):
         return (gr.skip(),) * 7 + (hint,)  # the pictures stay; the hint says why nothing is drawn
     _, view = _model_view(ctx, model, seed_a, seed_b, position, method, truncation, n, weights)
-    s = B.session(state)
-    s.show_seeds(view_specimens(m, view), f"seeds {view.seed_a}-{view.seed_a + view.n - 1}")
+    s = B.session(state, ctx, model)
+    s.show_seeds(view_specimens(m, view), f"seeds {view.seed_a}-{view.seed_a + view.n - 1}", opened)
     return B.shown(ctx, model, s, dirs) + (hint,)
 
 
 def redirect(ctx: Context, model, state, *dir_values):
     """The current pictures moved along the directions."""
-    return B.shown(ctx, model, B.session(state), dir_values)
+    return B.shown(ctx, model, B.session(state, ctx, model), dir_values)
 
 
 def grid(ctx: Context, path, mode, seed_a, seed_b, position, method, truncation, n, *weights):
@@ -266,7 +271,7 @@ def build(ctx: Context) -> dict:
                   outputs=shown + [hint], **fast)
     opened = wire_model_picker(ctx, "cgan", tab, picker, open_model, sliders + [info, names],
                                extra_inputs=[names] + sliders)
-    opened.success(**redraw, api_visibility="private").success(
+    opened.success(**{**redraw, "fn": E(partial(draw_opened, ctx))}, api_visibility="private").success(
         E(partial(B.direction_preview, ctx)), [model, state] + dir_sliders, preview, api_visibility="private")
     gr.on([c.release for c in [position, truncation, n_images] + sliders]
           + [c.submit for c in (seed_a, seed_b)] + [c.blur for c in (seed_a, seed_b)], **redraw,
