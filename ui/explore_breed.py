@@ -12,7 +12,7 @@ import torch
 from gan_core import explore, media, options, sampling
 from gan_core.breeding import Favourites, Specimen
 from gan_core.errors import ConfigError
-from gan_core.walks import Keyframe, export_walk
+from gan_core.walks import EASINGS, Keyframe, export_walk
 
 from .common import Context
 
@@ -81,6 +81,7 @@ def strip(pics) -> np.ndarray:
 
 
 def pick(ctx: Context, path, state, evt: gr.SelectData, *dir_values):
+    explore.offsets_from(dir_values)  # checked before anything changes
     s = session(state, ctx, path)
     s.pick(evt.index)
     return shown(ctx, path, s, dir_values)
@@ -102,6 +103,7 @@ def show_api(ctx: Context, model, seed, n, classes, truncation, state, *dir_valu
 
 def pick_index(ctx: Context, model, index, state, *dir_values):
     """The API's way to click an image (index from 0)."""
+    explore.offsets_from(dir_values)  # checked before anything changes
     s = session(state, ctx, model)
     s.pick(int(index or 0))
     return shown(ctx, model, s, dir_values)
@@ -123,12 +125,14 @@ def crossbreed(ctx: Context, model, children, seed, state, *dir_values):
 
 
 def undo(ctx: Context, model, state, *dir_values):
+    explore.offsets_from(dir_values)  # checked before anything changes
     s = session(state, ctx, model)
     s.undo()
     return shown(ctx, model, s, dir_values)
 
 
 def redo(ctx: Context, model, state, *dir_values):
+    explore.offsets_from(dir_values)  # checked before anything changes
     s = session(state, ctx, model)
     s.redo()
     return shown(ctx, model, s, dir_values)
@@ -199,6 +203,8 @@ def export_picked(ctx: Context, model, name, scale, truncation, state, *dir_valu
 
 def add_key(ctx: Context, model, ease, state, *dir_values):
     s = session(state, ctx, model)
+    if ease not in EASINGS:
+        raise ConfigError(f"Easing is one of {', '.join(EASINGS)}, not {ease!r}.")
     m, dirs = model_and_dirs(ctx, model)
     sp = s.parent(dirs, explore.offsets_from(dir_values)) if s.picks else None
     if sp is None:
