@@ -148,6 +148,13 @@ class Lineage:
         self.at += 1
         return self.current
 
+    def goto(self, i: int) -> list[Specimen]:
+        """Jump to generation i (from 0), as several undos or redos would."""
+        if not 0 <= int(i) < len(self.steps):
+            raise ConfigError(f"There is no generation {int(i) + 1}; the lineage has {len(self.steps)}.")
+        self.at = int(i)
+        return self.current
+
     def labels(self) -> list[str]:
         """One line per generation, the current one marked."""
         return [("> " if i == self.at else "  ") + f"{i + 1}. {s['what']}" for i, s in enumerate(self.steps)]

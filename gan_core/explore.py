@@ -147,6 +147,7 @@ class Session:
         self.keys: list[dict] = []
         self.keep_next = False  # the next show_seeds keeps the generation shown (an export was opened)
         self.model: str | None = None  # the model the session belongs to (set by the studio)
+        self.thumbs: dict[int, np.ndarray] = {}  # generation -> its first picture, as last shown
 
     @property
     def specimens(self) -> list[Specimen]:
@@ -217,3 +218,15 @@ class Session:
     def redo(self) -> None:
         self.lineage.redo()
         self.picks = []
+
+    def goto(self, i: int) -> None:
+        self.lineage.goto(i)
+        self.picks = []
+
+    def strip(self, first_picture: np.ndarray) -> list[tuple[np.ndarray, str]]:
+        """The lineage as (picture, caption) per generation: the current one's first picture is
+        `first_picture`; the others as they were last shown."""
+        if self.lineage.at >= 0:
+            self.thumbs[self.lineage.at] = first_picture
+        return [(self.thumbs[i], f"{i + 1}. {st['what']}") for i, st in enumerate(self.lineage.steps)
+                if i in self.thumbs]

@@ -62,16 +62,24 @@ def test_a_breeding_session_in_the_browser(page, app):
     caps = _wait_captions(page, lambda c: c[0] == "A" and c[-1] == "B")
     assert len(caps) == 10
     _shot(page, "explore-crossbreed")
+    strip = page.locator(".lineage-strip .caption-label")
+    assert strip.all_inner_texts() == ["1. seeds 0-3", "2. children of seed 2", "3. cross of child 3 and child 5"]
+    page.locator(".lineage-strip button.thumbnail-item").first.click()  # back to the first generation
+    _wait_captions(page, lambda c: c == ["seed 0", "seed 1", "seed 2", "seed 3"])
+    page.get_by_role("button", name="Redo").click()
+    _wait_captions(page, lambda c: len(c) == 9 and c[1] == "child 1")
+    page.get_by_role("button", name="Redo").click()
+    _wait_captions(page, lambda c: c[0] == "A")
     page.get_by_role("button", name="Undo").click()
     _wait_captions(page, lambda c: len(c) == 9 and c[1] == "child 1")
     _thumb(page, 4).click()
     _wait_captions(page, lambda c: c[4] == "▶ child 4")
     page.get_by_role("button", name="Keep as favourite").click()
-    favs = page.locator(".explore-gallery").nth(1)
+    favs = page.locator(".fav-gallery")
     favs.get_by_text("demo-colours: child 4").wait_for()
     page.reload()  # a new page (as after a restart): the favourite is read from the workspace
     page.get_by_role("tab", name="Explore").click()
-    page.locator(".explore-gallery").nth(1).get_by_text("demo-colours: child 4").wait_for()
+    page.locator(".fav-gallery").get_by_text("demo-colours: child 4").wait_for()
     _shot(page, "explore-favourites-after-reload")
     assert len(list((app["ws"] / "favourites").glob("*.json"))) == 1
 

@@ -67,6 +67,8 @@ def test_a_breeding_session_survives_a_restart(env, app):
     assert "cross of child 1 and child 3" in out[2]
     out = c.predict(model=M, api_name="/undo")
     assert "**children of seed 7**" in out[2] and len(_gallery(out)) == 9  # back to the children
+    assert _caps(out, 4) == ["1. seeds 5-10", "2. children of seed 7", "3. cross of child 1 and child 3"]
+    assert out[4]["selected_index"] == 1  # the lineage strip marks the generation shown
     out = c.predict(model=M, api_name="/redo")
     assert "**cross of child 1 and child 3**" in out[2]
     c.predict(model=M, api_name="/undo")
@@ -125,7 +127,7 @@ def test_walk_export_as_mp4_and_an_export_opens_again(app):
     out = c.predict(model=M, file=handle_file(str(png)), api_name="/open_export")
     assert out[0]["value"] == app["demo_model"] and _caps(out, 3) == ["▶ seed 1"]
     assert "opened export" in out[4]
-    assert [u["value"] for u in out[6:12]] == [0.0, 1.5, 0.0, 0.0, 0.0, 0.0]
+    assert [u["value"] for u in out[7:13]] == [0.0, 1.5, 0.0, 0.0, 0.0, 0.0]
     plain = app["root"] / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
     with pytest.raises(Exception) as e:

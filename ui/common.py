@@ -36,7 +36,10 @@ CSS = """
 .hint { color: var(--body-text-color-subdued); font-size: 0.85rem; }
 .explore-gallery img { image-rendering: pixelated; }
 .explore-gallery .grid-wrap { height: auto !important; max-height: 640px; }
+.lineage-strip .caption-label { font-size: 0.7rem; }
+.lineage-strip img { image-rendering: pixelated; }
 .fav-gallery .grid-container { grid-template-columns: repeat(6, minmax(0, 1fr)) !important; }
+.lineage-strip .grid-container { grid-template-columns: repeat(8, minmax(0, 1fr)) !important; }
 """
 
 

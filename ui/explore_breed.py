@@ -70,8 +70,10 @@ def shown(ctx: Context, path, s: explore.Session, dir_values):
     the lineage, the picks line, undo, redo and the session."""
     items = gallery_items(ctx, path, s, explore.offsets_from(dir_values))
     chosen = gr.update(value=items, selected_index=s.picks[-1] if s.picks else None)  # the frame follows ▶
+    line = s.strip(items[0][0])
     return (strip([p for p, _ in items]), chosen, lineage_text(s), picks_text(s),
-            gr.update(interactive=s.lineage.can_undo()), gr.update(interactive=s.lineage.can_redo()), s)
+            gr.update(interactive=s.lineage.can_undo()), gr.update(interactive=s.lineage.can_redo()), s,
+            gr.update(value=line, selected_index=s.lineage.at if line else None))
 
 
 def strip(pics) -> np.ndarray:
@@ -122,6 +124,13 @@ def crossbreed(ctx: Context, model, children, seed, state, *dir_values):
     m, dirs = model_and_dirs(ctx, model)
     s.cross(m.class_names, int(children), int(seed or 0), dirs, explore.offsets_from(dir_values))
     return shown(ctx, model, s, [0] * len(dir_values)) + tuple(gr.update(value=0) for _ in dir_values)
+
+
+def goto(ctx: Context, model, state, evt: gr.SelectData, *dir_values):
+    explore.offsets_from(dir_values)
+    s = session(state, ctx, model)
+    s.goto(evt.index)
+    return shown(ctx, model, s, dir_values)
 
 
 def undo(ctx: Context, model, state, *dir_values):
@@ -304,4 +313,6 @@ def with_ctx(ctx: Context):
                      progress=gr.Progress()):
         return export_walk_video(ctx, model, name, frames_per_key, fps, scale, kind, truncation, state, request,
                                  progress)
-    return pick_, open_favourite_, export_walk_
+    def goto_(model, state, evt: gr.SelectData, *dir_values):
+        return goto(ctx, model, state, evt, *dir_values)
+    return pick_, open_favourite_, export_walk_, goto_

@@ -99,7 +99,7 @@ def draw(ctx: Context, model, seed_a, seed_b, position, method, truncation, n, s
     m = ctx.ws.load_model(model, "cgan")
     hint = blend_hint(m.class_names, weights)
     if not any(w and float(w) > 0 for w in weights[:len(m.class_names)]):
-        return (gr.skip(),) * 7 + (hint,)  # the pictures stay; the hint says why nothing is drawn
+        return (gr.skip(),) * 8 + (hint,)  # the pictures stay; the hint says why nothing is drawn
     _, view = _model_view(ctx, model, seed_a, seed_b, position, method, truncation, n, weights)
     s = B.session(state, ctx, model)
     s.show_seeds(view_specimens(m, view), f"seeds {view.seed_a}-{view.seed_a + view.n - 1}", opened)
@@ -209,6 +209,9 @@ def build(ctx: Context) -> dict:
                     redo_btn = gr.Button("Redo", interactive=False, min_width=70)
                     fav_btn = gr.Button("Keep as favourite", min_width=140)
                 lineage = gr.Markdown("")
+                line_gallery = gr.Gallery(label="Lineage", show_label=False, columns=8, height=130,
+                                          object_fit="contain", allow_preview=False, buttons=[],
+                                          elem_classes="lineage-strip")
                 image = gr.Image(label="Images", type="numpy", format="png", interactive=False, height=150,
                                  elem_classes="pixelated", buttons=["fullscreen"])
                 with gr.Row(equal_height=True):
@@ -264,8 +267,8 @@ def build(ctx: Context) -> dict:
         explore_api.register(ctx)  # inside the tab: the page draws nothing for it
 
     view = [seed_a, seed_b, position, method, truncation, n_images] + sliders
-    pick_, open_fav_, walk_ = B.with_ctx(ctx)
-    shown = [image, gallery, lineage, picks, undo_btn, redo_btn, state]
+    pick_, open_fav_, walk_, goto_ = B.with_ctx(ctx)
+    shown = [image, gallery, lineage, picks, undo_btn, redo_btn, state, line_gallery]
     fast = dict(show_progress="minimal", trigger_mode="always_last", concurrency_id="explore", concurrency_limit=2)
     redraw = dict(fn=E(partial(draw, ctx)), inputs=[model] + view[:6] + [state] + dir_sliders + sliders,
                   outputs=shown + [hint], **fast)
@@ -294,6 +297,7 @@ def build(ctx: Context) -> dict:
     show_btn.click(E(named(partial(B.show_api, ctx), "model", "seed", "n", "classes", "truncation", "state",
                            *DIRECTION_NAMES)), [model, seed_a, n_images, classes_txt, truncation, state] + dir_sliders,
                    shown, api_name="show", concurrency_id="explore")
+    line_gallery.select(E(goto_), [model, state] + dir_sliders, shown, api_visibility="private").success(**previewed)
     pick_api.click(E(named(partial(B.pick_index, ctx), "model", "index", "state", *DIRECTION_NAMES)),
                    [model, pick_no, state] + dir_sliders, shown, api_name="pick")
     children_btn.click(E(named(partial(B.breed, ctx), "model", "children", "strength", "class_mutation", "seed", "state", *DIRECTION_NAMES)), [model, n_children, strength, class_mut, breed_seed, state]
