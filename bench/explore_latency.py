@@ -87,9 +87,10 @@ def round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[float]:
         demo.close()
 
 
-def browser_round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[float]:
-    """Seconds from letting go of a slider (Enter in its number box, which ends a change as
-    letting go does) to every new picture of the gallery loaded in headless Chromium."""
+def browser_round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[tuple[float, float]]:
+    """(new pictures in the page, all of them loaded) in seconds after a slider's release, timed
+    inside headless Chromium (performance.now): the page sets the Truncation box and sends the
+    release event Gradio listens to, then watches the gallery's <img> elements."""
     import studio
     from playwright.sync_api import sync_playwright
 
@@ -101,10 +102,22 @@ def browser_round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[floa
     launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"]
-    wait_js = """([n, old]) => { const imgs = [...document.querySelectorAll('.explore-gallery')[0]
-                   .querySelectorAll('button.thumbnail-item img')];
-                 return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0 && !old.includes(i.src)); }"""
-    srcs_js = "() => [...document.querySelectorAll('.explore-gallery')[0].querySelectorAll('img')].map(i => i.src)"
+    js = """async ([v]) => {
+      const g = document.querySelectorAll('.explore-gallery')[0];
+      const old = [...g.querySelectorAll('img')].map(i => i.src);
+      const box = document.querySelector('input[aria-label="number input for Truncation"]');
+      const t0 = performance.now();
+      let shown = null;
+      box.value = v; box.dispatchEvent(new Event('input', {bubbles: true}));
+      box.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+      while (performance.now() - t0 < 30000) {
+        const imgs = [...g.querySelectorAll('button.thumbnail-item img')];
+        if (shown === null && imgs.length && imgs.every(i => !old.includes(i.src))) shown = performance.now() - t0;
+        if (shown !== null && imgs.every(i => i.complete && i.naturalWidth > 0)) return [shown, performance.now() - t0];
+        await new Promise(r => setTimeout(r, 2));
+      }
+      return [NaN, NaN];
+    }"""
     out = []
     try:
         with sync_playwright() as p:
@@ -117,16 +130,11 @@ def browser_round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[floa
             box = pg.get_by_label("number input for Images")
             box.fill(str(n))
             box.press("Enter")
-            pg.wait_for_function(wait_js, arg=[n, []])
-            trunc = pg.get_by_label("number input for Truncation")
-            for k in range(calls + 2):
-                old = pg.evaluate(srcs_js)
-                trunc.fill(f"{0.5 + 0.02 * (k % 20):.2f}")
-                t0 = time.perf_counter()
-                trunc.press("Enter")
-                pg.wait_for_function(wait_js, arg=[n, old], polling=5)
-                if k >= 2:
-                    out.append(time.perf_counter() - t0)
+            pg.wait_for_timeout(2000)
+            for k in range(calls + 3):
+                shown, loaded = pg.evaluate(js, [f"{0.5 + 0.02 * (k % 20):.2f}"])
+                if k >= 3:
+                    out.append((shown / 1000, loaded / 1000))
             b.close()
     finally:
         demo.close()
@@ -221,7 +229,7 @@ def run(a, tmp: Path) -> int:
 
     def gallery_png():
         from PIL import Image
-        for pic, _ in drawn[1]:
+        for pic, _ in drawn[1]["value"]:
             Image.fromarray(pic).save(io.BytesIO(), format="PNG")
         Image.fromarray(drawn[0]).save(io.BytesIO(), format="PNG")
 
@@ -258,8 +266,10 @@ def run(a, tmp: Path) -> int:
             ["PNG encoding of its 16 gallery pictures and the strip", ms(gallery_png_s), p90(gallery_png_s)],
             ["draw + PNG encoding (medians added)", f"{1000 * (median(draw_s) + median(gallery_png_s)):.1f}", ""]]
     if browser_s:
-        rows.append(["slider let go -> all new gallery pictures loaded in headless Chromium", ms(browser_s),
-                     p90(browser_s)])
+        shown_s, loaded_s = [x for x, _ in browser_s], [y for _, y in browser_s]
+        rows.append(["slider released -> new gallery pictures in the page (headless Chromium)", ms(shown_s),
+                     p90(shown_s)])
+        rows.append(["slider released -> all of them loaded and drawn", ms(loaded_s), p90(loaded_s)])
     if server_s:
         rows.append(["round trip through the running studio (gradio_client, `/show`, all pictures fetched)",
                      ms(server_s), p90(server_s)])
@@ -278,7 +288,7 @@ def run(a, tmp: Path) -> int:
           f"(gradio): {import_s:.1f} s.")
     verdict = "met" if median(calls) < 0.05 else "missed"
     print(f"\nTarget (median under 50 ms): **{verdict}** ({ms(calls)} ms).")
-    worst = median(browser_s) if browser_s else median(draw_s) + median(gallery_png_s)
+    worst = median([y for _, y in browser_s]) if browser_s else median(draw_s) + median(gallery_png_s)
     print(f"Target (slider release to new pictures under 250 ms with {a.n} images): "
           f"**{'met' if worst < 0.25 else 'missed'}** ({1000 * worst:.1f} ms, "
           f"{'in the browser' if browser_s else 'handler + encoding'}; other processes used "

@@ -269,7 +269,7 @@ def build(ctx: Context) -> dict:
     view = [seed_a, seed_b, position, method, truncation, n_images] + sliders
     pick_, open_fav_, walk_, goto_ = B.with_ctx(ctx)
     shown = [image, gallery, lineage, picks, undo_btn, redo_btn, state, line_gallery]
-    fast = dict(show_progress="minimal", trigger_mode="always_last", concurrency_id="explore", concurrency_limit=2)
+    fast = dict(show_progress="minimal", trigger_mode="always_last", queue=False)  # no queue round trips
     redraw = dict(fn=E(partial(draw, ctx)), inputs=[model] + view[:6] + [state] + dir_sliders + sliders,
                   outputs=shown + [hint], **fast)
     opened = wire_model_picker(ctx, "cgan", tab, picker, open_model, sliders + [info, names],
