@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from gan_core import directions as D
-    from gan_core.checkpoint import load_generator, resolve_model_dir
+    from gan_core.checkpoint import load_generator
     from gan_core.explore import labelled_grid, pictures
     from gan_core.breeding import Specimen
     from gan_core.sampling import class_weights, noise, save_png
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     visible = [i for i in range(a.k) if per[i] > a.visible]
     off = np.abs(corr[np.triu_indices(a.k, 1)])
 
-    print(f"\n## Discovered directions (`bench/directions.py`)\n")
+    print("\n## Discovered directions (`bench/directions.py`)\n")
     print(f"Machine: {machine()}.\n\nCommand: `{command_line()}`\n")
     print(f"Model: `{Path(a.model).name}` ({cfg.model.resolution} px, {len(names)} classes, nz {cfg.model.nz}); "
           f"{a.seeds} seeds x {len(names)} classes, step {a.step:g}; fp32.\n")
