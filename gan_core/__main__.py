@@ -310,7 +310,7 @@ def _dispatch(a) -> int:
         sampling.class_weights(names, view.blend)  # an unknown class is refused before any frame
         frames = sampling.loop_frames(G, names, view, a.frames)
         from .media import save_video, upscale
-        save_video([upscale(f, a.scale or 1) for f in frames], a.out, a.fps)
+        save_video([upscale(f, a.scale or 1) for f in frames], a.out, a.fps or 1000 / 60)
         print(f"wrote {a.out} ({len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]})")
         return 0
     if a.command == "sample":

@@ -114,7 +114,8 @@ def add_walk_options(an) -> None:
     an.add_argument("--frames-per-key", type=int, default=24, help="with --keys: frames per segment (default 24)")
     an.add_argument("--ease", default="smooth", choices=("smooth", "linear", "ease-in", "ease-out"),
                     help="with --keys: easing of every segment (default smooth)")
-    an.add_argument("--fps", type=float, default=24, help="frames per second (default 24)")
+    an.add_argument("--fps", type=float, default=None,
+                    help="frames per second (default 24 with --keys, else about 16.7: 60 ms a frame)")
     an.add_argument("--scale", type=int, choices=range(1, 9), metavar="1-8", default=None,
                     help="upscale factor (default: 4 for --keys, 1 otherwise)")
     an.add_argument("--direction", action="append", metavar="I=AMOUNT",
@@ -132,6 +133,7 @@ def walk(a) -> int:
     G, cfg, folder, name = _load(a)
     names = cfg.model.class_names
     keys = parse_keys(a.keys)
+    fps = a.fps or 24
     offsets = _offsets(a.direction)
     for k in keys:
         k.ease, k.offsets = a.ease, offsets
@@ -143,10 +145,10 @@ def walk(a) -> int:
             bar.set_description(stage)
             bar.n = round(100 * f)
             bar.refresh()
-        out, n = export_walk(G, names, keys, a.out, blend=blend, frames_per_key=a.frames_per_key, fps=a.fps,
+        out, n = export_walk(G, names, keys, a.out, blend=blend, frames_per_key=a.frames_per_key, fps=fps,
                              truncation=a.truncation, scale=a.scale or 4, dirs=dirs, metadata=meta,
                              on_progress=tick)
-    print(f"wrote {out} ({n} frames, {len(keys)} keyframes, {n / a.fps:.1f} s at {a.fps:g} fps)")
+    print(f"wrote {out} ({n} frames, {len(keys)} keyframes, {n / fps:.1f} s at {fps:g} fps)")
     return 0
 
 
