@@ -17,7 +17,6 @@ from gan_core.walks import EASINGS, Keyframe, export_walk
 from .common import Context
 
 N_DIRECTIONS = 6
-GALLERY_PX = 192  # about this many pixels per picture in the gallery (upscaled in the browser)
 _CANCEL: dict[str, threading.Event] = {}  # per browser session: Cancel asks the running export to stop
 
 
