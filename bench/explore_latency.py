@@ -63,6 +63,84 @@ def timed(fn, n: int, warmup: int = 3) -> list[float]:
     return out
 
 
+def round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[float]:
+    """Seconds per /show call through a launched studio on this machine, with every picture
+    downloaded (what the page does after a slider is let go, less the browser's drawing)."""
+    import studio
+    from gradio_client import Client
+
+    from gan_core.jobs import Jobs
+    from ui import build_app, launch_app
+
+    demo = build_app(tmp / "ws-server", models_dir=model.parent, jobs=Jobs())
+    port = studio.free_port()
+    launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        k = [0]
+
+        def one():
+            k[0] += 1
+            c.predict(model=model.name, seed=k[0] % 50, n=n, classes="", api_name="/show")
+        return timed(one, calls)
+    finally:
+        demo.close()
+
+
+def browser_round_trips(tmp: Path, model: Path, n: int, calls: int) -> list[tuple[float, float]]:
+    """(new pictures in the page, all of them loaded) in seconds after a slider's release, timed
+    inside headless Chromium (performance.now): the page sets the Truncation box and sends the
+    release event Gradio listens to, then watches the gallery's <img> elements."""
+    import studio
+    from playwright.sync_api import sync_playwright
+
+    from gan_core.jobs import Jobs
+    from ui import build_app, launch_app
+
+    demo = build_app(tmp / "ws-browser", models_dir=model.parent, jobs=Jobs())
+    port = studio.free_port()
+    launch_app(demo, port=port, prevent_thread_lock=True, quiet=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    js = """async ([v]) => {
+      const g = document.querySelectorAll('.explore-gallery')[0];
+      const old = [...g.querySelectorAll('img')].map(i => i.src);
+      const box = document.querySelector('input[aria-label="number input for Truncation"]');
+      const t0 = performance.now();
+      let shown = null;
+      box.value = v; box.dispatchEvent(new Event('input', {bubbles: true}));
+      box.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+      while (performance.now() - t0 < 30000) {
+        const imgs = [...g.querySelectorAll('button.thumbnail-item img')];
+        if (shown === null && imgs.length && imgs.every(i => !old.includes(i.src))) shown = performance.now() - t0;
+        if (shown !== null && imgs.every(i => i.complete && i.naturalWidth > 0)) return [shown, performance.now() - t0];
+        await new Promise(r => setTimeout(r, 2));
+      }
+      return [NaN, NaN];
+    }"""
+    out = []
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+            pg = b.new_page(viewport={"width": 1366, "height": 768})
+            pg.set_default_timeout(60_000)
+            pg.goto(f"http://127.0.0.1:{port}/")
+            pg.get_by_role("tab", name="Explore").click()
+            pg.get_by_text(f"{model.name}: ").first.wait_for()
+            box = pg.get_by_label("number input for Images")
+            box.fill(str(n))
+            box.press("Enter")
+            pg.wait_for_timeout(2000)
+            for k in range(calls + 3):
+                shown, loaded = pg.evaluate(js, [f"{0.5 + 0.02 * (k % 20):.2f}"])
+                if k >= 3:
+                    out.append((shown / 1000, loaded / 1000))
+            b.close()
+    finally:
+        demo.close()
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="run or model folder of a conditional model "
@@ -71,6 +149,10 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=16, help="images per call (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--levers", action="store_true", help="also time the generator under the levers")
+    p.add_argument("--no-server", dest="server", action="store_false",
+                   help="skip the round trips through a launched studio (gradio_client)")
+    p.add_argument("--no-browser", dest="browser", action="store_false",
+                   help="skip the round trips in headless Chromium (/usr/bin/chromium)")
     a = p.parse_args(argv)
     return run_in_temp_dir(a, "bench_explore_", run)
 
@@ -131,6 +213,30 @@ def run(a, tmp: Path) -> int:
     ol.stop()
     img = call()
 
+    # the handler the sliders call now: the pictures for the gallery (one per image) and the strip
+    from ui import explore_breed
+    state = explore_breed.session(None)
+    dirs0 = [0.0] * explore_breed.N_DIRECTIONS
+
+    def draw():
+        i[0] += 1
+        return explore_tab.draw(ctx, str(model), 0, 1, 0.0, "lerp", 1.0, a.n, state, *dirs0, *weights(i[0]))
+
+    ol2 = OtherLoad().start()
+    draw_s = timed(draw, a.calls)
+    ol2.stop()
+    drawn = draw()
+
+    def gallery_png():
+        from PIL import Image
+        for pic, _ in drawn[1]["value"]:
+            Image.fromarray(pic).save(io.BytesIO(), format="PNG")
+        Image.fromarray(drawn[0]).save(io.BytesIO(), format="PNG")
+
+    gallery_png_s = timed(gallery_png, a.calls)
+    server_s = round_trips(tmp, model, a.n, a.calls) if a.server else []
+    browser_s = browser_round_trips(tmp, model, a.n, a.calls) if a.browser else []
+
     def png():
         buf = io.BytesIO()
         from PIL import Image
@@ -155,7 +261,18 @@ def run(a, tmp: Path) -> int:
             ["  of which: generator (`sampling.generate`)", ms(gen_s), p90(gen_s)],
             ["  of which: grid (`sampling.grid`)", ms(grid_s), p90(grid_s)],
             ["PNG encoding of the returned grid (done by the page's image component)", ms(png_s), p90(png_s)],
-            ["handler + PNG encoding (medians added)", f"{1000 * (median(calls) + median(png_s)):.1f}", ""]]
+            ["handler + PNG encoding (medians added)", f"{1000 * (median(calls) + median(png_s)):.1f}", ""],
+            ["`explore_tab.draw` (the sliders' handler now: gallery pictures + strip)", ms(draw_s), p90(draw_s)],
+            ["PNG encoding of its 16 gallery pictures and the strip", ms(gallery_png_s), p90(gallery_png_s)],
+            ["draw + PNG encoding (medians added)", f"{1000 * (median(draw_s) + median(gallery_png_s)):.1f}", ""]]
+    if browser_s:
+        shown_s, loaded_s = [x for x, _ in browser_s], [y for _, y in browser_s]
+        rows.append(["slider released -> new gallery pictures in the page (headless Chromium)", ms(shown_s),
+                     p90(shown_s)])
+        rows.append(["slider released -> all of them loaded and drawn", ms(loaded_s), p90(loaded_s)])
+    if server_s:
+        rows.append(["round trip through the running studio (gradio_client, `/show`, all pictures fetched)",
+                     ms(server_s), p90(server_s)])
     print("\n## Explore latency (`bench/explore_latency.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU during the timed handler calls.\n")
@@ -171,6 +288,11 @@ def run(a, tmp: Path) -> int:
           f"(gradio): {import_s:.1f} s.")
     verdict = "met" if median(calls) < 0.05 else "missed"
     print(f"\nTarget (median under 50 ms): **{verdict}** ({ms(calls)} ms).")
+    worst = median([y for _, y in browser_s]) if browser_s else median(draw_s) + median(gallery_png_s)
+    print(f"Target (slider release to new pictures under 250 ms with {a.n} images): "
+          f"**{'met' if worst < 0.25 else 'missed'}** ({1000 * worst:.1f} ms, "
+          f"{'in the browser' if browser_s else 'handler + encoding'}; other processes used "
+          f"{100 * ol2.share:.0f}% of the CPU during the draw calls).")
 
     if a.levers:
         rows = [["`sampling.generate` as shipped (inference_mode)", ms(gen_s), p90(gen_s), ""]]

@@ -1,4 +1,4 @@
-"""Command line: python -m gan_core {check,train,resume,sample,animate,texture,export} ... (see --help
+"""Command line: python -m gan_core {check,train,resume,sample,animate,breed,directions,texture,export} ... (see --help
 of each). Settings pass through gan_core.options, as the studio's do, so both doors accept and
 refuse the same values.
 
@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import options
+from . import cli_explore, options
 from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
                      SGANConfig, TrainConfig)
 from .errors import StudioError, os_error_text
@@ -32,6 +32,10 @@ EPILOG = """examples:
   python -m gan_core resume runs/demo-steps --steps 5000
   python -m gan_core sample runs/demo --class brick --n 16 --out brick.png
   python -m gan_core animate runs/demo --class brick=0.3 --class grass=0.7 --seed-b 5 --out loop.gif
+  python -m gan_core animate --keys 0,7,3,9 --out walk.mp4      (a looped keyframe walk, shipped demo)
+  python -m gan_core breed demo-classes --parent 7 --children 8 --strength 0.4 --out kids.png
+  python -m gan_core breed --from kids.png --pick 3 --out grandkids.png
+  python -m gan_core directions --k 5 --out directions.png
   python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
   python -m gan_core export runs/demo --out checkpoints/my-model
@@ -156,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--truncation", type=options.arg("truncation"), default=1.0, help="0 < t <= 1; lower is less varied (default %(default)s)")
     sm.add_argument("--out", required=True, help="PNG file to write")
 
-    an = sub.add_parser("animate", help="write a looping animation (GIF or WebP) from a conditional model",
-                        description="Images of seeds A, A+1, ... move to seeds B, B+1, ... and back (a loop "
-                                    "without a jump), for a class or a blend of classes.")
-    an.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_CGAN),
-                    help="run folder or model folder (default: the shipped demo, %(default)s)")
+    an = sub.add_parser("animate", help="write a looping animation (MP4, GIF or WebP) from a conditional model",
+                        description="With --keys, a looped walk through keyframes (seeds), each segment eased; "
+                                    "else images of seeds A, A+1, ... move to seeds B, B+1, ... and back (a loop "
+                                    "without a jump), for a class or a blend of classes. The format comes from "
+                                    "the file name.")
+    an.add_argument("run", metavar="RUN", nargs="?", default=str(DEMO_CGAN),
+                    help="run or model folder, or a model's name (default: the shipped demo, %(default)s)")
     an.add_argument("--class", dest="cls", action="append", metavar="NAME",
                     help="class, or NAME=WEIGHT to blend (repeat); default: the first class")
     an.add_argument("--seed-a", type=options.arg("seed"), default=0, help="first seed of A (default %(default)s)")
@@ -170,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--path", choices=("slerp", "lerp"), default="slerp", help="interpolation (default %(default)s)")
     an.add_argument("--truncation", type=options.arg("truncation"), default=1.0,
                     help="0 < t <= 1; lower is less varied (default %(default)s)")
-    an.add_argument("--out", required=True, help="file to write: .gif or .webp")
+    an.add_argument("--out", required=True, help="file to write: .mp4, .gif or .webp")
+    cli_explore.add_walk_options(an)
+    cli_explore.add_parsers(sub, "run or model folder, or a model's name (default: the shipped demo, demo-classes)")
 
     tx = sub.add_parser("texture", help="write a texture from a spatial model")
     tx.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_SGAN),
@@ -289,8 +297,12 @@ def _dispatch(a) -> int:
         rep = check_data(variant, a.data, batch=a.batch, patch=patch)
         print(rep.text())
         return 0 if rep.ok else 2
+    if a.command in ("breed", "directions"):
+        return cli_explore.dispatch(a)
+    if a.command == "animate" and a.keys:
+        return cli_explore.walk(a)
     if a.command == "animate":
-        G, cfg = checkpoint.load_generator(a.run)
+        G, cfg = checkpoint.load_generator(cli_explore.resolve(a.run, a.workspace))
         if cfg.variant != "cgan":
             raise StudioError(f"{a.run} is a texture model; animations are made from conditional models.")
         names = cfg.model.class_names
@@ -298,7 +310,8 @@ def _dispatch(a) -> int:
                              0.0, a.path, a.truncation, a.n)
         sampling.class_weights(names, view.blend)  # an unknown class is refused before any frame
         frames = sampling.loop_frames(G, names, view, a.frames)
-        sampling.save_animation(frames, a.out)
+        from .media import save_video, upscale
+        save_video([upscale(f, a.scale or 1) for f in frames], a.out, a.fps or 1000 / 60)
         print(f"wrote {a.out} ({len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]})")
         return 0
     if a.command == "sample":

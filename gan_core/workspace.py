@@ -68,7 +68,9 @@ class Workspace:
         self.runs = self.root / "runs"
         self.exports = self.root / "exports"
         self.uploads = self.root / "uploads"
-        for d in (self.runs, self.exports, self.uploads):
+        self.favourites = self.root / "favourites"  # Explore's kept images (PNG + JSON each)
+        self.cache = self.root / "cache"  # things computed from models (their directions)
+        for d in (self.runs, self.exports, self.uploads, self.favourites):
             d.mkdir(parents=True, exist_ok=True)
         self.models_dir = Path(models_dir).expanduser().resolve() if models_dir else None
         self.uploads_quota = MAX_UPLOADS_BYTES  # all unpacked uploads together
@@ -126,8 +128,26 @@ class Workspace:
         return list_models(variant, self.models_dir, self.runs)
 
     def load_model(self, path: str | os.PathLike | None, variant: str) -> Model:
-        """A model of this workspace (a run or a shipped model) for a variant, cached."""
-        return load_model(path, variant, roots=self.model_roots())
+        """A model of this workspace (a run or a shipped model) for a variant, cached. `path` may
+        also be the model's name or its label in the model list."""
+        return load_model(self.model_path(path, variant), variant, roots=self.model_roots())
+
+    def model_path(self, text: str | os.PathLike | None, variant: str) -> str | None:
+        """A model's folder from its folder path, its name ("demo-classes", a run's name) or its
+        label in the list ("demo-classes  (demo)"); other text is returned as it is."""
+        if not text:
+            return None
+        t = str(text).strip()
+        if os.sep in t and Path(t).is_dir():  # a folder path: load_model checks where it lies
+            return t
+        listed = self.models(variant)
+        for label, folder in listed + self.models("sgan" if variant == "cgan" else "cgan"):
+            if t in (label, folder, label.split("  (")[0]):
+                return folder
+        if os.sep not in t and "/" not in t and not Path(t).exists():
+            names = ", ".join(label.split("  (")[0] for label, _ in listed) or "none yet"
+            raise StudioError(f"There is no model named {t!r}; the models are: {names}.")
+        return t
 
     # ---- data ---------------------------------------------------------------------------
     def data_paths(self, variant: str, text: str | list[str] | None) -> list[Path]:

@@ -43,7 +43,7 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None
                                max_upload_bytes=max_upload_mb * 1_000_000 + 100_000)  # + the form's own bytes
     return demo.launch(server_name=host, server_port=port, share=False, auth=auth, app_kwargs={"middleware": guards},
                        auth_message="GAN Studio workshop: ask the host for the password." if auth else None,
-                       allowed_paths=[str(demo.ctx.ws.exports)], max_file_size=f"{max_upload_mb}mb",
+                       allowed_paths=[str(demo.ctx.ws.exports), str(demo.ctx.ws.favourites)], max_file_size=f"{max_upload_mb}mb",
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True,
                        footer_links=["api", "settings"], theme=gr.themes.Soft(), css=CSS, inbrowser=False,
                        ssr_mode=False)

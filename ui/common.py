@@ -34,6 +34,12 @@ CSS = """
 .brush-swatch { display: inline-block; width: 14px; height: 14px; border-radius: 3px; margin-right: 6px;
                 vertical-align: -2px; border: 1px solid #0003; }
 .hint { color: var(--body-text-color-subdued); font-size: 0.85rem; }
+.explore-gallery img { image-rendering: pixelated; }
+.explore-gallery .grid-wrap { height: auto !important; max-height: 640px; }
+.lineage-strip .caption-label { font-size: 0.7rem; }
+.lineage-strip img { image-rendering: pixelated; }
+.fav-gallery .grid-container { grid-template-columns: repeat(6, minmax(0, 1fr)) !important; }
+.lineage-strip .grid-container { grid-template-columns: repeat(8, minmax(0, 1fr)) !important; }
 """
 
 
@@ -173,13 +179,14 @@ def model_picker(kind: str) -> ModelPicker:
     return ModelPicker(model, refresh, info, gr.State(None))
 
 
-def wire_model_picker(ctx: Context, variant: str, tab, picker: ModelPicker, opener, outputs):
-    """Refresh (and opening the tab) lists the models; choosing one runs `opener(ctx, path)`; a model
-    that fails to load gives way to the one that was open. Returns the opening event."""
+def wire_model_picker(ctx: Context, variant: str, tab, picker: ModelPicker, opener, outputs, extra_inputs=()):
+    """Refresh (and opening the tab) lists the models; choosing one runs `opener(ctx, path,
+    *extra_inputs)`; a model that fails to load gives way to the one that was open. Returns the
+    opening event."""
     listed = dict(fn=partial(model_list, ctx, variant), inputs=picker.model, outputs=picker.model)
     picker.refresh.click(**listed, api_name=f"list_{variant}_models")
     tab.select(**listed, api_visibility="private")
-    opened = picker.model.change(errors_as_messages(partial(opener, ctx)), picker.model, outputs,
+    opened = picker.model.change(errors_as_messages(partial(opener, ctx)), [picker.model, *extra_inputs], outputs,
                                  api_name=f"open_{variant}_model")
     opened.success(keep, picker.model, picker.opened, api_visibility="private")
     opened.failure(keep, picker.opened, picker.model, api_visibility="private")

@@ -62,7 +62,7 @@ def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) 
             pg.get_by_role("button", name="Stop", exact=True).click()
             pg.locator(".studio-progress", has_text="stopped at step").wait_for()
 
-            # Explore: a blend of two classes, eight seeds, and the grid of seeds x classes
+            # Explore: a blend of two classes, eight seeds, the grid of classes x seeds, and children of one
             pg.get_by_role("tab", name="Explore").click()
             names = checkpoint.read_config(checkpoint.resolve_model_dir(model)).model.class_names
             pg.get_by_text(f"{model.name}: {len(names)} classes").wait_for()
@@ -74,6 +74,12 @@ def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) 
             pg.get_by_label("Seed B").press("Tab")
             pg.get_by_role("button", name="Make grid").click()
             pg.wait_for_timeout(3000)
+            # the sixth picture becomes the parent of eight children
+            pg.locator(".explore-gallery").first.locator("button.thumbnail-item").nth(5).click()
+            pg.get_by_text("Parent: seed 5", exact=True).wait_for()
+            pg.get_by_role("button", name="Children", exact=True).click()
+            pg.get_by_text("children of seed 5").wait_for()
+            pg.wait_for_timeout(2000)
             _top(pg)
             pg.screenshot(path=str(out / "explore.png"))
 
