@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .data import to_uint8
 from .errors import ConfigError
+from . import styles
 from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
@@ -52,20 +53,9 @@ def canvas_cells(G, width: int, height: int, tileable: bool) -> tuple[int, int, 
 
 
 def _brush_codes(G, brushes: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per brush: its global style code (nz_global) and source weights (n_sources)."""
-    c = G.cfg
-    default = torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(seed) + 7919))
-    default_src = int(torch.randint(c.n_sources, (1,), generator=torch.Generator().manual_seed(int(seed))))
-    styles, sources = [], []
-    for b in brushes:
-        s, src = b.get("style_seed"), b.get("source")
-        styles.append(default if s is None else torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(s))))
-        src = default_src if src is None else int(src)
-        if not 0 <= src < c.n_sources:
-            raise ConfigError(f"source must be between 0 and {c.n_sources - 1}; this model has "
-                              f"{c.n_sources} source image(s).")
-        sources.append(F.one_hot(torch.tensor(src), c.n_sources).float())
-    return torch.stack(styles), torch.stack(sources)
+    """Per brush: its global style code (nz_global) and source weights (n_sources); see styles.py."""
+    codes = [styles.brush_code(G, b, seed) for b in brushes]
+    return torch.stack([z for z, _ in codes]), torch.stack([w for _, w in codes])
 
 
 def brush_weights(style_map: np.ndarray, n_brushes: int, h: int, w: int, tileable: bool,
@@ -105,25 +95,41 @@ def _pad(m: torch.Tensor, r: int, dim: int, wrap: bool) -> torch.Tensor:
 
 def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, source: int | None = None,
                  style_seed: int | None = None, style_map: np.ndarray | None = None,
-                 brushes: list[dict] | None = None) -> SpatialNoise:
-    """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style)."""
+                 brushes: list[dict] | None = None, feather: float | None = None,
+                 morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal") -> SpatialNoise:
+    """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style).
+
+    feather: the soft edge of painted regions in pixels (a Gaussian of feather / 2 px; 0: a hard
+    cut at the noise grid; None: 1.5 noise cells). Where two brushes meet, their sources mix
+    along the model's even path (styles.py), so the look changes evenly across the edge.
+    morph: two brushes; the canvas goes from the first to the second (left to right, or top to
+    bottom; tileable canvases go there and back), instead of following a style map.
+    """
     c = G.cfg
+    gen = torch.Generator().manual_seed(int(seed))
+    local = torch.randn(1, c.nz_local, h, w, generator=gen)
+    phase = torch.rand(1, c.nz_periodic, generator=gen) * (2 * math.pi)
+    period = (h, w) if tileable else None
+    if morph is not None:
+        style, src = styles.morph_codes(G, morph[0], morph[1], seed, h, w, morph_direction, tileable)
+        return SpatialNoise(local, style[None], src[None], phase, period=period)
     if brushes is None:
         brushes = [{"source": source, "style_seed": style_seed}]
     if not brushes:
         raise ConfigError("at least one brush (style) is needed.")
-    styles, sources = _brush_codes(G, brushes, seed)
+    codes, sources = _brush_codes(G, brushes, seed)
     if style_map is None:
         wts = torch.zeros(len(brushes), h, w)
         wts[0] = 1.0
     else:
-        wts = brush_weights(style_map, len(brushes), h, w, tileable)
-    gen = torch.Generator().manual_seed(int(seed))
-    local = torch.randn(1, c.nz_local, h, w, generator=gen)
-    phase = torch.rand(1, c.nz_periodic, generator=gen) * (2 * math.pi)
-    style = torch.einsum("bhw,bc->chw", wts, styles)[None]
-    src = torch.einsum("bhw,bc->chw", wts, sources)[None]
-    return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=(h, w) if tileable else None)
+        cells = 1.5 if feather is None else max(0.0, float(feather)) / (2 * c.scale)
+        wts = brush_weights(style_map, len(brushes), h, w, tileable, blend_cells=cells)
+    style = torch.einsum("bhw,bc->chw", wts, codes)[None]
+    if len(brushes) == 2 and style_map is not None:  # one edge: mix evenly in look
+        src = styles.along(G, sources[0], sources[1], wts[1]).permute(2, 0, 1)[None]
+    else:
+        src = torch.einsum("bhw,bc->chw", wts, sources)[None]
+    return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=period)
 
 
 @torch.inference_mode()
@@ -164,17 +170,20 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
 def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool = False,
                      source: int | None = None, style_seed: int | None = None,
                      style_map: np.ndarray | None = None, brushes: list[dict] | None = None,
-                     on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+                     on_progress: Callable[[float], None] | None = None, feather: float | None = None,
+                     morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal") -> np.ndarray:
     """An (H, W, 3) uint8 texture.
 
     seed: the local noise (and the default style). tileable: exactly periodic; the size is
     rounded up to a multiple of 2**depth. source / style_seed: one style for the whole canvas
-    (a source image of a fused model; a random global code). style_map + brushes: a painted
-    2-D array of brush numbers (any resolution) and, per brush, {"source": int | None,
-    "style_seed": int | None}; the texture follows the map with smooth transitions.
+    (a source image of a fused model; a random style from a seed: see styles.py). style_map +
+    brushes: a painted 2-D array of brush numbers (any resolution) and, per brush,
+    {"source": int | None, "style_seed": int | None}; the texture follows the map with smooth
+    transitions (feather: their width in px). morph: two brushes to go between across the canvas.
     """
     h, w, H, W = canvas_cells(G, width, height, tileable)
-    noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes)
+    noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes, feather, morph,
+                         morph_direction)
     return render(G, noise, H, W, tileable, on_progress=on_progress)
 
 
@@ -229,17 +238,30 @@ def style_map_from_canvas(canvas: np.ndarray | None, palette: list[str]) -> np.n
 
 
 def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, style_map: np.ndarray | None = None,
-          brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None
-          ) -> tuple[np.ndarray, dict[str, str]]:
+          brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None,
+          feather: float | None = None, morph: tuple[int, int] | None = None,
+          morph_direction: str = "horizontal") -> tuple[np.ndarray, dict[str, str]]:
     """A texture and its settings as text (for the file's metadata). Without a painted map the
-    first brush styles the whole canvas; with one, the brushes up to the highest one painted."""
+    first brush styles the whole canvas; with one, the brushes up to the highest one painted.
+    morph: two brush numbers (0-based); the canvas goes from the first brush to the second."""
     brushes = list(brushes or [{"source": None, "style_seed": None}])
-    brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
+    pair = None
+    if morph is not None:
+        a, b = (int(i) for i in morph)
+        if not (0 <= a < len(brushes) and 0 <= b < len(brushes)):
+            raise ConfigError(f"A morph goes between two brushes numbered 1 to {len(brushes)}; got {a + 1} and {b + 1}.")
+        pair = (brushes[a], brushes[b])
+        brushes, style_map = [brushes[a], brushes[b]], None
+    else:
+        brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
     img = generate_texture(G, width, height, seed=seed, tileable=tileable, style_map=style_map,
-                           brushes=brushes, on_progress=on_progress)
+                           brushes=brushes, on_progress=on_progress, feather=feather, morph=pair,
+                           morph_direction=morph_direction)
     meta = {"software": "GAN Studio", "seed": str(seed), "tileable": str(bool(tileable)),
-            "requested_size": f"{width}x{height}", "brushes": json.dumps(brushes),
-            "painted": str(style_map is not None)}
+            "requested_size": f"{width}x{height}", "size": f"{img.shape[1]}x{img.shape[0]}",
+            "brushes": json.dumps(brushes), "painted": str(style_map is not None),
+            "feather_px": "default" if feather is None else f"{float(feather):g}",
+            "morph": "none" if pair is None else f"{morph[0] + 1}->{morph[1] + 1} {morph_direction}"}
     return img, meta
 
 
