@@ -29,6 +29,7 @@ MAX_SIDE = 8192
 MIN_SIDE = 16
 MAX_STYLE_MAP = 1024  # the style map is read at most this many pixels on a side
 TILE = 16  # noise cells per tile side (512 px at depth 5)
+FEATHER_SIGMAS = 1.2816  # a feather of R px: the mask goes from 10 % to 90 % over R px either side of the edge
 
 
 def check_size(width: int, height: int) -> None:
@@ -99,7 +100,8 @@ def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, sourc
                  morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal") -> SpatialNoise:
     """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style).
 
-    feather: the soft edge of painted regions in pixels (a Gaussian of feather / 2 px; 0: a hard
+    feather: the soft edge of painted regions in pixels (a brush fades from 90 % to 10 % between
+    feather px inside and feather px outside its edge: a Gaussian blur; 0: a hard
     cut at the noise grid; None: 1.5 noise cells). Where two brushes meet, their sources mix
     along the model's even path (styles.py), so the look changes evenly across the edge.
     morph: two brushes; the canvas goes from the first to the second (left to right, or top to
@@ -122,7 +124,7 @@ def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, sourc
         wts = torch.zeros(len(brushes), h, w)
         wts[0] = 1.0
     else:
-        cells = 1.5 if feather is None else max(0.0, float(feather)) / (2 * c.scale)
+        cells = 1.5 if feather is None else max(0.0, float(feather)) / (FEATHER_SIGMAS * c.scale)
         wts = brush_weights(style_map, len(brushes), h, w, tileable, blend_cells=cells)
     style = torch.einsum("bhw,bc->chw", wts, codes)[None]
     if len(brushes) == 2 and style_map is not None:  # one edge: mix evenly in look
@@ -134,13 +136,13 @@ def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, sourc
 
 @torch.inference_mode()
 def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile: int = TILE,
-           on_progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8."""
+           on_progress: Callable[[float], None] | None = None, bits: int = 8) -> np.ndarray:
+    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8 (bits=16: uint16)."""
     s = G.cfg.scale
     h, w = noise.local.shape[-2:]
     dev = next(G.parameters()).device
     dtype = next(G.parameters()).dtype
-    out = np.empty((out_h, out_w, 3), np.uint8)
+    out = np.empty((out_h, out_w, 3), np.uint16 if bits == 16 else np.uint8)
     was = G.tileable
     G.eval().set_tileable(False)  # margins carry the context; see the module docstring
     tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
@@ -159,7 +161,9 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
             py1, px1 = min(y1 * s, out_h), min(x1 * s, out_w)
             if py1 > py0 and px1 > px0:
                 crop = img[:, oy:oy + py1 - py0, ox:ox + px1 - px0]
-                out[py0:py1, px0:px1] = to_uint8(crop).permute(1, 2, 0).cpu().numpy()
+                px = to_uint8(crop) if bits != 16 else \
+                    ((crop.float().clamp(-1, 1) + 1) * 32767.5).round_().to(torch.int32)
+                out[py0:py1, px0:px1] = px.permute(1, 2, 0).cpu().numpy()
             if on_progress:
                 on_progress((i + 1) / len(tiles))
     finally:
@@ -171,7 +175,8 @@ def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool =
                      source: int | None = None, style_seed: int | None = None,
                      style_map: np.ndarray | None = None, brushes: list[dict] | None = None,
                      on_progress: Callable[[float], None] | None = None, feather: float | None = None,
-                     morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal") -> np.ndarray:
+                     morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal",
+                     bits: int = 8) -> np.ndarray:
     """An (H, W, 3) uint8 texture.
 
     seed: the local noise (and the default style). tileable: exactly periodic; the size is
@@ -184,7 +189,7 @@ def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool =
     h, w, H, W = canvas_cells(G, width, height, tileable)
     noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes, feather, morph,
                          morph_direction)
-    return render(G, noise, H, W, tileable, on_progress=on_progress)
+    return render(G, noise, H, W, tileable, on_progress=on_progress, bits=bits)
 
 
 @torch.inference_mode()
@@ -240,7 +245,7 @@ def style_map_from_canvas(canvas: np.ndarray | None, palette: list[str]) -> np.n
 def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, style_map: np.ndarray | None = None,
           brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None,
           feather: float | None = None, morph: tuple[int, int] | None = None,
-          morph_direction: str = "horizontal") -> tuple[np.ndarray, dict[str, str]]:
+          morph_direction: str = "horizontal", bits: int = 8) -> tuple[np.ndarray, dict[str, str]]:
     """A texture and its settings as text (for the file's metadata). Without a painted map the
     first brush styles the whole canvas; with one, the brushes up to the highest one painted.
     morph: two brush numbers (0-based); the canvas goes from the first brush to the second."""
@@ -256,7 +261,7 @@ def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, styl
         brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
     img = generate_texture(G, width, height, seed=seed, tileable=tileable, style_map=style_map,
                            brushes=brushes, on_progress=on_progress, feather=feather, morph=pair,
-                           morph_direction=morph_direction)
+                           morph_direction=morph_direction, bits=bits)
     meta = {"software": "GAN Studio", "seed": str(seed), "tileable": str(bool(tileable)),
             "requested_size": f"{width}x{height}", "size": f"{img.shape[1]}x{img.shape[0]}",
             "brushes": json.dumps(brushes), "painted": str(style_map is not None),
