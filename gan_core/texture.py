@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import to_uint8
-from .errors import ConfigError
+from .errors import ConfigError, StudioError
 from . import styles
 from .nets.sgan import SpatialNoise
 
@@ -267,6 +267,14 @@ def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, styl
             "brushes": json.dumps(brushes), "painted": str(style_map is not None),
             "feather_px": "default" if feather is None else f"{float(feather):g}",
             "morph": "none" if pair is None else f"{morph[0] + 1}->{morph[1] + 1} {morph_direction}"}
+    if style_map is not None:  # the painted map itself, as a small PNG of brush numbers
+        import base64
+        import io
+
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(style_map, np.uint8)).save(buf, format="PNG", optimize=True)
+        meta["style_map_png_base64"] = base64.b64encode(buf.getvalue()).decode()
     return img, meta
 
 
@@ -282,30 +290,77 @@ def shrink(img: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def previews(img: np.ndarray, side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three views of a texture to judge it by: the texture, 2 x 2 copies of it, and the texture
-    rolled by half its size (its wrap-around seams cross in the middle), each at most `side` px."""
+def style_map_from_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """Brush numbers from a black-and-white picture: light (>= 50 % grey) = brush 2, dark = brush 1;
+    read at most MAX_STYLE_MAP px on a side. None without a picture."""
+    if mask is None:
+        return None
+    a = np.asarray(mask)
+    if a.ndim < 2 or min(a.shape[:2]) < 1:
+        raise ConfigError("The mask must be a picture (black and white: white = brush 2, black = brush 1).")
+    step = max(1, math.ceil(max(a.shape[:2]) / MAX_STYLE_MAP))
+    a = a[::step, ::step].astype(np.float32)
+    if a.ndim == 3:
+        alpha = a[..., 3] / 255.0 if a.shape[-1] == 4 else 1.0
+        a = a[..., :3].mean(-1) * alpha  # transparent counts as black
+    return (a >= 128).astype(np.int64)
+
+
+def views(img: np.ndarray, overview: int = 1024, crop: int = 768) -> tuple[np.ndarray, np.ndarray]:
+    """Two views of a texture: the whole of it at most `overview` px, and its centre at 1:1 (at most
+    `crop` px on a side), where the detail of a large texture can be judged."""
     h, w = img.shape[:2]
-    return (shrink(img, side), np.tile(shrink(img, side // 2), (2, 2, 1)),
-            shrink(np.roll(img, (h // 2, w // 2), axis=(0, 1)), side))
+    ch, cw = min(h, crop), min(w, crop)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return shrink(img, overview), img[y0:y0 + ch, x0:x0 + cw]
+
+
+class Cancelled(StudioError):
+    """The user cancelled a texture while it was being made."""
 
 
 class KeptTexture:
-    """The newest texture (one, to bound memory) with its settings, under a token, so that an
-    export writes the very pixels that were shown without generating them again."""
+    """The newest texture (one, to bound memory) with its settings and the key of the request that
+    made it, so that an export writes the very pixels that were shown when the settings on screen
+    are still those; and a cancel flag for the texture being made."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._item: tuple[str, np.ndarray, dict] | None = None
+        self._item: tuple[str, np.ndarray, dict, str | None] | None = None
+        self._cancel = threading.Event()
+        self.owner: str | None = None  # who is making a texture now (a session)
 
-    def keep(self, img: np.ndarray, meta: dict[str, str]) -> str:
+    def keep(self, img: np.ndarray, meta: dict[str, str], key: str | None = None) -> str:
         token = f"{time.time_ns()}"
         with self._lock:
-            self._item = (token, img, meta)
+            self._item = (token, img, meta, key)
         return token
 
-    def take(self, token: str | None) -> tuple[np.ndarray, dict[str, str]] | None:
-        """The texture kept under `token`, or None if another one was made since."""
+    def take(self, token: str | None, key: str | None = None) -> tuple[np.ndarray, dict[str, str]] | None:
+        """The texture kept under `token` (and made from the request `key`, if given), or None if
+        another one was made since or the settings differ."""
         with self._lock:
             item = self._item
-        return (item[1], item[2]) if item and token and item[0] == token else None
+        if not item or not token or item[0] != token or (key is not None and item[3] != key):
+            return None
+        return item[1], item[2]
+
+    def start(self, owner: str | None = None) -> None:
+        self._cancel.clear()
+        self.owner = owner
+
+    def cancel(self, owner: str | None = None) -> bool:
+        """Ask the texture being made (by `owner`, if given) to stop; False if it is not theirs."""
+        if owner is not None and self.owner not in (None, owner):
+            return False
+        self._cancel.set()
+        return True
+
+    def watch(self, on_progress: Callable[[float], None] | None) -> Callable[[float], None]:
+        """A progress callback that stops the work (raises Cancelled) once cancel() is called."""
+        def step(f: float) -> None:
+            if self._cancel.is_set():
+                raise Cancelled("Cancelled; the texture on screen is the one made before.")
+            if on_progress:
+                on_progress(f)
+        return step
