@@ -1,12 +1,13 @@
-"""Painting textures: a canvas becomes a brush map, the brushes style their regions, previews show
-the seams, and the texture that was shown is the one exported."""
+"""Painting textures: a canvas becomes a brush map, the brushes style their regions (soft edges,
+random styles, morphs), the views show the centre at 1:1, and the texture that was shown is the one
+exported."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from gan_core import texture
-from gan_core.texture import KeptTexture, paint, previews, style_map_from_canvas
+from gan_core.texture import KeptTexture, paint, style_map_from_canvas, views
 from gan_core.train import train
 from gan_core.checkpoint import load_generator
 from tests.conftest import make_texture, tiny_sgan
@@ -42,10 +43,10 @@ def test_brushes_style_their_regions_and_previews_show_the_seams(tmp_path):
     assert dist(img[:, :16], first[:, :16]) < dist(img[:, :16], second[:, :16])  # the left follows brush 1
     assert dist(img[:, 48:], second[:, 48:]) < dist(img[:, 48:], first[:, 48:])  # the right brush 2
     assert meta["painted"] == "True" and meta["requested_size"] == "64x64" and '"style_seed": 2' in meta["brushes"]
-    view, tiled, offset = previews(img, side=32)
-    assert view.shape == (32, 32, 3) and tiled.shape == (32, 32, 3) and offset.shape == (32, 32, 3)
-    full, tiled, offset = previews(img, side=1024)
-    assert (full == img).all() and (tiled[64:, 64:] == img).all() and (offset == np.roll(img, (32, 32), (0, 1))).all()
+    overview, crop = views(img, overview=32, crop=16)
+    assert overview.shape == (32, 32, 3) and (crop == img[24:40, 24:40]).all()  # the centre at 1:1
+    full, crop = views(img)
+    assert (full == img).all() and (crop == img).all()
 
 
 def test_the_kept_texture_is_the_newest_only():
