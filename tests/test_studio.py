@@ -239,7 +239,7 @@ def test_texture_tileable_previews_and_export(app):
     listed = c.predict(None, api_name="/list_sgan_models")
     assert [v for _, v in listed["choices"]] == [m]
     out = c.predict(m, api_name="/open_sgan_model")
-    assert out[0]["value"] == 0 and "0: stripes" in out[4] and "multiples of 8 px" in out[-1]
+    assert out[0]["value"] == 0 and "<b>1</b> stripes" in out[4] and "multiples of 8 px" in out[-1]
     real, overview, crop, relief, canvas, info = _texture(c, m, width=100, height=60)
     t, cr, lit = read_image(overview), read_image(crop), read_image(relief)
     assert t.shape == cr.shape == lit.shape == (64, 104, 3)  # rounded up to multiples of 2**depth = 8

@@ -142,6 +142,7 @@ def painted(canvas) -> np.ndarray | None:
 
 
 def brush_label(i: int, colour: str, cname: str, choice_label: str | None) -> str:
-    what = html.escape(choice_label) if choice_label else "choose a style"
-    return (f"<span class='brush-swatch' style='background:{colour}'></span><b>{i + 1}</b> "
-            f"<span class='hint'>{cname}</span>: {what}")
+    """A brush's swatch, number and the style it paints ("0: gravel" is shown as "gravel")."""
+    what = choice_label.split(": ", 1)[-1] if choice_label else "choose a style"
+    return (f"<span class='brush-swatch' style='background:{colour}' title='{cname}'></span>"
+            f"<b>{i + 1}</b> {html.escape(what)}")
