@@ -9,9 +9,9 @@ occlusion, and a small lit view of the relief.
 - ao (an approximation, cavity occlusion): places lower than their surroundings (a Gaussian of
   `ao_radius` px) are darker.
 
-Every map is computed in strips of rows with a margin of neighbouring rows, so an 8192 px texture
-needs the maps themselves plus a few strips of ~256 rows (tens of MB), never float copies of the
-whole image. When the texture tiles, the margins and the blurs wrap around, so the maps tile
+Every map is computed in strips of STRIP rows with a margin of neighbouring rows, never as float
+copies of the whole image: at 8192 px the maps take 448 MiB (7 bytes per pixel) and the strips
+about 80 MiB more (bench/texture_maps.py). When the texture tiles, the margins and the blurs wrap around, so the maps tile
 exactly as the texture does.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .errors import ConfigError
 
 MAP_NAMES = ("height", "normal", "roughness", "ao")
-STRIP = 256  # rows per strip
+STRIP = 128  # rows per strip
 RELIEF_PX = 8.0  # relief (px) of the full height range at strength 1
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 

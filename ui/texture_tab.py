@@ -151,6 +151,22 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
     return gr.update(value=str(files[0]), visible=True, label=f"Download {files[0].name}"), f"Wrote {names}."
 
 
+def export_or_notice(ctx: Context, token, name, file_format, maps, variations, model, width, height, seed, tileable,
+                     feather, mode, morph_from, morph_to, morph_direction, canvas, brush1_source, brush1_seed,
+                     brush2_source, brush2_seed, brush3_source, brush3_seed, brush4_source, brush4_seed, map_blur,
+                     map_contrast, map_strength, request: gr.Request = None, progress=gr.Progress()):
+    """export, with a setting that cannot be used (or a cancel) said in a notice and in the line
+    under the button, not as an error on every output."""
+    try:
+        return export(ctx, token, name, file_format, maps, variations, model, width, height, seed, tileable, feather,
+                      mode, morph_from, morph_to, morph_direction, canvas, brush1_source, brush1_seed, brush2_source,
+                      brush2_seed, brush3_source, brush3_seed, brush4_source, brush4_seed, map_blur, map_contrast,
+                      map_strength, request, progress)
+    except StudioError as e:
+        gr.Warning(str(e))
+        return gr.update(), f"**Not exported:** {e}"
+
+
 def cancel(ctx: Context, request: gr.Request = None):
     if ctx.textures.cancel(getattr(request, "session_hash", None)):
         gr.Info("Cancelling: the texture stops at its next tile.")
@@ -285,7 +301,7 @@ def build(ctx: Context) -> dict:
     for i, src in enumerate(brush_inputs[0::2]):
         src.input(partial(label_brush, ctx, i), [model, src], brush_labels[i], api_visibility="private")
     outputs = [real, overview, crop, relief, canvas, result, token]
-    gen = generate_btn.click(partial(generate, ctx), settings + look + [azimuth, elevation], outputs,
+    gen = generate_btn.click(E(partial(generate, ctx)), settings + look + [azimuth, elevation], outputs,
                              api_name="texture", concurrency_id="texture", concurrency_limit=1)
     cancel_btn.click(partial(cancel, ctx), None, None, api_name="cancel_texture", queue=False)
     tab.select(partial(first_texture, ctx), [token] + settings + look + [azimuth, elevation], outputs,
@@ -293,7 +309,7 @@ def build(ctx: Context) -> dict:
     for c in look + [azimuth, elevation]:
         c.release(E(partial(relight, ctx)), [token] + look + [azimuth, elevation], relief, api_visibility="private")
     mask.upload(E(partial(mask_to_canvas, ctx)), [mask, token, canvas], canvas, api_name="import_mask")
-    export_btn.click(E(partial(export, ctx)), [token, export_name, file_format, maps, variations] + settings + look,
+    export_btn.click(E(partial(export_or_notice, ctx)), [token, export_name, file_format, maps, variations] + settings + look,
                      [download, exported], api_name="export_texture", concurrency_id="texture", concurrency_limit=1)
     del gen
     return {"model": model}
