@@ -275,9 +275,9 @@ def test_texture_tileable_previews_and_export(app):
 
     info = _texture(c, m, width=10000)[-1]  # a notice, the pictures stay as they were
     assert "Not generated" in info and "8192" in info
-    _, line = c.predict(model=m, width=64, height=64, seed=7, tileable=True, canvas=None, file_format="tiff",
+    _, line = c.predict(name="", model=m, width=64, height=64, seed=7, tileable=True, canvas=None, variations=0,
                         api_name="/export_texture")
-    assert "Not exported" in line and "png8, png16 or jpeg" in line
+    assert "Not exported" in line and "Variations must be between 1 and 64" in line
 
 
 @pytest.mark.slow
