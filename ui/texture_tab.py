@@ -288,7 +288,7 @@ def build(ctx: Context) -> dict:
                                       image_mode="RGBA", canvas_size=(512, 512), height=420,
                                       brush=gr.Brush(colors=[(c, tv.PAINT_OPACITY) for c, _ in BRUSHES],
                                                      default_color=(BRUSHES[1][0], tv.PAINT_OPACITY),
-                                                     color_mode="fixed", default_size=24), layers=False)
+                                                     color_mode="fixed", default_size=48), layers=False)
                 token = gr.State(None)
 
     settings = [model, width, height, seed, tileable, feather, mode, morph_from, morph_to, direction, canvas] + \

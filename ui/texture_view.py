@@ -144,5 +144,6 @@ def painted(canvas) -> np.ndarray | None:
 def brush_label(i: int, colour: str, cname: str, choice_label: str | None) -> str:
     """A brush's swatch, number and the style it paints ("0: gravel" is shown as "gravel")."""
     what = choice_label.split(": ", 1)[-1] if choice_label else "choose a style"
+    what = "random style" if what.startswith("random") else what
     return (f"<span class='brush-swatch' style='background:{colour}' title='{cname}'></span>"
             f"<b>{i + 1}</b> {html.escape(what)}")
