@@ -255,6 +255,15 @@ def test_texture_tileable_previews_and_export(app):
     plain = read_image(_texture(c, m)[1])
     assert painted.shape == plain.shape == (64, 64, 3) and not (painted[:, 40:] == plain[:, 40:]).all()
 
+    mask = np.zeros((40, 80), np.uint8)
+    mask[:, 40:] = 255
+    Image.fromarray(mask).save(app["root"] / "mask.png")
+    value = c.predict(mask=handle_file(str(app["root"] / "mask.png")), canvas=None, api_name="/import_mask")
+    layer = read_image(value["layers"][0]["path"] if isinstance(value["layers"][0], dict) else value["layers"][0])
+    assert layer.shape[:2] == (512, 512)  # stretched over the square texture on screen, as painting is
+    near = lambda a, rgb: np.abs(a.astype(int) - rgb).max() <= 12  # noqa: E731 (the page gets a WebP)
+    assert near(layer[:, 5], [0xe4, 0x57, 0x2e]) and near(layer[:, -5], [0x2e, 0x86, 0xab])  # brush 1 | 2
+
     # export = the settings on screen: the texture shown above was 64 px, seed 7, tileable
     up, line = c.predict(name="my texture", model=m, width=48, height=40, seed=5, tileable=False, canvas=None,
                          brush1_source=0, brush1_seed=0, maps=["height", "normal"], api_name="/export_texture")
@@ -272,6 +281,19 @@ def test_texture_tileable_previews_and_export(app):
     same = next((app["ws"] / "exports").glob("same-64x64-*.png"))
     with Image.open(same) as im:
         assert (np.asarray(im.convert("RGB")) == shown).all()
+
+    # 16-bit PNG, and a batch of variations in a folder with its contact sheet
+    from tests.test_texture_files import _read_png16
+    c.predict(name="deep", model=m, width=64, height=64, seed=9, tileable=True, canvas=None, brush1_source=0,
+              brush1_seed=0, file_format="png16", api_name="/export_texture")
+    deep, text = _read_png16(next((app["ws"] / "exports").glob("deep-64x64-*.png")))
+    assert text["bits"] == "16" and text["format"] == "png16" and np.abs((deep >> 8).astype(int) - shown).max() <= 1
+    up, line = c.predict(name="batch", model=m, width=32, height=32, seed=3, tileable=True, canvas=None,
+                         variations=3, maps=["normal"], api_name="/export_texture")
+    folder = next((app["ws"] / "exports").glob("batch-variations-*"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"batch_seed{s}_{k}.png" for s in (3, 4, 5) for k in ("color", "normal")] + ["batch_sheet.png"])
+    assert up["value"].endswith("batch_sheet.png") and "6 files" in line
 
     info = _texture(c, m, width=10000)[-1]  # a notice, the pictures stay as they were
     assert "Not generated" in info and "8192" in info

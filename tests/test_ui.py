@@ -123,3 +123,18 @@ def test_a_texture_stops_when_cancelled_and_the_kept_one_stays():
     with pytest.raises(Cancelled, match="Cancelled"):
         generate_texture(G, 2048, 1024, tileable=True, on_progress=kept.watch(step))
     assert len(seen) == 2 and kept.take(token, "a") is not None and kept.take(token, "b") is None
+
+
+def test_an_8192_px_texture_stays_readable_overview_crop_and_viewer_copy():
+    import numpy as np
+
+    from gan_core.texture import views
+    from ui import texture_view as tv
+
+    img = np.zeros((64, 8192, 3), np.uint8)
+    img[:, ::2] = 255  # one-pixel stripes: only a 1:1 view shows them
+    overview, crop = views(img)
+    assert overview.shape[1] == 1024 and crop.shape == (64, 768, 3) and (crop[0, ::2] != crop[0, 1::2]).all()
+    up = tv.viewer_update(img)
+    assert up["tex_w"] == 8192 and "shown from a 4096 x 32 px copy" in up["note"] and up["value"].startswith(
+        "data:image/jpeg;base64,")
