@@ -2,7 +2,8 @@
 occlusion, and a small lit view of the relief.
 
 - height: the luminance, stretched between its 1st and 99th percentile, blurred (a Gaussian of
-  `blur` px) and scaled by `contrast` around the middle; kept as 16-bit.
+  `blur` px), turned upside down with `invert` (dark = high) and scaled by `contrast` around the
+  middle; kept as 16-bit.
 - normal: Scharr derivatives of the height (OpenGL convention: red = +x to the right, green = +y
   up, blue = out of the surface), `strength` x 8 px = the relief of the full height range.
 - roughness (an approximation): darker, lower places are rougher: 0.4 + 0.6 x (1 - height).
@@ -39,6 +40,7 @@ class MapSettings:
     strength: float = 1.0  # normal map relief
     ao_radius: float = 8.0  # px
     tileable: bool = True
+    invert: bool = False  # dark = high (for bright joints that lie deep, like mortar)
 
     def check(self) -> "MapSettings":
         for name, lo, hi in (("blur", 0, 32), ("contrast", 0.1, 10), ("strength", 0.01, 20), ("ao_radius", 1, 64)):
@@ -120,6 +122,7 @@ def height_map(img: np.ndarray, s: MapSettings, on_progress: Callable[[float], N
     for y0, y1, idx in _strips(h, halo, s.tileable):
         lum = torch.from_numpy(img[idx, :, :3].astype(np.float32) @ _LUMA)
         x = (_blur(lum, s.blur, s.tileable)[halo:halo + y1 - y0] - lo) / (hi - lo)
+        x = 1 - x if s.invert else x
         x = (0.5 + s.contrast * (x - 0.5)).clamp(0, 1)
         out[y0:y1] = (x * 65535 + 0.5).to(torch.int32).numpy().astype(np.uint16)
         if on_progress:

@@ -26,6 +26,8 @@ def add_arguments(tx: argparse.ArgumentParser) -> None:
                                                "(written as OUT_color, OUT_height (16-bit), ...)")
     tx.add_argument("--map-blur", type=float, default=1.0, help="height blur in px (default %(default)s)")
     tx.add_argument("--map-contrast", type=float, default=1.0, help="height contrast (default %(default)s)")
+    tx.add_argument("--map-invert", action="store_true", help="dark is high in the height map (e.g. bright mortar "
+                                                              "that lies deep)")
     tx.add_argument("--map-strength", type=float, default=1.0, help="normal map strength (default %(default)s)")
     tx.add_argument("--ao-radius", type=float, default=8.0, help="ambient occlusion radius in px (default %(default)s)")
     tx.add_argument("--format", default="png8", help="png8, png16 or jpeg (default %(default)s)")
@@ -57,7 +59,8 @@ def run(a) -> int:
         raise StudioError(f"{a.run} is a conditional model; use the sample command.")
     fmt = texture_files.check_format(a.format)
     wanted = maps.parse_maps(a.maps)
-    settings = maps.MapSettings(a.map_blur, a.map_contrast, a.map_strength, a.ao_radius, a.tileable).check()
+    settings = maps.MapSettings(a.map_blur, a.map_contrast, a.map_strength, a.ao_radius, a.tileable,
+                                a.map_invert).check()
     if a.morph:
         ends = a.morph.replace("random:", "random=").split(":")
         if len(ends) != 2:

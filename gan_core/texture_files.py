@@ -124,7 +124,7 @@ def variations(G, folder: str | os.PathLike, name: str, first_seed: int, count: 
                on_progress: Callable[[float], None] | None = None) -> tuple[Path, list[Path]]:
     """`count` textures with seeds first_seed, first_seed + 1, ... (all other settings alike), each
     saved as a set in `folder`, plus NAME_sheet.png (a contact sheet). Returns (sheet, files)."""
-    from .texture import paint
+    from .texture import paint, shrink
 
     count = check_count(count)
     files, thumbs, labels = [], [], []
@@ -133,7 +133,7 @@ def variations(G, folder: str | os.PathLike, name: str, first_seed: int, count: 
         step = (lambda f, i=i: on_progress((i + 0.8 * f) / count)) if on_progress else None
         img, meta = paint(G, seed=seed, on_progress=step, **paint_args)
         files += save_set(folder, f"{name}_seed{seed}", img, {**meta, **(extra_meta or {})}, maps, settings, fmt)
-        thumbs.append(to8(img))
+        thumbs.append(shrink(to8(img), 256))  # only a thumbnail is kept: memory stays one texture
         labels.append(f"seed {seed}")
         if on_progress:
             on_progress((i + 1) / count)

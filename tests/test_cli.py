@@ -183,11 +183,12 @@ def test_texture_maps_morph_mask_and_variations_from_the_command_line(tmp_path, 
     from gan_core.maps import decode_normals
     out = tmp_path / "wall.png"
     assert main(["texture", "--width", "128", "--height", "64", "--tileable", "--seed", "3", "--maps", "height,normal",
-                 "--map-strength", "2", "--morph", "0:1", "--out", str(out)]) == 0
+                 "--map-strength", "2", "--map-invert", "--morph", "0:1", "--out", str(out)]) == 0
     with Image.open(tmp_path / "wall_color.png") as c, Image.open(tmp_path / "wall_height.png") as h, \
             Image.open(tmp_path / "wall_normal.png") as n:
         assert c.size == h.size == n.size == (128, 64) and h.mode.startswith("I;16")
         assert c.text["morph"] == "1->2 horizontal" and c.text["seed"] == "3" and n.text["map_strength"] == "2.0"
+        assert n.text["map_invert"] == "True"
         assert np.abs(np.linalg.norm(decode_normals(np.asarray(n)), axis=-1) - 1).max() <= 0.02
     mask = np.zeros((32, 64), np.uint8)
     mask[:, 32:] = 255

@@ -27,6 +27,8 @@ def test_normals_are_unit_length_and_follow_a_synthetic_bump():
     s = MapSettings(blur=0.0, strength=2.0, tileable=False)
     height = maps.height_map(img, s)
     assert height.dtype == np.uint16 and height[64, 64] > 60000 and height[0, 0] < 2000
+    pit = maps.height_map(img, MapSettings(blur=0.0, tileable=False, invert=True))
+    assert pit[64, 64] < 2000 and pit[0, 0] > 60000  # invert: dark is high
     n = maps.decode_normals(maps.normal_map(height, s))
     length = np.linalg.norm(n, axis=-1)
     assert np.abs(length - 1).max() <= 0.02

@@ -63,17 +63,18 @@ def _seam_text(ratio: float, tileable: bool) -> str:
     return f"Seam check: **the seam shows** when repeated (steps across the edge are {ratio:.2f}x those inside).{hint}"
 
 
-def _relief(img, blur, contrast, strength, azimuth, elevation):
+def _relief(img, blur, contrast, strength, invert, azimuth, elevation):
     """The lit view of the texture's centre at 1:1 (at most 512 px)."""
     _, crop = texture.views(img, crop=512)
-    s = MapSettings(blur=float(blur), contrast=float(contrast), strength=float(strength), tileable=False)
+    s = MapSettings(blur=float(blur), contrast=float(contrast), strength=float(strength), tileable=False,
+                    invert=bool(invert))
     return lit_view(make_maps(crop, ["normal"], s)["normal"], float(azimuth), float(elevation), color=crop)
 
 
 def generate(ctx: Context, model, width, height, seed, tileable, feather, mode, morph_from, morph_to,
              morph_direction, canvas, brush1_source, brush1_seed, brush2_source, brush2_seed, brush3_source,
-             brush3_seed, brush4_source, brush4_seed, map_blur, map_contrast, map_strength, light_azimuth,
-             light_elevation, request: gr.Request = None, progress=gr.Progress()):
+             brush3_seed, brush4_source, brush4_seed, map_blur, map_contrast, map_strength, map_invert,
+             light_azimuth, light_elevation, request: gr.Request = None, progress=gr.Progress()):
     """A texture from the settings: the real-scale viewer, the overview, the 1:1 crop, the lit
     relief, the style map over the texture, a line about size and seam, and the kept texture's
     token. A setting that cannot be used leaves the pictures as they were and says why."""
@@ -86,7 +87,7 @@ def generate(ctx: Context, model, width, height, seed, tileable, feather, mode, 
         img, meta = _make(ctx, model, req, 8, lambda f: progress(0.9 * f, desc="Generating texture"),
                           getattr(request, "session_hash", None))
         progress(0.92, desc="Making previews")
-        relief = _relief(img, map_blur, map_contrast, map_strength, light_azimuth, light_elevation)
+        relief = _relief(img, map_blur, map_contrast, map_strength, map_invert, light_azimuth, light_elevation)
     except StudioError as e:
         gr.Warning(str(e))
         return *[gr.update()] * 5, f"**Not generated:** {e}", gr.update()
@@ -100,18 +101,18 @@ def generate(ctx: Context, model, width, height, seed, tileable, feather, mode, 
     return tv.viewer_update(img), overview, crop, relief, tv.canvas_value(img, canvas), info, token
 
 
-def relight(ctx: Context, token, map_blur, map_contrast, map_strength, light_azimuth, light_elevation):
+def relight(ctx: Context, token, map_blur, map_contrast, map_strength, map_invert, light_azimuth, light_elevation):
     """The lit relief again for new map settings or light (no new texture)."""
     kept = ctx.textures.take(token)
     if kept is None:
         return gr.update()
-    return _relief(kept[0], map_blur, map_contrast, map_strength, light_azimuth, light_elevation)
+    return _relief(kept[0], map_blur, map_contrast, map_strength, map_invert, light_azimuth, light_elevation)
 
 
 def export(ctx: Context, token, name, file_format, maps, variations, model, width, height, seed, tileable, feather,
            mode, morph_from, morph_to, morph_direction, canvas, brush1_source, brush1_seed, brush2_source,
            brush2_seed, brush3_source, brush3_seed, brush4_source, brush4_seed, map_blur, map_contrast,
-           map_strength, request: gr.Request = None, progress=gr.Progress()):
+           map_strength, map_invert=False, request: gr.Request = None, progress=gr.Progress()):
     """Export what the settings on screen make: the texture shown if they are unchanged, else a new
     one. With maps, a set NAME_color, NAME_height (16-bit), ...; with variations > 1, that many
     seeds from the seed on, in a folder with a contact sheet. Returns the download and a line."""
@@ -122,7 +123,7 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
     fmt = texture_files.check_format(file_format or "png8")
     wanted = [m for m in MAP_NAMES if m in (maps or [])]
     s = MapSettings(blur=float(map_blur), contrast=float(map_contrast), strength=float(map_strength),
-                    tileable=req["tileable"]).check()
+                    tileable=req["tileable"], invert=bool(map_invert)).check()
     n = options.value(variations if variations not in (None, "") else 1, "variations")
     bits = 16 if fmt == "png16" else 8
     owner = getattr(request, "session_hash", None)
@@ -154,14 +155,14 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
 def export_or_notice(ctx: Context, token, name, file_format, maps, variations, model, width, height, seed, tileable,
                      feather, mode, morph_from, morph_to, morph_direction, canvas, brush1_source, brush1_seed,
                      brush2_source, brush2_seed, brush3_source, brush3_seed, brush4_source, brush4_seed, map_blur,
-                     map_contrast, map_strength, request: gr.Request = None, progress=gr.Progress()):
+                     map_contrast, map_strength, map_invert, request: gr.Request = None, progress=gr.Progress()):
     """export, with a setting that cannot be used (or a cancel) said in a notice and in the line
     under the button, not as an error on every output."""
     try:
         return export(ctx, token, name, file_format, maps, variations, model, width, height, seed, tileable, feather,
                       mode, morph_from, morph_to, morph_direction, canvas, brush1_source, brush1_seed, brush2_source,
                       brush2_seed, brush3_source, brush3_seed, brush4_source, brush4_seed, map_blur, map_contrast,
-                      map_strength, request, progress)
+                      map_strength, map_invert, request, progress)
     except StudioError as e:
         gr.Warning(str(e))
         return gr.update(), f"**Not exported:** {e}"
@@ -284,6 +285,8 @@ def build(ctx: Context) -> dict:
                             map_blur = gr.Slider(0, 8, value=1, step=0.5, label="Height blur (px)")
                             map_contrast = gr.Slider(0.2, 4, value=1, step=0.1, label="Height contrast")
                             map_strength = gr.Slider(0.1, 8, value=1, step=0.1, label="Normal strength")
+                        map_invert = gr.Checkbox(value=False, label="Invert height (dark is high, e.g. bright mortar "
+                                                                    "that lies deep)")
                 canvas = gr.Sketchpad(label="Style map (over the texture): pick the brush tool, paint", type="numpy",
                                       image_mode="RGBA", canvas_size=(512, 512), height=420,
                                       brush=gr.Brush(colors=[(c, tv.PAINT_OPACITY) for c, _ in BRUSHES],
@@ -293,7 +296,7 @@ def build(ctx: Context) -> dict:
 
     settings = [model, width, height, seed, tileable, feather, mode, morph_from, morph_to, direction, canvas] + \
         brush_inputs
-    look = [map_blur, map_contrast, map_strength]
+    look = [map_blur, map_contrast, map_strength, map_invert]
     wire_model_picker(ctx, "sgan", tab, picker, open_model, brush_inputs[0::2] + brush_labels + [info])
     preset.input(lambda p: (int(p), int(p)), preset, [width, height], api_visibility="private")
     for f in (width, height):
@@ -307,7 +310,8 @@ def build(ctx: Context) -> dict:
     tab.select(partial(first_texture, ctx), [token] + settings + look + [azimuth, elevation], outputs,
                api_visibility="private", concurrency_id="texture", concurrency_limit=1)
     for c in look + [azimuth, elevation]:
-        c.release(E(partial(relight, ctx)), [token] + look + [azimuth, elevation], relief, api_visibility="private")
+        event = c.change if c is map_invert else c.release
+        event(E(partial(relight, ctx)), [token] + look + [azimuth, elevation], relief, api_visibility="private")
     mask.upload(E(partial(mask_to_canvas, ctx)), [mask, token, canvas], canvas, api_name="import_mask")
     export_btn.click(E(partial(export_or_notice, ctx)), [token, export_name, file_format, maps, variations] + settings + look,
                      [download, exported], api_name="export_texture", concurrency_id="texture", concurrency_limit=1)
