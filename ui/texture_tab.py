@@ -288,6 +288,7 @@ def build(ctx: Context) -> dict:
                         map_invert = gr.Checkbox(value=False, label="Invert height (dark is high, e.g. bright mortar "
                                                                     "that lies deep)")
                 canvas = gr.Sketchpad(label="Style map (over the texture): pick the brush tool, paint", type="numpy",
+                                      format="png",
                                       image_mode="RGBA", canvas_size=(512, 512), height=420,
                                       brush=gr.Brush(colors=[(c, tv.PAINT_OPACITY) for c, _ in BRUSHES],
                                                      default_color=(BRUSHES[1][0], tv.PAINT_OPACITY),
