@@ -295,6 +295,14 @@ def test_texture_tileable_previews_and_export(app):
         [f"batch_seed{s}_{k}.png" for s in (3, 4, 5) for k in ("color", "normal")] + ["batch_sheet.png"])
     assert up["value"].endswith("batch_sheet.png") and "6 files" in line
 
+    # Cancel: an 8192 px texture stops at its next tile, with a line that says so
+    job = c.submit(model=m, width=8192, height=8192, seed=1, tileable=True, canvas=None, api_name="/texture")
+    t0 = time.time()
+    while not (job.status().progress_data or job.done()) and time.time() - t0 < 60:
+        time.sleep(0.1)
+    c.predict(api_name="/cancel_texture")
+    assert "Cancelled" in job.result(timeout=600)[-1]
+
     info = _texture(c, m, width=10000)[-1]  # a notice, the pictures stay as they were
     assert "Not generated" in info and "8192" in info
     _, line = c.predict(name="", model=m, width=64, height=64, seed=7, tileable=True, canvas=None, variations=0,
