@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cli_explore, options
+from . import cli_explore, options, texture_command
 from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
                      SGANConfig, TrainConfig)
 from .errors import StudioError, os_error_text
@@ -38,6 +38,8 @@ EPILOG = """examples:
   python -m gan_core directions --k 5 --out directions.png
   python -m gan_core train sgan assets/demo/textures/brick.png --out runs/brick
   python -m gan_core texture runs/brick --width 1536 --height 1024 --tileable --out brick.png
+  python -m gan_core texture --tileable --maps height,normal --out wall.png   (wall_color.png, wall_height.png, ...)
+  python -m gan_core texture --width 2048 --height 512 --morph 0:1 --out morph.png
   python -m gan_core export runs/demo --out checkpoints/my-model
   python -m gan_core sample --out demo.png          (the shipped demo model)
   torchrun --nproc_per_node=2 -m gan_core train cgan assets/demo/classes --out runs/demo2 --batch 64
@@ -185,11 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run folder or model folder (default: the shipped demo, %(default)s)")
     tx.add_argument("--width", type=options.arg("width"), default=1024, help="pixels, up to 8192 (default %(default)s)")
     tx.add_argument("--height", type=options.arg("height"), default=1024, help="pixels, up to 8192 (default %(default)s)")
-    tx.add_argument("--tileable", action="store_true",
-                    help="seamless tile (size rounded up to a multiple of 2**depth, 32 by default)")
-    tx.add_argument("--seed", type=int, default=0)
-    tx.add_argument("--source", type=int, help="style of this source image (0-based) of a fused model")
-    tx.add_argument("--out", required=True, help="PNG file to write")
+    texture_command.add_arguments(tx)
 
     ex = sub.add_parser("export", help="write a small model folder (config.json + float16 EMA generator) from a run",
                         description="Copy a run's newest generator into a model folder for sharing or for the "
@@ -270,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(a) -> int:
-    from . import checkpoint, parallel, sampling, texture, train
+    from . import checkpoint, parallel, sampling, train
 
     if a.command in ("train", "resume"):
         with parallel.process_group(a.device) as device:  # joins torchrun's processes, if any
@@ -332,24 +330,7 @@ def _dispatch(a) -> int:
         print(f"wrote {a.out} ({img.shape[1]}x{img.shape[0]})")
         return 0
     if a.command == "texture":
-        G, cfg = checkpoint.load_generator(a.run)
-        if cfg.variant != "sgan":
-            raise StudioError(f"{a.run} is a conditional model; use the sample command.")
-        from tqdm import tqdm
-        with tqdm(total=100, unit="%", desc="generating", leave=False) as bar:
-            def tick(f: float) -> None:
-                bar.n = round(100 * f)
-                bar.refresh()
-            img = texture.generate_texture(G, a.width, a.height, seed=a.seed, tileable=a.tileable,
-                                           source=a.source, on_progress=tick)
-        h, w = img.shape[:2]
-        if (w, h) != (a.width, a.height):
-            print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")
-        from .metrics import seam_ratio
-        sampling.save_png(a.out, img, {"model": str(a.run), "seed": str(a.seed), "tileable": str(a.tileable),
-                                      "source": str(a.source)})
-        print(f"wrote {a.out} ({w}x{h}); seam ratio {seam_ratio(img):.3f} (about 1 = no visible seam)")
-        return 0
+        return texture_command.run(a)
     if a.command == "export":
         out = checkpoint.export_model(a.run, a.out, half=not a.fp32)
         size = sum(f.stat().st_size for f in out.iterdir())

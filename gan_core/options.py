@@ -64,6 +64,8 @@ FIELDS = {
     "frames": Field("Frames", lo=4, hi=240),
     "truncation": Field("Truncation", whole=False, lo=0, hi=1, lo_open=True),
     "position": Field("Position", whole=False, lo=0, hi=1),
+    "feather": Field("Feather (px)", whole=False, lo=0, hi=512),
+    "variations": Field("Variations", lo=1, hi=64),
 }
 
 
@@ -275,3 +277,39 @@ def brushes(sources: list, seeds: list) -> list[dict]:
             value(seed, "seed", f"Style seed of brush {i + 1}")
         out.append({"source": source, "style_seed": style})
     return out
+
+
+MORPH_DIRECTIONS = ("horizontal", "vertical")
+
+
+def texture_request(width: Any, height: Any, seed: Any, tileable: Any, brush_sources: list, brush_seeds: list,
+                    style_map=None, feather: Any = None, morph: tuple[Any, Any] | None = None,
+                    morph_direction: str = "horizontal") -> dict[str, Any]:
+    """The arguments of texture.paint from a form (or the command line), checked: sizes, seed,
+    brushes, feather (empty: the default), morph (two brush numbers from 1, or None) and its
+    direction. The same request always gives the same dict (see texture_key)."""
+    req = {"width": value(width, "width"), "height": value(height, "height"), "seed": value(seed, "seed"),
+           "tileable": bool(tileable), "brushes": brushes(brush_sources, brush_seeds),
+           "feather": optional(feather, "feather"), "style_map": style_map, "morph": None,
+           "morph_direction": morph_direction}
+    if morph is not None:
+        a, b = (value(m, "images", "Morph brush") for m in morph)
+        if not (a <= len(req["brushes"]) and b <= len(req["brushes"])):
+            raise ConfigError(f"A morph goes between two brushes numbered 1 to {len(req['brushes'])}.")
+        if morph_direction not in MORPH_DIRECTIONS:
+            raise ConfigError(f"The morph runs {' or '.join(MORPH_DIRECTIONS)}, not {morph_direction!r}.")
+        req["morph"] = (a - 1, b - 1)
+    return req
+
+
+def texture_key(model: Any, req: dict[str, Any], bits: int = 8) -> str:
+    """A fingerprint of a texture request: equal exactly when paint would make the same pixels."""
+    import hashlib
+    import json
+
+    import numpy as np
+    sm = req.get("style_map")
+    digest = None if sm is None else hashlib.sha1(np.ascontiguousarray(sm, np.int64).tobytes()
+                                                  + str(np.shape(sm)).encode()).hexdigest()
+    used = {k: v for k, v in req.items() if k != "style_map"}
+    return json.dumps([str(model), used, digest, bits], sort_keys=True, default=str)

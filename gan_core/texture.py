@@ -21,13 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from .data import to_uint8
-from .errors import ConfigError
+from .errors import ConfigError, StudioError
+from . import styles
 from .nets.sgan import SpatialNoise
 
 MAX_SIDE = 8192
 MIN_SIDE = 16
 MAX_STYLE_MAP = 1024  # the style map is read at most this many pixels on a side
 TILE = 16  # noise cells per tile side (512 px at depth 5)
+FEATHER_SIGMAS = 1.2816  # a feather of R px: the mask goes from 10 % to 90 % over R px either side of the edge
 
 
 def check_size(width: int, height: int) -> None:
@@ -52,20 +54,9 @@ def canvas_cells(G, width: int, height: int, tileable: bool) -> tuple[int, int, 
 
 
 def _brush_codes(G, brushes: list[dict], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per brush: its global style code (nz_global) and source weights (n_sources)."""
-    c = G.cfg
-    default = torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(seed) + 7919))
-    default_src = int(torch.randint(c.n_sources, (1,), generator=torch.Generator().manual_seed(int(seed))))
-    styles, sources = [], []
-    for b in brushes:
-        s, src = b.get("style_seed"), b.get("source")
-        styles.append(default if s is None else torch.randn(c.nz_global, generator=torch.Generator().manual_seed(int(s))))
-        src = default_src if src is None else int(src)
-        if not 0 <= src < c.n_sources:
-            raise ConfigError(f"source must be between 0 and {c.n_sources - 1}; this model has "
-                              f"{c.n_sources} source image(s).")
-        sources.append(F.one_hot(torch.tensor(src), c.n_sources).float())
-    return torch.stack(styles), torch.stack(sources)
+    """Per brush: its global style code (nz_global) and source weights (n_sources); see styles.py."""
+    codes = [styles.brush_code(G, b, seed) for b in brushes]
+    return torch.stack([z for z, _ in codes]), torch.stack([w for _, w in codes])
 
 
 def brush_weights(style_map: np.ndarray, n_brushes: int, h: int, w: int, tileable: bool,
@@ -105,36 +96,53 @@ def _pad(m: torch.Tensor, r: int, dim: int, wrap: bool) -> torch.Tensor:
 
 def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, source: int | None = None,
                  style_seed: int | None = None, style_map: np.ndarray | None = None,
-                 brushes: list[dict] | None = None) -> SpatialNoise:
-    """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style)."""
+                 brushes: list[dict] | None = None, feather: float | None = None,
+                 morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal") -> SpatialNoise:
+    """The whole canvas's noise: local noise from `seed`, styles from the brushes (or one style).
+
+    feather: the soft edge of painted regions in pixels (a brush fades from 90 % to 10 % between
+    feather px inside and feather px outside its edge: a Gaussian blur; 0: a hard
+    cut at the noise grid; None: 1.5 noise cells). Where two brushes meet, their sources mix
+    along the model's even path (styles.py), so the look changes evenly across the edge.
+    morph: two brushes; the canvas goes from the first to the second (left to right, or top to
+    bottom; tileable canvases go there and back), instead of following a style map.
+    """
     c = G.cfg
+    gen = torch.Generator().manual_seed(int(seed))
+    local = torch.randn(1, c.nz_local, h, w, generator=gen)
+    phase = torch.rand(1, c.nz_periodic, generator=gen) * (2 * math.pi)
+    period = (h, w) if tileable else None
+    if morph is not None:
+        style, src = styles.morph_codes(G, morph[0], morph[1], seed, h, w, morph_direction, tileable)
+        return SpatialNoise(local, style[None], src[None], phase, period=period)
     if brushes is None:
         brushes = [{"source": source, "style_seed": style_seed}]
     if not brushes:
         raise ConfigError("at least one brush (style) is needed.")
-    styles, sources = _brush_codes(G, brushes, seed)
+    codes, sources = _brush_codes(G, brushes, seed)
     if style_map is None:
         wts = torch.zeros(len(brushes), h, w)
         wts[0] = 1.0
     else:
-        wts = brush_weights(style_map, len(brushes), h, w, tileable)
-    gen = torch.Generator().manual_seed(int(seed))
-    local = torch.randn(1, c.nz_local, h, w, generator=gen)
-    phase = torch.rand(1, c.nz_periodic, generator=gen) * (2 * math.pi)
-    style = torch.einsum("bhw,bc->chw", wts, styles)[None]
-    src = torch.einsum("bhw,bc->chw", wts, sources)[None]
-    return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=(h, w) if tileable else None)
+        cells = 1.5 if feather is None else max(0.0, float(feather)) / (FEATHER_SIGMAS * c.scale)
+        wts = brush_weights(style_map, len(brushes), h, w, tileable, blend_cells=cells)
+    style = torch.einsum("bhw,bc->chw", wts, codes)[None]
+    if len(brushes) == 2 and style_map is not None:  # one edge: mix evenly in look
+        src = styles.along(G, sources[0], sources[1], wts[1]).permute(2, 0, 1)[None]
+    else:
+        src = torch.einsum("bhw,bc->chw", wts, sources)[None]
+    return SpatialNoise(local, style.contiguous(), src.contiguous(), phase, period=period)
 
 
 @torch.inference_mode()
 def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile: int = TILE,
-           on_progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8."""
+           on_progress: Callable[[float], None] | None = None, bits: int = 8) -> np.ndarray:
+    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8 (bits=16: uint16)."""
     s = G.cfg.scale
     h, w = noise.local.shape[-2:]
     dev = next(G.parameters()).device
     dtype = next(G.parameters()).dtype
-    out = np.empty((out_h, out_w, 3), np.uint8)
+    out = np.empty((out_h, out_w, 3), np.uint16 if bits == 16 else np.uint8)
     was = G.tileable
     G.eval().set_tileable(False)  # margins carry the context; see the module docstring
     tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
@@ -153,7 +161,9 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
             py1, px1 = min(y1 * s, out_h), min(x1 * s, out_w)
             if py1 > py0 and px1 > px0:
                 crop = img[:, oy:oy + py1 - py0, ox:ox + px1 - px0]
-                out[py0:py1, px0:px1] = to_uint8(crop).permute(1, 2, 0).cpu().numpy()
+                px = to_uint8(crop) if bits != 16 else \
+                    ((crop.float().clamp(-1, 1) + 1) * 32767.5).round_().to(torch.int32)
+                out[py0:py1, px0:px1] = px.permute(1, 2, 0).cpu().numpy()
             if on_progress:
                 on_progress((i + 1) / len(tiles))
     finally:
@@ -164,18 +174,22 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
 def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool = False,
                      source: int | None = None, style_seed: int | None = None,
                      style_map: np.ndarray | None = None, brushes: list[dict] | None = None,
-                     on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+                     on_progress: Callable[[float], None] | None = None, feather: float | None = None,
+                     morph: tuple[dict, dict] | None = None, morph_direction: str = "horizontal",
+                     bits: int = 8) -> np.ndarray:
     """An (H, W, 3) uint8 texture.
 
     seed: the local noise (and the default style). tileable: exactly periodic; the size is
     rounded up to a multiple of 2**depth. source / style_seed: one style for the whole canvas
-    (a source image of a fused model; a random global code). style_map + brushes: a painted
-    2-D array of brush numbers (any resolution) and, per brush, {"source": int | None,
-    "style_seed": int | None}; the texture follows the map with smooth transitions.
+    (a source image of a fused model; a random style from a seed: see styles.py). style_map +
+    brushes: a painted 2-D array of brush numbers (any resolution) and, per brush,
+    {"source": int | None, "style_seed": int | None}; the texture follows the map with smooth
+    transitions (feather: their width in px). morph: two brushes to go between across the canvas.
     """
     h, w, H, W = canvas_cells(G, width, height, tileable)
-    noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes)
-    return render(G, noise, H, W, tileable, on_progress=on_progress)
+    noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes, feather, morph,
+                         morph_direction)
+    return render(G, noise, H, W, tileable, on_progress=on_progress, bits=bits)
 
 
 @torch.inference_mode()
@@ -229,17 +243,38 @@ def style_map_from_canvas(canvas: np.ndarray | None, palette: list[str]) -> np.n
 
 
 def paint(G, width: int, height: int, seed: int = 0, tileable: bool = True, style_map: np.ndarray | None = None,
-          brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None
-          ) -> tuple[np.ndarray, dict[str, str]]:
+          brushes: list[dict] | None = None, on_progress: Callable[[float], None] | None = None,
+          feather: float | None = None, morph: tuple[int, int] | None = None,
+          morph_direction: str = "horizontal", bits: int = 8) -> tuple[np.ndarray, dict[str, str]]:
     """A texture and its settings as text (for the file's metadata). Without a painted map the
-    first brush styles the whole canvas; with one, the brushes up to the highest one painted."""
+    first brush styles the whole canvas; with one, the brushes up to the highest one painted.
+    morph: two brush numbers (0-based); the canvas goes from the first brush to the second."""
     brushes = list(brushes or [{"source": None, "style_seed": None}])
-    brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
+    pair = None
+    if morph is not None:
+        a, b = (int(i) for i in morph)
+        if not (0 <= a < len(brushes) and 0 <= b < len(brushes)):
+            raise ConfigError(f"A morph goes between two brushes numbered 1 to {len(brushes)}; got {a + 1} and {b + 1}.")
+        pair = (brushes[a], brushes[b])
+        brushes, style_map = [brushes[a], brushes[b]], None
+    else:
+        brushes = brushes[:int(style_map.max()) + 1] if style_map is not None else brushes[:1]
     img = generate_texture(G, width, height, seed=seed, tileable=tileable, style_map=style_map,
-                           brushes=brushes, on_progress=on_progress)
+                           brushes=brushes, on_progress=on_progress, feather=feather, morph=pair,
+                           morph_direction=morph_direction, bits=bits)
     meta = {"software": "GAN Studio", "seed": str(seed), "tileable": str(bool(tileable)),
-            "requested_size": f"{width}x{height}", "brushes": json.dumps(brushes),
-            "painted": str(style_map is not None)}
+            "requested_size": f"{width}x{height}", "size": f"{img.shape[1]}x{img.shape[0]}",
+            "brushes": json.dumps(brushes), "painted": str(style_map is not None),
+            "feather_px": "default" if feather is None else f"{float(feather):g}",
+            "morph": "none" if pair is None else f"{morph[0] + 1}->{morph[1] + 1} {morph_direction}"}
+    if style_map is not None:  # the painted map itself, as a small PNG of brush numbers
+        import base64
+        import io
+
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(style_map, np.uint8)).save(buf, format="PNG", optimize=True)
+        meta["style_map_png_base64"] = base64.b64encode(buf.getvalue()).decode()
     return img, meta
 
 
@@ -255,30 +290,77 @@ def shrink(img: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def previews(img: np.ndarray, side: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three views of a texture to judge it by: the texture, 2 x 2 copies of it, and the texture
-    rolled by half its size (its wrap-around seams cross in the middle), each at most `side` px."""
+def style_map_from_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """Brush numbers from a black-and-white picture: light (>= 50 % grey) = brush 2, dark = brush 1;
+    read at most MAX_STYLE_MAP px on a side. None without a picture."""
+    if mask is None:
+        return None
+    a = np.asarray(mask)
+    if a.ndim < 2 or min(a.shape[:2]) < 1:
+        raise ConfigError("The mask must be a picture (black and white: white = brush 2, black = brush 1).")
+    step = max(1, math.ceil(max(a.shape[:2]) / MAX_STYLE_MAP))
+    a = a[::step, ::step].astype(np.float32)
+    if a.ndim == 3:
+        alpha = a[..., 3] / 255.0 if a.shape[-1] == 4 else 1.0
+        a = a[..., :3].mean(-1) * alpha  # transparent counts as black
+    return (a >= 128).astype(np.int64)
+
+
+def views(img: np.ndarray, overview: int = 1024, crop: int = 768) -> tuple[np.ndarray, np.ndarray]:
+    """Two views of a texture: the whole of it at most `overview` px, and its centre at 1:1 (at most
+    `crop` px on a side), where the detail of a large texture can be judged."""
     h, w = img.shape[:2]
-    return (shrink(img, side), np.tile(shrink(img, side // 2), (2, 2, 1)),
-            shrink(np.roll(img, (h // 2, w // 2), axis=(0, 1)), side))
+    ch, cw = min(h, crop), min(w, crop)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return shrink(img, overview), img[y0:y0 + ch, x0:x0 + cw]
+
+
+class Cancelled(StudioError):
+    """The user cancelled a texture while it was being made."""
 
 
 class KeptTexture:
-    """The newest texture (one, to bound memory) with its settings, under a token, so that an
-    export writes the very pixels that were shown without generating them again."""
+    """The newest texture (one, to bound memory) with its settings and the key of the request that
+    made it, so that an export writes the very pixels that were shown when the settings on screen
+    are still those; and a cancel flag for the texture being made."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._item: tuple[str, np.ndarray, dict] | None = None
+        self._item: tuple[str, np.ndarray, dict, str | None] | None = None
+        self._cancel = threading.Event()
+        self.owner: str | None = None  # who is making a texture now (a session)
 
-    def keep(self, img: np.ndarray, meta: dict[str, str]) -> str:
+    def keep(self, img: np.ndarray, meta: dict[str, str], key: str | None = None) -> str:
         token = f"{time.time_ns()}"
         with self._lock:
-            self._item = (token, img, meta)
+            self._item = (token, img, meta, key)
         return token
 
-    def take(self, token: str | None) -> tuple[np.ndarray, dict[str, str]] | None:
-        """The texture kept under `token`, or None if another one was made since."""
+    def take(self, token: str | None, key: str | None = None) -> tuple[np.ndarray, dict[str, str]] | None:
+        """The texture kept under `token` (and made from the request `key`, if given), or None if
+        another one was made since or the settings differ."""
         with self._lock:
             item = self._item
-        return (item[1], item[2]) if item and token and item[0] == token else None
+        if not item or not token or item[0] != token or (key is not None and item[3] != key):
+            return None
+        return item[1], item[2]
+
+    def start(self, owner: str | None = None) -> None:
+        self._cancel.clear()
+        self.owner = owner
+
+    def cancel(self, owner: str | None = None) -> bool:
+        """Ask the texture being made (by `owner`, if given) to stop; False if it is not theirs."""
+        if owner is not None and self.owner not in (None, owner):
+            return False
+        self._cancel.set()
+        return True
+
+    def watch(self, on_progress: Callable[[float], None] | None) -> Callable[[float], None]:
+        """A progress callback that stops the work (raises Cancelled) once cancel() is called."""
+        def step(f: float) -> None:
+            if self._cancel.is_set():
+                raise Cancelled("Cancelled; the texture on screen is the one made before.")
+            if on_progress:
+                on_progress(f)
+        return step

@@ -198,26 +198,52 @@ def test_moving_a_blend_slider_changes_the_image(page, app):
 def test_generate_and_export_a_tileable_texture(page, app):
     page.get_by_role("tab", name="Texture").click()
     page.wait_for_timeout(500)
-    assert [t.inner_text() for t in page.get_by_role("tab").all()] == ["Train", "Explore", "Texture"]
+    assert [t.inner_text() for t in page.get_by_role("tab").all()][:3] == ["Train", "Explore", "Texture"]
     _choose(page, "Texture model", "stripes  (run, step 2)")
     page.get_by_text("1 source texture(s) (stripes)").wait_for()
-    page.get_by_label("Width").fill("96")
-    page.get_by_label("Height").fill("64")
+    page.get_by_role("spinbutton", name="Width").fill("8192")
+    page.get_by_role("spinbutton", name="Height").fill("8192")
+    page.get_by_role("spinbutton", name="Seed", exact=True).click()
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=radio]')].some("
+                           "r => r.value === '8192' && r.checked)")  # the preset follows the fields
+    page.get_by_role("spinbutton", name="Width").fill("96")
+    page.get_by_role("spinbutton", name="Height").fill("64")
+    page.get_by_role("spinbutton", name="Seed", exact=True).click()
+    page.wait_for_function("() => ![...document.querySelectorAll('input[type=radio]')].some("
+                           "r => ['512', '1024', '2048', '4096', '8192'].includes(r.value) && r.checked)")
     assert page.get_by_label("Tileable (seamless when repeated)").is_checked()
     page.get_by_role("button", name="Generate texture").click()
-    page.get_by_text("96 x 64 px").wait_for()
-    info = page.get_by_test_id("markdown").filter(has_text="Seam ratio").inner_text()
-    assert float(re.search(r"Seam ratio ([\d.]+)", info).group(1)) < 2.0
+    page.get_by_text("96 x 64 px", exact=True).wait_for()
+    assert "no visible seam" in page.get_by_test_id("markdown").filter(has_text="Seam check").inner_text()
+    tiles = page.locator(".rs-tiles")
+    page.wait_for_function("() => document.querySelector('.rs-tiles').style.width === '288px'")
+    assert tiles.evaluate("e => e.style.height") == "192px" and tiles.evaluate("e => e.style.backgroundSize") == "96px 64px"
+    assert page.locator(".rs-zoom").inner_text() == "100%"
+    shot = page.locator(".rs-view").screenshot(path=str(app["root"] / "real-scale.png"))
+    from PIL import Image
+    import io
+    seen = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+    page.get_by_role("tab", name="Overview").click()
     tex = _fetch(page, _wait_new_src(page, "Texture", ""))
-    tiled = _fetch(page, _wait_new_src(page, "Tiled 2 x 2", ""))
-    assert tex.shape == (64, 96, 3) and tiled.shape == (128, 192, 3)
-    page.get_by_role("button", name="Export PNG").last.click()
+    assert tex.shape == (64, 96, 3)
+    tiled = np.tile(tex, (3, 3, 1)).astype(int)
+    found = [(y, x) for y in range(0, 4) for x in range(0, 4)
+             if np.abs(seen[y:y + 192, x:x + 288] - tiled).mean() < 3]  # 3 x 3 copies at 1:1 (inside the border)
+    assert found, "the viewer does not show 3 x 3 copies at 1:1"
+    page.get_by_role("tab", name="Real scale 3 x 3").click()
+    page.locator(".rs-in").click()
+    assert page.locator(".rs-zoom").inner_text() == "200%" and tiles.evaluate("e => e.style.width") == "576px"
+    page.locator(".rs-half").check()
+    assert tiles.evaluate("e => e.style.backgroundPosition") == "96px 64px"  # half a copy at 200 %
+    page.locator(".rs-view").screenshot(path=str(app["root"] / "real-scale-zoom.png"))
+    page.locator(".rs-one").click()
+    assert tiles.evaluate("e => e.style.width") == "288px"
+    page.get_by_role("button", name="Export", exact=True).click()
     dl = page.get_by_role("button", name=re.compile(r"Download .*96x64.*\.png"))
     dl.wait_for()
     with page.expect_download() as info:
         dl.click()
-    path = info.value.path()
-    assert read_image(path).shape == (64, 96, 3)
+    assert (read_image(info.value.path()) == tex).all()
 
 
 def test_workshop_login_in_the_browser_opens_the_studio(browser, tmp_path):

@@ -197,3 +197,32 @@ def test_the_time_bar_draws_when_the_first_report_comes_late_or_the_budget_is_ti
         for name in ("SIGTERM", "SIGHUP"):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
     assert "step=3" in capsys.readouterr().err
+
+
+def test_texture_maps_morph_mask_and_variations_from_the_command_line(tmp_path, capsys):
+    from gan_core.maps import decode_normals
+    out = tmp_path / "wall.png"
+    assert main(["texture", "--width", "128", "--height", "64", "--tileable", "--seed", "3", "--maps", "height,normal",
+                 "--map-strength", "2", "--map-invert", "--morph", "0:1", "--out", str(out)]) == 0
+    with Image.open(tmp_path / "wall_color.png") as c, Image.open(tmp_path / "wall_height.png") as h, \
+            Image.open(tmp_path / "wall_normal.png") as n:
+        assert c.size == h.size == n.size == (128, 64) and h.mode.startswith("I;16")
+        assert c.text["morph"] == "1->2 horizontal" and c.text["seed"] == "3" and n.text["map_strength"] == "2.0"
+        assert n.text["map_invert"] == "True"
+        assert np.abs(np.linalg.norm(decode_normals(np.asarray(n)), axis=-1) - 1).max() <= 0.02
+    mask = np.zeros((32, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["texture", "--width", "128", "--height", "64", "--mask", str(tmp_path / "mask.png"), "--brush", "0",
+                 "--brush", "random:5", "--feather", "24", "--format", "jpeg", "--out", str(tmp_path / "m.png")]) == 0
+    with Image.open(tmp_path / "m.jpg") as m:
+        assert m.format == "JPEG" and '"feather_px": "24"' in m.info["comment"].decode()
+    assert main(["texture", "--width", "64", "--height", "64", "--variations", "2", "--seed", "4",
+                 "--out", str(tmp_path / "batch")]) == 0
+    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["batch_seed4.png", "batch_seed5.png",
+                                                                      "batch_sheet.png"]
+    capsys.readouterr()
+    assert main(["texture", "--maps", "bump", "--out", str(out)]) == 2
+    assert "Unknown map 'bump'" in capsys.readouterr().err
+    assert main(["texture", "--morph", "0:x", "--out", str(out)]) == 2
+    assert "random:SEED" in capsys.readouterr().err

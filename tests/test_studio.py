@@ -33,7 +33,6 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 
-BLEND = [0, 0, -1, 5, -1, 2, -1, 3]  # per brush: source image (-1: a random style), style seed
 
 
 @pytest.fixture(scope="module")
@@ -230,39 +229,87 @@ def test_explore_exports_png_with_parameters_and_a_looping_animation(app):
         assert not (first == middle).all()  # A at the start, B halfway
 
 
+def _texture(c, m, **settings):
+    """The /texture endpoint with named settings (the rest as the page starts)."""
+    args = dict(model=m, width=64, height=64, seed=7, tileable=True, canvas=None, brush1_source=0, brush1_seed=0)
+    return c.predict(**{**args, **settings}, api_name="/texture")
+
+
 @pytest.mark.slow
 def test_texture_tileable_previews_and_export(app):
     c, m = app["client"], app["texture_run"]
     listed = c.predict(None, api_name="/list_sgan_models")
     assert [v for _, v in listed["choices"]] == [m]
     out = c.predict(m, api_name="/open_sgan_model")
-    assert out[0]["value"] == 0 and "multiples of 8 px" in out[-1]
-    tex, tiled, offset, info = c.predict(m, 100, 60, 7, True, None, *BLEND, api_name="/texture")
-    t, tl, off = read_image(tex), read_image(tiled), read_image(offset)
-    assert t.shape == (64, 104, 3)  # rounded up to multiples of 2**depth = 8
-    assert tl.shape == (128, 208, 3) and (tl[:64, :104] == t).all() and (tl[64:, 104:] == t).all()
-    assert (off == np.roll(t, (32, 52), axis=(0, 1))).all()
-    assert "104 x 64 px" in info and "rounded up from 100x60" in info and "Seam ratio" in info
-    ratio = float(info.split("Seam ratio **")[1].split("**")[0])
-    assert ratio < 2.0
+    assert out[0]["value"] == 0 and "<b>1</b> stripes" in out[4] and "multiples of 8 px" in out[-1]
+    real, overview, crop, relief, canvas, info = _texture(c, m, width=100, height=60)
+    t, cr, lit = read_image(overview), read_image(crop), read_image(relief)
+    assert t.shape == cr.shape == lit.shape == (64, 104, 3)  # rounded up to multiples of 2**depth = 8
+    assert (cr == t).all() and _value(real).startswith("data:image/png;base64,") and real["props"]["tex_w"] == 104
+    assert "104 x 64 px" in info and "rounded up from 100x60" in info and "no visible seam" in info
+    assert float(info.split("edge are ")[1].split("x")[0]) < 1.5
 
     canvas = np.zeros((32, 32, 4), np.uint8)
     canvas[:, 16:] = [0x2e, 0x86, 0xab, 255]
     Image.fromarray(canvas).save(app["root"] / "canvas.png")
     painted_value = {"background": None, "layers": [], "composite": handle_file(str(app["root"] / "canvas.png"))}
-    painted = read_image(c.predict(m, 64, 64, 7, True, painted_value, *BLEND, api_name="/texture")[0])
-    plain = read_image(c.predict(m, 64, 64, 7, True, None, *BLEND, api_name="/texture")[0])
+    painted = read_image(_texture(c, m, canvas=painted_value, brush2_source=-1, brush2_seed=5)[1])
+    plain = read_image(_texture(c, m)[1])
     assert painted.shape == plain.shape == (64, 64, 3) and not (painted[:, 40:] == plain[:, 40:]).all()
 
-    up = c.predict("my texture", m, 64, 64, 7, True, None, *BLEND, api_name="/export_texture")
-    saved = sorted((app["ws"] / "exports").glob("my_texture-64x64-*.png"))
-    assert len(saved) == 1 and up["value"]
+    mask = np.zeros((40, 80), np.uint8)
+    mask[:, 40:] = 255
+    Image.fromarray(mask).save(app["root"] / "mask.png")
+    value = c.predict(mask=handle_file(str(app["root"] / "mask.png")), canvas=None, api_name="/import_mask")
+    layer = read_image(value["layers"][0]["path"] if isinstance(value["layers"][0], dict) else value["layers"][0])
+    assert layer.shape[:2] == (512, 512)  # stretched over the square texture on screen, as painting is
+    near = lambda a, rgb: np.abs(a.astype(int) - rgb).max() <= 12  # noqa: E731 (the page gets a WebP)
+    assert near(layer[:, 5], [0xe4, 0x57, 0x2e]) and near(layer[:, -5], [0x2e, 0x86, 0xab])  # brush 1 | 2
+
+    # export = the settings on screen: the texture shown above was 64 px, seed 7, tileable
+    up, line = c.predict(name="my texture", model=m, width=48, height=40, seed=5, tileable=False, canvas=None,
+                         brush1_source=0, brush1_seed=0, maps=["height", "normal"], api_name="/export_texture")
+    saved = sorted((app["ws"] / "exports").glob("my_texture-48x40-*"))
+    assert [p.name.rsplit("_", 1)[1] for p in saved] == ["color.png", "height.png", "normal.png"] and up["value"]
     with Image.open(saved[0]) as im:
-        assert im.size == (64, 64) and im.text["tileable"] == "True" and im.text["seed"] == "7"
-        assert (np.asarray(im.convert("RGB")) == plain).all()
-    with pytest.raises(Exception) as e:
-        c.predict(m, 9000, 64, 0, True, None, *BLEND, api_name="/texture")
-    assert "8192" in _error(e)
+        assert im.size == (48, 40) and im.text["tileable"] == "False" and im.text["seed"] == "5"
+        assert im.text["requested_size"] == "48x40" and im.text["model"] == "stripes" and "feather_px" in im.text
+    with Image.open(saved[1]) as im:
+        assert im.mode.startswith("I;16") and im.size == (48, 40) and im.text["map"] == "height"
+    # unchanged settings: the very pixels shown
+    shown = read_image(_texture(c, m, seed=9)[1])
+    c.predict(name="same", model=m, width=64, height=64, seed=9, tileable=True, canvas=None, brush1_source=0,
+              brush1_seed=0, api_name="/export_texture")
+    same = next((app["ws"] / "exports").glob("same-64x64-*.png"))
+    with Image.open(same) as im:
+        assert (np.asarray(im.convert("RGB")) == shown).all()
+
+    # 16-bit PNG, and a batch of variations in a folder with its contact sheet
+    from tests.test_texture_files import _read_png16
+    c.predict(name="deep", model=m, width=64, height=64, seed=9, tileable=True, canvas=None, brush1_source=0,
+              brush1_seed=0, file_format="png16", api_name="/export_texture")
+    deep, text = _read_png16(next((app["ws"] / "exports").glob("deep-64x64-*.png")))
+    assert text["bits"] == "16" and text["format"] == "png16" and np.abs((deep >> 8).astype(int) - shown).max() <= 1
+    up, line = c.predict(name="batch", model=m, width=32, height=32, seed=3, tileable=True, canvas=None,
+                         variations=3, maps=["normal"], api_name="/export_texture")
+    folder = next((app["ws"] / "exports").glob("batch-variations-*"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"batch_seed{s}_{k}.png" for s in (3, 4, 5) for k in ("color", "normal")] + ["batch_sheet.png"])
+    assert up["value"].endswith("batch_sheet.png") and "6 files" in line
+
+    # Cancel: an 8192 px texture stops at its next tile, with a line that says so
+    job = c.submit(model=m, width=8192, height=8192, seed=1, tileable=True, canvas=None, api_name="/texture")
+    t0 = time.time()
+    while not (job.status().progress_data or job.done()) and time.time() - t0 < 60:
+        time.sleep(0.1)
+    c.predict(api_name="/cancel_texture")
+    assert "Cancelled" in job.result(timeout=600)[-1]
+
+    info = _texture(c, m, width=10000)[-1]  # a notice, the pictures stay as they were
+    assert "Not generated" in info and "8192" in info
+    _, line = c.predict(name="", model=m, width=64, height=64, seed=7, tileable=True, canvas=None, variations=0,
+                        api_name="/export_texture")
+    assert "Not exported" in line and "Variations must be between 1 and 64" in line
 
 
 @pytest.mark.slow

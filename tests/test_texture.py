@@ -1,12 +1,13 @@
-"""Painting textures: a canvas becomes a brush map, the brushes style their regions, previews show
-the seams, and the texture that was shown is the one exported."""
+"""Painting textures: a canvas becomes a brush map, the brushes style their regions (soft edges,
+random styles, morphs), the views show the centre at 1:1, and the texture that was shown is the one
+exported."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from gan_core import texture
-from gan_core.texture import KeptTexture, paint, previews, style_map_from_canvas
+from gan_core.texture import KeptTexture, paint, style_map_from_canvas, views
 from gan_core.train import train
 from gan_core.checkpoint import load_generator
 from tests.conftest import make_texture, tiny_sgan
@@ -42,10 +43,10 @@ def test_brushes_style_their_regions_and_previews_show_the_seams(tmp_path):
     assert dist(img[:, :16], first[:, :16]) < dist(img[:, :16], second[:, :16])  # the left follows brush 1
     assert dist(img[:, 48:], second[:, 48:]) < dist(img[:, 48:], first[:, 48:])  # the right brush 2
     assert meta["painted"] == "True" and meta["requested_size"] == "64x64" and '"style_seed": 2' in meta["brushes"]
-    view, tiled, offset = previews(img, side=32)
-    assert view.shape == (32, 32, 3) and tiled.shape == (32, 32, 3) and offset.shape == (32, 32, 3)
-    full, tiled, offset = previews(img, side=1024)
-    assert (full == img).all() and (tiled[64:, 64:] == img).all() and (offset == np.roll(img, (32, 32), (0, 1))).all()
+    overview, crop = views(img, overview=32, crop=16)
+    assert overview.shape == (32, 32, 3) and (crop == img[24:40, 24:40]).all()  # the centre at 1:1
+    full, crop = views(img)
+    assert (full == img).all() and (crop == img).all()
 
 
 def test_the_kept_texture_is_the_newest_only():
@@ -83,3 +84,88 @@ def test_a_huge_painted_canvas_is_read_at_a_bounded_size():
     canvas[:, 2000:] = [0x2e, 0x86, 0xab, 255]
     labels = style_map_from_canvas(canvas, PALETTE)
     assert max(labels.shape) <= texture.MAX_STYLE_MAP and (labels[:, -10:] == 1).all() and (labels[:, :10] == 0).all()
+
+
+# ------------------------------------------------------------------ styles on the demo model
+from pathlib import Path  # noqa: E402
+
+from gan_core import styles  # noqa: E402
+
+DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "demo-textures"  # sources: gravel, brick
+
+
+def _demo():
+    return load_generator(DEMO)[0]
+
+
+def _edges(img: np.ndarray) -> float:
+    """Mean step between vertically neighbouring pixels: high on gravel, low on brick's long bricks."""
+    return float(np.abs(np.diff(img.astype(float).mean(-1), axis=0)).mean())
+
+
+def test_the_random_style_brush_paints_a_style_of_its_own():
+    G = _demo()
+    brushes = [{"source": 0, "style_seed": 1}, {"source": 1, "style_seed": 1}, {"source": None, "style_seed": 3}]
+    half = np.zeros((16, 16), np.int64)
+    half[:, 8:] = 2  # the right half: the random-style brush
+    img, _ = paint(G, 512, 256, seed=1, tileable=True, style_map=half, brushes=brushes)
+    gravel, _ = paint(G, 512, 256, seed=1, tileable=True, brushes=brushes[:1])
+    brick, _ = paint(G, 512, 256, seed=1, tileable=True, brushes=brushes[1:2])
+    right = (slice(None), slice(320, 512))
+    e_rand, e_gravel, e_brick = _edges(img[right]), _edges(gravel[right]), _edges(brick[right])
+    assert e_brick + 2 < e_rand < e_gravel - 2  # between the two sources, like neither
+    assert _edges(img[:, :192]) > e_gravel - 1  # the left half stays gravel
+    for seed in (1, 2, 3, 4):
+        w = styles.source_weights(G, None, seed)
+        assert 0 < w.min() and abs(float(w.sum()) - 1) < 1e-5  # a mix, never a source alone
+
+
+def _profile(imgs: list[np.ndarray], band: int = 8) -> np.ndarray:
+    """Per band of columns: the vertical edge statistic, averaged over the images."""
+    out = []
+    for im in imgs:
+        d = np.abs(np.diff(im.astype(float).mean(-1), axis=0)).mean(0)
+        out.append(d.reshape(-1, band).mean(1))
+    return np.mean(out, 0)
+
+
+def _transition(p: np.ndarray, band: int = 8) -> tuple[float, float]:
+    """(largest step between neighbouring bands, px from 80 % to 20 % of the change) of a
+    left-to-right profile, as fractions of the whole change."""
+    left, right = p[: len(p) // 4].mean(), p[-len(p) // 4:].mean()
+    q = (p - right) / (left - right)
+    a = int(np.argmax(q < 0.8))
+    b = int(np.argmax(q < 0.2))
+    return float(np.abs(np.diff(q)).max()), float((b - a) * band)
+
+
+def test_a_feathered_edge_changes_smoothly_over_its_width():
+    G = _demo()
+    labels = np.zeros((64, 256), np.int64)
+    labels[:, 128:] = 1  # gravel | brick, edge at x = 512 px
+    brushes = [{"source": 0, "style_seed": 1}, {"source": 1, "style_seed": 1}]
+
+    def canvas(feather):
+        return [paint(G, 1024, 256, seed=s, tileable=False, style_map=labels, brushes=brushes, feather=feather)[0]
+                for s in range(4)]
+    hard_step, hard_width = _transition(_profile(canvas(0)))
+    soft_step, soft_width = _transition(_profile(canvas(32)))
+    assert soft_step < 0.33 < hard_step  # no hard edge: no 8 px band carries a third of the change
+    assert soft_width >= 24 and soft_width > hard_width  # spread out (measured: 32 px against 16 for a hard cut)
+
+
+def test_a_morph_goes_from_one_source_to_the_other_evenly():
+    G = _demo()
+    brushes = [{"source": 0, "style_seed": 1}, {"source": 1, "style_seed": 1}]
+    img, meta = paint(G, 1024, 128, seed=2, tileable=False, brushes=brushes, morph=(0, 1))
+    p = _profile([img], band=128)  # 8 bands across
+    assert p[0] > 11 and p[-1] < 5 and meta["morph"] == "1->2 horizontal"
+    assert (np.diff(p) < 1.0).all()  # on the way down, never back up by much
+    assert np.abs(np.diff(p)).max() < 0.4 * (p[0] - p[-1])  # no single jump
+    loop, _ = paint(G, 512, 64, seed=2, tileable=True, brushes=brushes, morph=(0, 1))
+    from gan_core.metrics import seam_ratio
+    assert seam_ratio(loop) < 1.5  # tileable morphs go there and back, so they still tile
+    import pytest
+    from gan_core.errors import ConfigError
+    with pytest.raises(ConfigError, match="between two brushes numbered 1 to 2"):
+        paint(G, 64, 64, brushes=brushes, morph=(0, 2))

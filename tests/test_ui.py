@@ -75,3 +75,66 @@ def test_a_client_holds_a_bounded_number_of_event_streams():
         return statuses
     statuses = asyncio.run(main())
     assert sorted(statuses) == [("10.0.0.1", 200), ("10.0.0.1", 200), ("10.0.0.1", 429), ("10.0.0.2", 200)]
+
+
+def test_the_style_map_lies_over_the_texture_at_its_aspect_and_only_paint_counts():
+    import numpy as np
+
+    from gan_core.texture import style_map_from_canvas, style_map_from_mask
+    from ui import texture_view as tv
+    from ui.texture_tab import BRUSHES, follow_fields
+
+    tex = np.full((512, 2048, 3), 60, np.uint8)
+    value = tv.canvas_value(tex, None)
+    bg, layer = value["background"], value["layers"][0]
+    assert bg.shape == (128, 512, 4) and layer.shape == (128, 512, 4)  # the texture's 4:1, faded underneath
+    assert 140 < bg[0, 0, 0] < 160 and (layer == 0).all()
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    labels = style_map_from_mask(mask)
+    value = tv.canvas_value(tex, None, tv.mask_layer(labels, [c for c, _ in BRUSHES], bg.shape[:2]))
+    value["composite"] = np.dstack([np.full((128, 512, 3), 200, np.uint8), np.full((128, 512), 255, np.uint8)])
+    got = style_map_from_canvas(tv.painted(value), [c for c, _ in BRUSHES])  # the layer, not the texture under it
+    assert got.shape == (128, 512) and (got[:, :250] == 0).all() and (got[:, 262:] == 1).all()
+    kept = tv.canvas_value(np.zeros((100, 100, 3), np.uint8), value)  # a new texture keeps the paint, resized
+    assert kept["layers"][0].shape == (512, 512, 4) and kept["layers"][0][0, -1, 3] > 128
+    assert follow_fields(8192, 8192)["value"] == "8192" and follow_fields(96, 64)["value"] is None
+
+
+def test_a_texture_stops_when_cancelled_and_the_kept_one_stays():
+    import numpy as np
+    import pytest
+
+    from gan_core.checkpoint import load_generator
+    from gan_core.texture import Cancelled, KeptTexture, generate_texture
+    from tests.test_texture import DEMO
+
+    G, _ = load_generator(DEMO)
+    kept = KeptTexture()
+    token = kept.keep(np.zeros((4, 4, 3), np.uint8), {"seed": "1"}, key="a")
+    kept.start("me")
+    seen = []
+
+    def step(f):
+        seen.append(f)
+        if len(seen) == 2:
+            assert not kept.cancel("someone else")  # only who started it may cancel it
+            assert kept.cancel("me")
+    with pytest.raises(Cancelled, match="Cancelled"):
+        generate_texture(G, 2048, 1024, tileable=True, on_progress=kept.watch(step))
+    assert len(seen) == 2 and kept.take(token, "a") is not None and kept.take(token, "b") is None
+
+
+def test_an_8192_px_texture_stays_readable_overview_crop_and_viewer_copy():
+    import numpy as np
+
+    from gan_core.texture import views
+    from ui import texture_view as tv
+
+    img = np.zeros((64, 8192, 3), np.uint8)
+    img[:, ::2] = 255  # one-pixel stripes: only a 1:1 view shows them
+    overview, crop = views(img)
+    assert overview.shape[1] == 1024 and crop.shape == (64, 768, 3) and (crop[0, ::2] != crop[0, 1::2]).all()
+    up = tv.viewer_update(img)
+    assert up["tex_w"] == 8192 and "shown from a 4096 x 32 px copy" in up["note"] and up["value"].startswith(
+        "data:image/jpeg;base64,")

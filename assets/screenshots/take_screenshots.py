@@ -30,6 +30,33 @@ def _top(pg) -> None:
     pg.wait_for_timeout(300)
 
 
+def texture_shot(pg, out: Path) -> None:
+    """Texture: the first texture appears on opening; paint a stroke of brush 2 (brick) over the
+    texture and generate a 512 px tile, shown 3 x 3 at real scale."""
+    pg.get_by_role("tab", name="Texture").click()
+    pg.get_by_text("source texture(s)").wait_for()
+    pg.get_by_text("px, seed").wait_for()  # the first texture
+    pg.get_by_role("radio", name="512").check()
+    canvas = pg.locator("canvas").first
+    canvas.scroll_into_view_if_needed()
+    pg.get_by_role("button", name="Brush", exact=True).click()
+    box = canvas.bounding_box()
+    for dx in (0, 30, 60):  # a broad band: a stroke much narrower than a noise cell (32 px) hardly shows
+        x0, y0 = box["x"] + box["width"] * 0.25 + dx, box["y"] + box["height"] * 0.15
+        pg.mouse.move(x0, y0)
+        pg.mouse.down()
+        for k in range(30):
+            pg.mouse.move(x0 + 5 * k, y0 + 6 * k)
+        pg.mouse.up()
+    pg.get_by_role("button", name="Generate texture").click()
+    pg.get_by_text("512 x 512 px", exact=True).wait_for()
+    pg.wait_for_timeout(2000)
+    pg.locator(".rs-out").click()
+    pg.wait_for_timeout(500)
+    _top(pg)
+    pg.screenshot(path=str(out / "texture.png"))
+
+
 def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -83,23 +110,7 @@ def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) 
             _top(pg)
             pg.screenshot(path=str(out / "explore.png"))
 
-            # Texture: paint a stroke of brush 2 and generate a 512 px tile
-            pg.get_by_role("tab", name="Texture").click()
-            pg.get_by_text("source texture(s)").wait_for()
-            pg.get_by_role("radio", name="512").check()
-            pg.get_by_role("button", name="Brush", exact=True).click()
-            box = pg.locator("canvas").first.bounding_box()
-            x0, y0 = box["x"] + box["width"] / 2 - 90, box["y"] + box["height"] * 0.3
-            pg.mouse.move(x0, y0)
-            pg.mouse.down()
-            for k in range(30):
-                pg.mouse.move(x0 + 6 * k, y0 + 4 * k)
-            pg.mouse.up()
-            pg.get_by_role("button", name="Generate texture").click()
-            pg.get_by_text("Seam ratio").wait_for()
-            pg.wait_for_timeout(2000)
-            _top(pg)
-            pg.screenshot(path=str(out / "texture.png"))
+            texture_shot(pg, out)
             b.close()
     finally:
         jobs.stop()
