@@ -119,11 +119,8 @@ def follow(jobs: Jobs, run: RunDir, every: float = 0.5) -> RunView:
     KeyboardInterrupt passes through (the caller stops the job)."""
     mon = Monitor(run.name)
     try:
-        while True:
-            v = jobs.view(run)
-            if not v.busy:
-                break
-            mon.update(v)
+        while jobs.busy() and jobs.run == run:  # (the view says idle until the run's folder exists)
+            mon.update(jobs.view(run))
             time.sleep(every)
         v = jobs.view(run)
         mon.update(v, final=True)
