@@ -121,22 +121,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot serve on {a.host}:{a.port} ({type(e).__name__}: {e}). Is another studio running? "
               "Try --port.", file=sys.stderr)
         return 2
-    shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
-    print(f"GAN Studio is running at http://{shown}:{demo.server_port}/  (Ctrl-C to quit)")
-    print(f"workspace: {demo.ctx.ws.root}")
-    if browser_wanted(a):
-        print("opening it in your browser (--no-browser not to)")
-        threading.Thread(target=open_browser, args=(f"http://{shown}:{demo.server_port}/",), daemon=True).start()
-    if a.listen:
-        print(f"workshop mode: serving on {a.host}, login '{a.user}', training data only from {a.data_root}")
-    sys.stdout.flush()
 
     def interrupt(*_):  # `kill` or a closed terminal: stop as Ctrl-C does (the run saves a checkpoint)
         raise KeyboardInterrupt
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
-    try:
+    try:  # from here on Ctrl-C closes the studio, however early it comes
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), interrupt)
+        shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
+        url = f"http://{shown}:{demo.server_port}/"
+        print(f"GAN Studio is running at {url}  (Ctrl-C to quit)")
+        print(f"workspace: {demo.ctx.ws.root}")
+        if browser_wanted(a):
+            print("opening it in your browser (--no-browser not to)")
+            threading.Thread(target=open_browser, args=(url,), daemon=True).start()
+        if a.listen:
+            print(f"workshop mode: serving on {a.host}, login '{a.user}', training data only from {a.data_root}")
+        sys.stdout.flush()
         while demo.is_running:
             time.sleep(0.2)
     except KeyboardInterrupt:
