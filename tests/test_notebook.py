@@ -180,12 +180,17 @@ def test_the_inline_studio_answers_in_a_kernel_once_and_shares_the_workspace_and
              "again = launch()\n"
              "print(again is studio, again.url == studio.url, studio.demo.ctx.jobs is gs.session().jobs,\n"
              "      studio.workspace == gs.workspace().root)",
-             f"run = gs.train('cgan', {data!r}, steps=2, resolution=32, batch=4, g_channels=4, d_channels=4)"]
+             f"run = gs.train('cgan', {data!r}, steps=2, resolution=32, batch=4, g_channels=4, d_channels=4)",
+             "run.blend('purple')"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = NotebookClient(nb, kernel_name=kernel_name, timeout=300, resources={"metadata": {"path": str(tmp_path)}})
     with client.setup_kernel():
         for i, cell in enumerate(nb.cells):
+            client.allow_errors = i == len(cells) - 1
             client.execute_cell(cell, i)
+        err = nb.cells[-1].outputs[-1]  # bad input: the one-line message, no traceback
+        assert err["output_type"] == "error" and err["traceback"] == [
+            "ConfigError: unknown class 'purple'; this model knows: blue, green, red."]
         frames = [o["data"]["text/html"] for c in nb.cells[:2] for o in c.outputs if "text/html" in o.get("data", {})]
         assert len(frames) == 2 and frames[0] == frames[1] and "<iframe" in frames[0]  # shown twice, one server
         assert "True True True True" in "".join(o.get("text", "") for o in nb.cells[1].outputs)
