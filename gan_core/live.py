@@ -80,11 +80,9 @@ class Monitor:
         self.name, self.chart_every = name, chart_every
         self.bar = None
         self.by_time = False
-        self.chart = None  # the notebook's display handle of the chart
+        self.chart = None  # the notebook's display handle of the chart (below the bar)
         self._chart_sig, self._chart_t = None, 0.0
-        if in_notebook():
-            from IPython.display import display
-            self.chart = display(display_id=True)
+        self.notebook = in_notebook()
 
     def update(self, v: RunView, final: bool = False) -> None:
         if self.bar is None and v.state not in ("starting", "idle") and (v.budget_s or v.total):
@@ -103,10 +101,14 @@ class Monitor:
             self.bar.refresh()
         now = time.monotonic()
         sig = (len(v.stats), len(v.quality))
-        if self.chart is not None and v.stats and sig != self._chart_sig and (
+        if self.notebook and v.stats and sig != self._chart_sig and (
                 final or now - self._chart_t >= self.chart_every):
-            from IPython.display import Image
-            self.chart.update(Image(data=chart_png(v.stats, v.quality, self.name), format="png"))
+            from IPython.display import Image, display
+            img = Image(data=chart_png(v.stats, v.quality, self.name), format="png")
+            if self.chart is None:
+                self.chart = display(img, display_id=True)
+            else:
+                self.chart.update(img)
             self._chart_sig, self._chart_t = sig, now
 
     def close(self) -> None:

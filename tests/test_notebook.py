@@ -157,6 +157,10 @@ def test_the_quickstart_notebook_runs_and_draws_pictures(kernel_name, tmp_path):
                      "gs.texture(", "gs.model(folder).samples("):
             assert call in drawn, f"no picture from {call}"
         assert all(kinds == ["image/png"] for kinds in images.values())
+        train = next(c for c in nb.cells if c.cell_type == "code" and "gs.train(" in c.source)
+        kinds = [k for o in train.outputs for k in o.get("data", {})]
+        assert "application/vnd.jupyter.widget-view+json" in kinds  # the notebook's progress bar
+        assert kinds.index("application/vnd.jupyter.widget-view+json") < kinds.index("image/png")  # then the chart
         html = [o["data"]["text/html"] for o in nb.cells[-1].outputs if "text/html" in o.get("data", {})]
         url = html[0].split('src="')[1].split('"')[0]
         assert url.startswith("http://127.0.0.1:")
