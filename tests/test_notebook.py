@@ -205,3 +205,37 @@ def test_the_inline_studio_answers_in_a_kernel_once_and_shares_the_workspace_and
         models = Client(url, verbose=False).predict(None, api_name="/list_cgan_models")
         paths = [c[1] if isinstance(c, (list, tuple)) else c for c in models["choices"]]
         assert str(tmp_path / "ws" / "runs" / "data-1") in paths  # the run trained in the notebook
+
+
+@pytest.mark.slow
+def test_the_notebook_stop_button_stops_training_with_a_checkpoint(kernel_name, tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    data = make_class_folder(tmp_path / "data", n_per_class=4, size=34)
+    km, kc = start_new_kernel(kernel_name=kernel_name, cwd=str(tmp_path))
+    try:
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom gan_core import notebook as gs\n"
+                f"run = gs.train('cgan', {data!r}, steps=100000, ckpt_every=100000, name='long', resolution=32, "
+                "batch=4, g_channels=4, d_channels=4)\nprint('returned', run.state, run.step)")
+        msg_id = kc.execute(code)
+        stats = tmp_path / "ws" / "runs" / "long" / "stats.jsonl"
+        t0 = time.time()
+        while (not stats.exists() or len(stats.read_text().splitlines()) < 3) and time.time() - t0 < 300:
+            time.sleep(0.1)
+        km.interrupt_kernel()  # the notebook's stop button
+        text, status = "", None
+        while status != "idle":
+            msg = kc.get_iopub_msg(timeout=300)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                text += msg["content"]["text"]
+            status = msg["content"].get("execution_state", status)
+        assert kc.get_shell_msg(timeout=60)["content"]["status"] == "ok"  # the cell ends without an error
+        assert "stopping 'long' after this step and saving a checkpoint" in text
+        step = int(text.split("returned stopped ")[1].split()[0])
+        assert step >= 3 and f"stopped at step {step}; checkpoint saved" in text
+        assert checkpoint.checkpoint_dirs(tmp_path / "ws" / "runs" / "long")[0].name == f"step_{step:08d}"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
