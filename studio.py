@@ -4,6 +4,10 @@
     python studio.py --port 8000 --workspace ~/gan-work
     python studio.py --listen --password a-long-secret --data-root /srv/datasets   # workshop mode (LAN)
 
+The studio opens in the default browser once it answers (not with --no-browser, in workshop mode,
+under CI or pytest, or on a Linux machine without a desktop); in a Jupyter notebook,
+`from studio import launch; launch()` shows it inside the notebook.
+
 This file only launches the page (`ui/`); every model, training, file and image operation is in
 `gan_core`, which the command line (`python -m gan_core`) and notebooks use as well.
 """
@@ -14,7 +18,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+import urllib.request
+import webbrowser
 from pathlib import Path
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "checkpoints"  # shipped demo models (may be empty)
@@ -36,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--password", default=os.environ.get("GAN_STUDIO_PASSWORD"),
                    help="login password in workshop mode (or set GAN_STUDIO_PASSWORD)")
     p.add_argument("--data-root", help="in workshop mode, training folders must be inside this folder")
+    p.add_argument("--no-browser", action="store_true", help="do not open the studio in the default browser")
     a = p.parse_args(argv)
     a.host = a.host or ("0.0.0.0" if a.listen else "127.0.0.1")
     if a.listen:
@@ -59,6 +67,45 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def browser_wanted(a: argparse.Namespace, env=None, platform: str | None = None) -> bool:
+    """Open the browser? Not with --no-browser, not in workshop mode (the studio is for others),
+    not under CI (CI set) or pytest, and on Linux and other Unix-likes only with a desktop (DISPLAY
+    or WAYLAND_DISPLAY) or a browser named in BROWSER: over SSH the address is printed instead."""
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    if a.no_browser or a.listen or env.get("PYTEST_CURRENT_TEST"):
+        return False
+    if env.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    if platform in ("darwin", "win32", "cygwin"):
+        return True
+    return any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+
+
+def answers(url: str, timeout: float = 30.0) -> bool:
+    """Wait until `url` answers (directly, not through a proxy); False after `timeout` seconds."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    t0 = time.monotonic()
+    while True:
+        try:
+            with opener.open(url, timeout=5) as r:
+                if r.status < 500:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.2)
+
+
+def open_browser(url: str) -> bool:
+    """Open `url` in a new tab of the default browser once the studio answers there."""
+    try:
+        return answers(url) and webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from gan_core.workspace import Workspace  # after the flags: --help answers at once
@@ -74,19 +121,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot serve on {a.host}:{a.port} ({type(e).__name__}: {e}). Is another studio running? "
               "Try --port.", file=sys.stderr)
         return 2
-    shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
-    print(f"GAN Studio is running at http://{shown}:{demo.server_port}/  (Ctrl-C to quit)")
-    print(f"workspace: {demo.ctx.ws.root}")
-    if a.listen:
-        print(f"workshop mode: serving on {a.host}, login '{a.user}', training data only from {a.data_root}")
-    sys.stdout.flush()
 
     def interrupt(*_):  # `kill` or a closed terminal: stop as Ctrl-C does (the run saves a checkpoint)
         raise KeyboardInterrupt
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
-    try:
+    try:  # from here on Ctrl-C closes the studio, however early it comes
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), interrupt)
+        shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
+        url = f"http://{shown}:{demo.server_port}/"
+        print(f"GAN Studio is running at {url}  (Ctrl-C to quit)")
+        print(f"workspace: {demo.ctx.ws.root}")
+        if browser_wanted(a):
+            print("opening it in your browser (--no-browser not to)")
+            threading.Thread(target=open_browser, args=(url,), daemon=True).start()
+        if a.listen:
+            print(f"workshop mode: serving on {a.host}, login '{a.user}', training data only from {a.data_root}")
+        sys.stdout.flush()
         while demo.is_running:
             time.sleep(0.2)
     except KeyboardInterrupt:
@@ -100,6 +151,75 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# In a notebook: the studio inside a cell, over the notebook API's workspace and training job
+# ---------------------------------------------------------------------------------------------
+class InlineStudio:
+    """The notebook's studio: its address, the page (`demo`), `show()` and `close()`."""
+
+    def __init__(self, demo, height: int):
+        self.demo, self.height = demo, height
+        self.url = f"http://127.0.0.1:{demo.server_port}/"
+
+    @property
+    def workspace(self) -> Path:
+        return self.demo.ctx.ws.root
+
+    def __repr__(self) -> str:
+        state = "running" if self.demo.is_running else "closed"
+        return f"<GAN Studio {state} at {self.url}; workspace {self.workspace}>"
+
+    def show(self, height: int | None = None) -> None:
+        """Show the studio in the notebook (in a terminal: print its address)."""
+        from gan_core.live import in_notebook
+
+        if not in_notebook():
+            print(f"GAN Studio is running at {self.url}  (workspace {self.workspace})")
+            return
+        from IPython.display import HTML, display
+
+        display(HTML(f'<div><iframe src="{self.url}" width="100%" height="{height or self.height}" frameborder="0" '
+                     f'allow="clipboard-read; clipboard-write" title="GAN Studio"></iframe>'
+                     f'<div style="font-size:small">GAN Studio at <a href="{self.url}" target="_blank">{self.url}'
+                     '</a> (opens in a browser tab)</div></div>'))
+
+    def close(self) -> None:
+        """Stop serving the page (a run that trains goes on: it belongs to the notebook's job)."""
+        global _inline
+        self.demo.close()
+        if _inline is self:
+            _inline = None
+
+
+_inline: InlineStudio | None = None
+
+
+def launch(workspace: str | os.PathLike | None = None, models: str | os.PathLike | None = None,
+           port: int | None = None, height: int = 900) -> InlineStudio:
+    """Show the studio inside a Jupyter cell, served on 127.0.0.1 only, over the workspace and the
+    training job of `gan_core.notebook` (a run trained with gs.train shows in its Train tab, and
+    one job trains at a time for both). A second call shows the same studio again."""
+    global _inline
+    from gan_core import notebook as gs
+    from gan_core.errors import StudioError
+
+    if _inline is not None and _inline.demo.is_running:
+        if workspace is not None and Path(workspace).expanduser().resolve() != _inline.workspace:
+            raise StudioError(f"The notebook's studio runs on {_inline.workspace}; close it (.close()) before "
+                              "launching it on another workspace.")
+        _inline.show(height)
+        return _inline
+    ws = gs.use(workspace, models) if workspace is not None or models is not None else gs.workspace()
+    os.environ["GRADIO_TEMP_DIR"] = str(ws.fresh_web_temp())
+    from ui import build_app, launch_app
+
+    demo = build_app(ws.root, models_dir=ws.models_dir, jobs=gs.session().jobs)
+    launch_app(demo, port=port or free_port(), prevent_thread_lock=True, quiet=True)
+    _inline = InlineStudio(demo, height)
+    _inline.show()
+    return _inline
 
 
 if __name__ == "__main__":

@@ -46,4 +46,4 @@ def launch_app(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None
                        allowed_paths=[str(demo.ctx.ws.exports), str(demo.ctx.ws.favourites)], max_file_size=f"{max_upload_mb}mb",
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=True,
                        footer_links=["api", "settings"], theme=gr.themes.Soft(), css=CSS, inbrowser=False,
-                       ssr_mode=False)
+                       inline=False, ssr_mode=False)  # a notebook shows it through studio.launch
