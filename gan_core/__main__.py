@@ -208,9 +208,10 @@ class _Bar:
         self.bar = None
         self.stop = False
         self.quiet = quiet
+        self.before = {}  # the handlers to put back when training ends (main() may run inside a program)
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # a closed terminal or `kill` saves as Ctrl-C does
             if hasattr(signal, name):
-                signal.signal(getattr(signal, name), self._sigint)
+                self.before[name] = signal.signal(getattr(signal, name), self._sigint)
 
     def _sigint(self, *_):
         if self.stop:
@@ -222,6 +223,9 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        for name, handler in self.before.items():
+            signal.signal(getattr(signal, name), handler)
+        self.before = {}
 
     def __call__(self, p) -> None:
         from tqdm import tqdm

@@ -193,10 +193,14 @@ def test_the_time_bar_draws_when_the_first_report_comes_late_or_the_budget_is_ti
         assert 1 <= bar.bar.total and 0 <= bar.bar.n <= bar.bar.total
     finally:
         bar.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for name in ("SIGTERM", "SIGHUP"):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
     assert "step=3" in capsys.readouterr().err
+
+
+def test_training_from_main_gives_ctrl_c_back_to_the_calling_program(class_dir, tmp_path):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    assert main(["train", "cgan", class_dir, "--out", str(tmp_path / "r"), "--steps", "2", "--res", "32",
+                 "--g-channels", "4", "--d-channels", "4", "--batch", "4"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_texture_maps_morph_mask_and_variations_from_the_command_line(tmp_path, capsys):

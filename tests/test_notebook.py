@@ -93,6 +93,8 @@ def test_interrupting_the_cell_stops_training_with_a_checkpoint(ws, tmp_path, ca
             time.sleep(0.02)
         if not returned.is_set():
             _thread.interrupt_main()  # what the notebook's stop button does to the kernel
+        if not returned.wait(120):
+            jobs.stop()  # the interrupt was lost: end the run so the test fails instead of hanging
     threading.Thread(target=interrupt_when_running, daemon=True).start()
     try:
         run = gs.train("cgan", data, steps=100_000, ckpt_every=100_000, **TINY)  # returns after the interrupt
