@@ -1,6 +1,11 @@
 """Shared fixtures: tiny datasets made on the fly and tiny model configs (seconds to train)."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +14,14 @@ from PIL import Image
 from gan_core.config import CGANConfig, RunConfig, SGANConfig, TrainConfig
 
 torch.set_num_threads(2)
+
+# Temporary files of the tests, the web servers and clients they start (gradio's client leaves an
+# empty folder per download) and their child processes go into one folder, removed at the end. Set
+# before any test imports gradio, which reads GRADIO_TEMP_DIR once.
+_TMP = tempfile.mkdtemp(prefix="gan-studio-tests-")
+os.environ["TMPDIR"] = tempfile.tempdir = _TMP
+os.environ["GRADIO_TEMP_DIR"] = os.path.join(_TMP, "web")
+atexit.register(shutil.rmtree, _TMP, True)
 
 
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220)}
