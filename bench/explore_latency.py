@@ -280,7 +280,9 @@ def run(a, tmp: Path) -> int:
     if note:
         print(f"Model: {note}\n")
     else:
-        print(f"Model: `{model}` ({cfg.model.resolution} px, {k} classes, checkpoint `{folder.name}`).\n")
+        shown = Path(model).resolve()
+        shown = shown.relative_to(REPO) if shown.is_relative_to(REPO) else shown  # no machine's own paths
+        print(f"Model: `{shown}` ({cfg.model.resolution} px, {k} classes, checkpoint `{folder.name}`).\n")
     print(f"{a.n} images of {cfg.model.resolution}x{cfg.model.resolution} per call, {a.calls} timed calls after 3 "
           f"warm-up calls; milliseconds.\n")
     print(md_table(["what", "median ms", "p90 ms"], rows))
