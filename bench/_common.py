@@ -149,7 +149,9 @@ class OtherLoad:
 
 
 def run_in_temp_dir(a, prefix: str, run) -> int:
-    """Apply --threads, then call run(a, tmp) with a fresh temporary folder that is removed after."""
+    """Apply --threads, then call run(a, tmp) with a fresh temporary folder that is removed after;
+    other temporary files made meanwhile (gradio's client leaves a folder per download) go there too."""
+    import os
     import shutil
     import tempfile
 
@@ -157,7 +159,15 @@ def run_in_temp_dir(a, prefix: str, run) -> int:
     if getattr(a, "threads", None):
         torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    (tmp / "other").mkdir()
+    before = tempfile.tempdir, os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp / "other")
     try:
         return run(a, tmp)
     finally:
+        tempfile.tempdir = before[0]
+        if before[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before[1]
         shutil.rmtree(tmp, ignore_errors=True)
