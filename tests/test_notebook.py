@@ -16,7 +16,7 @@ from PIL import Image
 
 from gan_core import checkpoint, notebook as gs
 from gan_core.errors import StudioError
-from helpers import make_class_folder
+from tests.conftest import make_class_folder
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(resolution=32, batch=4, g_channels=4, d_channels=4)
