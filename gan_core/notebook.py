@@ -29,7 +29,7 @@ from . import checkpoint, live, sampling, texture as textures
 from .errors import StudioError
 from .jobs import Jobs
 from .runs import Model, RunDir, load_model
-from .workspace import Workspace, check_run_name
+from .workspace import Workspace, check_run_name, safe_filename
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "checkpoints"
 DISPLAY_SIDE = 1024  # pictures are shown at most this large; the picture itself keeps its size
@@ -351,8 +351,9 @@ class Run:
 
 
 def _free_name(ws: Workspace, data) -> str:
+    """A new run name from the data's name (ASCII letters, digits, - and _) and a number."""
     first = data if isinstance(data, (str, os.PathLike)) else (list(data) or ["run"])[0]
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in Path(str(first)).stem)[:40] or "run"
+    stem = safe_filename(Path(str(first)).stem, "run")[:40]
     n = 1
     while (ws.runs / f"{stem}-{n}").exists():
         n += 1

@@ -81,6 +81,13 @@ def test_textures_from_a_shipped_model_show_scaled_down_and_keep_their_size(ws):
         gs.model("nothing")
 
 
+def test_a_run_is_named_after_its_data_even_when_the_folder_name_is_not_ascii(ws, tmp_path):
+    data = make_class_folder(tmp_path / "forêt d'hiver", n_per_class=4, size=34)
+    run = gs.train("cgan", data, steps=2, ckpt_every=2, **TINY)
+    assert run.name == "for_t_d_hiver-1" and run.state == "finished"
+    assert gs.train("cgan", data, steps=2, ckpt_every=2, **TINY).name == "for_t_d_hiver-2"
+
+
 def test_interrupting_the_cell_stops_training_with_a_checkpoint(ws, tmp_path, capsys):
     data = make_class_folder(tmp_path / "data", n_per_class=4, size=34)
     jobs = gs.session().jobs
