@@ -140,16 +140,3 @@ def variations(G, folder: str | os.PathLike, name: str, first_seed: int, count: 
     sheet = save_image(Path(folder) / f"{name}_sheet", contact_sheet(thumbs, labels),
                        {"software": "GAN Studio", "seeds": f"{first_seed}..{int(first_seed) + count - 1}"})
     return sheet, files
-
-
-def free_name(folder: str | os.PathLike, stem: str | None) -> str:
-    """A name for a new set in `folder`, from user text and the time, that no file there starts
-    with (so an export never overwrites one)."""
-    import time
-
-    from .workspace import safe_filename
-    base = f"{safe_filename(stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder, name, n = Path(folder), base, 2
-    while any(folder.glob(f"{name}.*")) or any(folder.glob(f"{name}_*")) or (folder / name).exists():
-        name, n = f"{base}-{n}", n + 1
-    return name

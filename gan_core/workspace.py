@@ -210,18 +210,28 @@ class Workspace:
         return gone
 
     # ---- exports ------------------------------------------------------------------------
+    def _free_export_name(self, stem: str | None, taken) -> str:
+        """A name from sanitised text and the time, with -2, -3, ... added while `taken(name)`."""
+        base = f"{safe_filename(stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name, n = base, 2
+        while taken(name):
+            name, n = f"{base}-{n}", n + 1
+        return name
+
     def export_path(self, stem: str | None, suffix: str) -> Path:
         """A new file in exports/ named from sanitised text and the time; never overwrites."""
-        base = f"{safe_filename(stem)}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = self.exports / f"{base}{suffix}"
-        n = 2
-        while path.exists():
-            path = self.exports / f"{base}-{n}{suffix}"
-            n += 1
+        path = self.exports / (self._free_export_name(stem, lambda s: (self.exports / f"{s}{suffix}").exists())
+                               + suffix)
         if path.parent != self.exports:
             raise ConfigError(f"Export names may not contain a suffix like {suffix!r}.")
         return path
 
+    def export_set_name(self, stem: str | None) -> str:
+        """A name for a new set of files in exports/ (NAME.png, NAME_height.png, a folder NAME, ...)
+        that no file or folder there starts with, so a set never overwrites another."""
+        d = self.exports
+        return self._free_export_name(stem, lambda s: any(d.glob(f"{s}.*")) or any(d.glob(f"{s}_*"))
+                                      or (d / s).exists())
 
     def export_image(self, stem: str | None, img: np.ndarray, metadata: dict[str, str]) -> Path:
         """Write a PNG (with its settings as text) as a new file in exports/."""

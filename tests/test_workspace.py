@@ -244,3 +244,20 @@ def test_the_web_servers_temporary_folder_starts_empty_and_private(tmp_path):
     assert again == first and list(again.iterdir()) == []
     assert again.stat().st_mode & 0o777 == 0o700
     assert inside(again, ws.root)
+
+
+def test_export_names_never_reuse_a_file_or_set_already_in_exports(tmp_path, monkeypatch):
+    import gan_core.workspace as W
+    monkeypatch.setattr(W.time, "strftime", lambda fmt: "20260101-000000")  # every name in the same second
+    ws = Workspace(tmp_path / "ws")
+    first = ws.export_set_name("wall")
+    assert first == "wall-20260101-000000"
+    (ws.exports / f"{first}_height.png").write_bytes(b"x")  # a set's map alone takes its name
+    second = ws.export_set_name("wall")
+    assert second == "wall-20260101-000000-2"
+    (ws.exports / second).mkdir()  # so does a folder of variations
+    assert ws.export_set_name("wall") == "wall-20260101-000000-3"
+    png = ws.export_path("wall", ".png")
+    assert png.name == "wall-20260101-000000.png"  # a single file only avoids files of its own suffix
+    png.write_bytes(b"x")
+    assert ws.export_path("wall", ".png").name == "wall-20260101-000000-2.png"

@@ -130,7 +130,7 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
     stem = name or ctx.ws.load_model(model, "sgan").name
     if n > 1:
         m = ctx.ws.load_model(model, "sgan")
-        folder = ctx.ws.exports / texture_files.free_name(ctx.ws.exports, f"{stem}-variations")
+        folder = ctx.ws.exports / ctx.ws.export_set_name(f"{stem}-variations")
         ctx.textures.start(owner)
         paint_args = {k: v for k, v in req.items() if k != "seed"} | {"bits": bits}
         sheet, files = texture_files.variations(
@@ -146,7 +146,7 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
     img, meta = kept
     H, W = img.shape[:2]
     progress(0.75, desc="Writing files")
-    files = texture_files.save_set(ctx.ws.exports, texture_files.free_name(ctx.ws.exports, f"{stem}-{W}x{H}"), img, meta,
+    files = texture_files.save_set(ctx.ws.exports, ctx.ws.export_set_name(f"{stem}-{W}x{H}"), img, meta,
                                    wanted, s, fmt, on_progress=lambda f: progress(0.75 + 0.25 * f, desc="Maps"))
     names = ", ".join(f"`{f.name}`" for f in files)
     return gr.update(value=str(files[0]), visible=True, label=f"Download {files[0].name}"), f"Wrote {names}."
