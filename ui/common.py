@@ -2,15 +2,19 @@
 and the pictures of the Train tab's monitor (progress bar, loss chart, quality gauge)."""
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import inspect
+import io
 import math
 from dataclasses import dataclass, field
 from functools import partial
 
 import gradio as gr
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from gan_core.config import NO_STEP_LIMIT
 from gan_core.errors import StudioError, os_error_text
@@ -191,3 +195,15 @@ def wire_model_picker(ctx: Context, variant: str, tab, picker: ModelPicker, open
     opened.success(keep, picker.model, picker.opened, api_visibility="private")
     opened.failure(keep, picker.opened, picker.model, api_visibility="private")
     return opened
+
+
+def data_uri(img: np.ndarray) -> str:
+    """A picture for the page: PNG up to 1024 px (exact pixels), JPEG above (a few MB at 4096)."""
+    buf = io.BytesIO()
+    if max(img.shape[:2]) <= 1024:
+        Image.fromarray(img).save(buf, format="PNG")
+        kind = "png"
+    else:
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        kind = "jpeg"
+    return f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode()}"

@@ -2,17 +2,13 @@
 name shown in the list, class weights by class name, pictures back as PNG data URLs."""
 from __future__ import annotations
 
-import base64
-import io
-
 import gradio as gr
-from PIL import Image
 
 from gan_core import explore
 from gan_core.breeding import Specimen
 from gan_core.errors import ConfigError, StudioError
 
-from .common import Context
+from .common import Context, data_uri
 from .explore_breed import N_DIRECTIONS
 
 
@@ -42,12 +38,6 @@ def _directions(text: str) -> dict[int, float]:
     return explore.offsets_from([out.get(i, 0.0) for i in range(N_DIRECTIONS)])
 
 
-def _data_url(img) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def register(ctx: Context) -> None:
     def pictures(model: str, classes: str = "", seeds: str = "0,1,2,3", truncation: float = 1.0,
                  directions: str = "", scale: int = 1) -> dict:
@@ -68,7 +58,7 @@ def register(ctx: Context) -> None:
             dirs = explore.model_directions(m, ctx.ws.cache, N_DIRECTIONS) if offsets else None
             pics = explore.pictures(m.G, m.class_names, sps, dirs, offsets)
             from gan_core.media import upscale
-            return {"labels": [s.label for s in sps], "images": [_data_url(upscale(p, int(scale))) for p in pics]}
+            return {"labels": [s.label for s in sps], "images": [data_uri(upscale(p, int(scale))) for p in pics]}
         except StudioError as e:
             raise gr.Error(str(e), print_exception=False) from None
 

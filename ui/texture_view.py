@@ -2,15 +2,15 @@
 the style map drawn over the texture, and the brush labels."""
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from gan_core.texture import shrink
+
+from .common import data_uri
 
 VIEWER_MAX = 4096  # the viewer gets a copy at most this size (larger textures: a note says so)
 CANVAS_SIDE = 512  # the style map's longer side on screen
@@ -77,18 +77,6 @@ def viewer() -> gr.HTML:
     return gr.HTML(None, html_template=VIEWER_TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
                    tex_w=0, tex_h=0, note="Generate a texture to see it here at real scale.",
                    elem_classes="real-scale", label="Real scale 3 x 3")
-
-
-def data_uri(img: np.ndarray) -> str:
-    """A picture for the page: PNG up to 1024 px (exact pixels), JPEG above (a few MB at 4096)."""
-    buf = io.BytesIO()
-    if max(img.shape[:2]) <= 1024:
-        Image.fromarray(img).save(buf, format="PNG")
-        kind = "png"
-    else:
-        Image.fromarray(img).save(buf, format="JPEG", quality=90)
-        kind = "jpeg"
-    return f"data:image/{kind};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
 def viewer_update(img: np.ndarray):
