@@ -37,6 +37,16 @@ def progress_bar(total: float, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit)
 
 
+def draw_distance(ax, x: list[float], records: list[dict]) -> None:
+    """The quality gauge's curve on a matplotlib axis: the samples' distance to the user's images
+    (SWD, log scale) at `x`, and the distance between their own images (the floor) dashed."""
+    ax.plot(x, [r["swd"] for r in records], marker="o", ms=3, color="#2e86ab", label="your images vs samples")
+    floors = [r["swd_floor"] for r in records if r.get("swd_floor")]
+    if floors:
+        ax.axhline(floors[-1], ls="--", color="#555", lw=1, label="your images vs each other")
+    ax.set_yscale("log")
+
+
 def chart_png(stats: list[dict], quality: list[dict], title: str = "") -> bytes:
     """One PNG: the critic and generator losses by step, and the quality gauge (distance of the
     samples to the user's images, with the distance between their own images dashed)."""
@@ -52,13 +62,9 @@ def chart_png(stats: list[dict], quality: list[dict], title: str = "") -> bytes:
     a.set_xlabel("step", fontsize=8)
     if stats:
         a.legend(fontsize=7)
-    q = [(r["step"], r["swd"]) for r in quality if "swd" in r]
+    q = [r for r in quality if "swd" in r]
     if q:
-        b.plot(*zip(*q), marker="o", ms=3, color="#2e86ab", label="your images vs samples")
-        floors = [r["swd_floor"] for r in quality if r.get("swd_floor")]
-        if floors:
-            b.axhline(floors[-1], ls="--", color="#555", lw=1, label="your images vs each other")
-        b.set_yscale("log")
+        draw_distance(b, [r["step"] for r in q], q)
         b.legend(fontsize=7)
     b.set_title("distance to your images (lower is closer)", fontsize=9)
     b.set_xlabel("step", fontsize=8)

@@ -19,6 +19,7 @@ from PIL import Image
 from gan_core.config import NO_STEP_LIMIT
 from gan_core.errors import StudioError, os_error_text
 from gan_core.jobs import Jobs, RunView
+from gan_core.live import draw_distance
 from gan_core.texture import KeptTexture
 from gan_core.workspace import Workspace
 
@@ -133,11 +134,7 @@ def quality_figure(records: list[dict]):
 
     mins = [r.get("used_s", 0) / 60 for r in records]
     fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.0), dpi=100)
-    a.plot(mins, [r["swd"] for r in records], marker="o", ms=3, color="#2e86ab", label="your images vs samples")
-    floors = [r["swd_floor"] for r in records if "swd_floor" in r]
-    if floors:
-        a.axhline(floors[-1], ls="--", color="#555", lw=1, label="your images vs each other")
-    a.set_yscale("log")
+    draw_distance(a, mins, records)
     a.set_title("Distance to your images (lower is closer)", fontsize=9)
     a.set_xlabel("minutes of training", fontsize=8)
     a.legend(fontsize=7, loc="upper right")
