@@ -127,9 +127,9 @@ def export(ctx: Context, token, name, file_format, maps, variations, model, widt
     n = options.value(variations if variations not in (None, "") else 1, "variations")
     bits = 16 if fmt == "png16" else 8
     owner = getattr(request, "session_hash", None)
-    stem = name or ctx.ws.load_model(model, "sgan").name
+    m = ctx.ws.load_model(model, "sgan")
+    stem = name or m.name
     if n > 1:
-        m = ctx.ws.load_model(model, "sgan")
         folder = ctx.ws.exports / ctx.ws.export_set_name(f"{stem}-variations")
         ctx.textures.start(owner)
         paint_args = {k: v for k, v in req.items() if k != "seed"} | {"bits": bits}
