@@ -95,6 +95,17 @@ def image_swd(fake: torch.Tensor, real: torch.Tensor, levels: int = 3, n_per_ima
     return 1000 * sum(dists) / len(dists)
 
 
+def spread(images: torch.Tensor, limit: int = 64) -> float:
+    """How much a set of images (B, C, H, W) differ from each other: the mean absolute difference per
+    value over all pairs of its first `limit` images. A generator that ignores its noise gives about
+    0; compare with the spread of real images of the same class (a ratio of about 1 = as varied)."""
+    x = images[:limit].float().flatten(1)
+    if len(x) < 2:
+        return float("nan")
+    d = torch.cdist(x, x, p=1) / x.shape[1]
+    return float(d.sum() / (len(x) * (len(x) - 1)))
+
+
 GRID_PERIODS = (2, 4, 8, 16, 32)
 
 

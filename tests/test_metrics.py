@@ -66,3 +66,13 @@ def test_the_sampled_seam_ratio_of_large_images_follows_the_full_measure():
         full = seam_ratio(img)
         assert seam_ratio_sampled(img) == full  # small: the exact measure
         assert abs(seam_ratio_sampled(img, limit=256) - full) < 0.05 * full  # corners only
+
+
+def test_spread_is_zero_for_copies_and_grows_with_difference():
+    from gan_core.metrics import spread
+    x = torch.rand(1, 3, 8, 8).expand(6, -1, -1, -1)
+    assert spread(x) == 0.0
+    noisy = x + 0.1 * torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    more = x + 0.3 * torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert 0 < spread(noisy) < spread(more)
+    assert abs(spread(more) - 3 * spread(noisy)) < 1e-5  # mean absolute difference: linear in the scale
