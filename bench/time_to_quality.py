@@ -10,7 +10,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution in the
-                 generator, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4, adaptive DiffAugment,
+                 generator, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4, adaptive DiffAugment
+                 drawn once per minibatch-std group,
                  EMA over 10k images, learning rate falling to zero over the second half of the budget)
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
   studio-fast-lr studio with Adam 2e-4 instead of 1e-4
@@ -20,6 +21,10 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-b64     studio with batches of 64
   studio-noaug   studio without augmentation
   studio-div     studio with the mode-seeking term (weight 0.2)
+  studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
+                 critic group (bench/RESULTS.md)
+  studio-per-image  studio with augmentation drawn per image (the default before)
+  studio-ga-grid studio with the generator's penalty on power at the 2 px period (grid_penalty 1)
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
@@ -54,7 +59,7 @@ import torch
 from gan_core.config import CGANConfig, RunConfig, TrainConfig, recipe_model
 from gan_core.data import is_image_name, load_class_dataset, to_float
 from gan_core.sampling import grid, save_png
-from gan_core.metrics import grid_artifacts, image_swd
+from gan_core.metrics import grid_artifacts, image_swd, spread
 from gan_core.train import Trainer
 
 # name -> (recipe, model overrides, training overrides)
@@ -72,6 +77,9 @@ CONTENDERS = {
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-b64": ("studio", {}, {"batch": 64}),
     "studio-hinge-slow": ("studio", {}, {"loss": "hinge", "lr_g": 1e-4, "lr_d": 1e-4}),
+    "studio-ga": ("studio", {}, {"aug_groups": True}),
+    "studio-per-image": ("studio", {}, {"aug_groups": False}),
+    "studio-ga-grid": ("studio", {}, {"aug_groups": True, "grid_penalty": 1.0}),
 }
 
 
@@ -239,7 +247,9 @@ def run(a, tmp: Path) -> int:
             for i, c0 in ((i, cs[0]) for i in range(a.points + 1))]
     rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
-    print("\nAt the end, per class: SWD / floor, and the grid measure (mean; largest single frequency):\n")
+    print("\nAt the end, per class: SWD / floor; spread (how much the samples of the class differ from each "
+          "other, over the held-out images' spread: about 1 = as varied, near 0 = one image); and the grid "
+          "measure (mean; largest single frequency):\n")
     header = ["class", "floor", "real vs real grid"] + [f"{c.name}" for c in cs]
     rows = []
     for ci, cname in enumerate(names_c):
@@ -248,7 +258,8 @@ def run(a, tmp: Path) -> int:
         for c in cs:
             f = finals[c.name][y == ci]
             gm = grid_artifacts(f, real[y == ci])
-            row.append(f"{image_swd(f, real[y == ci]) / floor_c[ci]:.2f}x; grid {gm['mean']:.2f} "
+            row.append(f"{image_swd(f, real[y == ci]) / floor_c[ci]:.2f}x; spread "
+                       f"{spread(f) / spread(real[y == ci]):.2f}; grid {gm['mean']:.2f} "
                        f"(max {gm['max']:.1f} at {gm['at']})")
         rows.append(row)
     gf = grid_artifacts(other, real)

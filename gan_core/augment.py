@@ -53,10 +53,37 @@ def cutout(x: torch.Tensor, gen: torch.Generator, share: BatchShare = WHOLE, rat
 POLICIES = {"color": color, "translation": translation, "cutout": cutout}
 
 
+class GroupDraws:
+    """A BatchShare whose random values are drawn once per group of `group` images and shared by
+    its members. The groups are the critic's minibatch-std groups: global rows i, i + B/g,
+    i + 2B/g, ... (nets.cgan.minibatch_std). Transforms drawn per image would give a generator
+    that makes one image per class the spread of a real group: shifted, recoloured and cut
+    differently, its copies no longer look alike to the critic, which then cannot see the collapse."""
+
+    def __init__(self, share: BatchShare, group: int):
+        self.share, self.group = share, group
+
+    def _draw(self, make, n: int, shape: tuple[int, ...]) -> torch.Tensor:
+        total = n * self.share.world
+        if total % self.group:
+            raise ValueError(f"a batch of {total} does not split into groups of {self.group}")
+        one = make((total // self.group, *shape))
+        return self.share.rows(one.repeat(self.group, *([1] * len(shape))))
+
+    def rand(self, gen, n: int, *shape: int) -> torch.Tensor:
+        return self._draw(lambda size: torch.rand(size, generator=gen), n, shape)
+
+    def randint(self, gen, low: int, high: int, n: int, *shape: int) -> torch.Tensor:
+        return self._draw(lambda size: torch.randint(low, high, size, generator=gen), n, shape)
+
+
 def augment(x: torch.Tensor, policy: list[str], gen: torch.Generator, share: BatchShare = WHOLE,
-            p: float = 1.0) -> torch.Tensor:
+            p: float = 1.0, group: int = 1) -> torch.Tensor:
     """Apply each transform of `policy` in turn. With p < 1 each transform reaches each image with
-    probability p (the adaptive strength of ADA, Karras et al. 2020); the others pass unchanged."""
+    probability p (the adaptive strength of ADA, Karras et al. 2020); the others pass unchanged.
+    `group` > 1: the images of each minibatch-std group share their draws (GroupDraws)."""
+    if group > 1:
+        share = GroupDraws(share, group)
     for name in policy:
         y = POLICIES[name](x, gen, share)
         if p < 1.0:

@@ -23,8 +23,8 @@ NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 # Named sets of settings. Each recipe names its training settings ("train", on top of TrainConfig's
 # defaults, which are the reference's) and its model family ("model", on top of the model config's
 # defaults). "studio" is the default of the CLI and the studio: a resize-convolution generator, one
-# critic step, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4 and adaptive DiffAugment
-# (conditional models), the hinge loss, Adam 2e-4 and the mode-seeking term (textures), an EMA
+# critic step, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4 and adaptive DiffAugment drawn
+# per minibatch-std group (conditional models), the hinge loss, Adam 2e-4 and the mode-seeking term (textures), an EMA
 # measured in images and a learning rate that falls to zero over the second half of the run; chosen by
 # bench/time_to_quality.py and bench/texture_quality.py on a 2-core CPU
 # (README, "What to expect"). "reference": the reference system
@@ -34,8 +34,8 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
         "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
-                  "augment": ["translation", "color", "cutout"], "ada_target": 0.6, "ema_kimg": 10.0,
-                  "lr_decay": 0.5},
+                  "augment": ["translation", "color", "cutout"], "aug_groups": True, "ada_target": 0.6,
+                  "ema_kimg": 10.0, "lr_decay": 0.5},
         # Textures train on random patches of the photos: a new view every step, nothing to memorise,
         # so no augmentation; the mode-seeking term keeps them from stamping one pattern. (On the
         # conditional models it pushed images apart by brightness and, after 3 minutes, made the
@@ -165,6 +165,8 @@ class TrainConfig:
     quality_every: int = 250  # steps between quality checks (SWD to held-back images; 0: off)
     diversity: float = 0.0  # weight of the mode-seeking term against collapse within a class (0: off)
     augment: list[str] = field(default_factory=list)
+    grid_penalty: float = 0.0  # weight of the generator's penalty on power at the 2 px period above the real images'
+    aug_groups: bool = False  # conditional models: the images of a minibatch-std group share their augmentation
     seed: int = 0
     log_every: int = 10
     sample_every: int = 200
@@ -209,6 +211,8 @@ class TrainConfig:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}.")
         if self.diversity < 0:
             raise ConfigError("diversity must not be negative.")
+        if not (math.isfinite(self.grid_penalty) and self.grid_penalty >= 0):
+            raise ConfigError("grid-penalty must be a finite number of at least 0.")
         if self.gp_lambda < 0:
             raise ConfigError("gp-lambda must not be negative.")
         if not 0 <= self.ema_beta < 1:

@@ -55,3 +55,25 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     (grad,) = torch.autograd.grad(score.sum(), x, create_graph=True)
     norm = torch.sqrt(grad.float().pow(2).flatten(1).sum(1) + 1e-12)
     return (norm - 1.0).pow(2).mean()
+
+
+def pixel_grid_power(x: torch.Tensor) -> torch.Tensor:
+    """Mean power of images (B, C, H, W) at the 2-pixel period: the three frequencies of half a cycle
+    per pixel (along x, along y, and diagonal: the checkerboard), as a tensor of 3. These are the
+    patterns a x2 nearest resize followed by a convolution leaves when its four output phases drift
+    apart. (H and W even.)"""
+    h, w = x.shape[-2:]
+    sy = 1 - 2 * (torch.arange(h, device=x.device) % 2).to(x.dtype)  # +1, -1, +1, ...
+    sx = 1 - 2 * (torch.arange(w, device=x.device) % 2).to(x.dtype)
+    x = x.float() - x.float().mean(dim=(2, 3), keepdim=True)
+    amps = torch.stack([(x * sx).sum((2, 3)), (x * sy[:, None]).sum((2, 3)), (x * sy[:, None] * sx).sum((2, 3))])
+    return amps.pow(2).mean(dim=(1, 2)) / (h * w)
+
+
+def pixel_grid_excess(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """How far the generated images' power at the 2-pixel period exceeds the real images' (in log
+    units, summed over x, y and the diagonal; 0 where it does not). A generator penalty in the spirit
+    of spectral regularisation (Durall et al. 2020), limited to the one pattern of resize upsampling:
+    it does nothing to any other frequency."""
+    eps = 1e-8
+    return F.relu(torch.log(pixel_grid_power(fake) + eps) - torch.log(pixel_grid_power(real.detach()) + eps)).sum()

@@ -33,7 +33,7 @@ from .config import NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
 from .errors import CheckpointError, ConfigError, StudioError
 from .io import atomic_write
-from .losses import d_loss, g_loss, gradient_penalty, zero_centred_penalty
+from .losses import d_loss, g_loss, gradient_penalty, pixel_grid_excess, zero_centred_penalty
 from .metrics import grid_artifacts, image_swd
 from .nets import build_discriminator, build_generator
 from .nets.cgan import group_size
@@ -254,7 +254,8 @@ class Trainer:
     def train_step(self) -> dict:
         t = self.cfg.train
         self.set_learning_rates()
-        aug = (lambda x: augment(x, t.augment, self.gen, self.share, self.aug_p)) if t.augment else (lambda x: x)
+        group = group_size(t.batch, self.cfg.model.mbstd_group) if t.aug_groups and self.cfg.variant == "cgan" else 1
+        aug = (lambda x: augment(x, t.augment, self.gen, self.share, self.aug_p, group)) if t.augment else (lambda x: x)
         self.D.requires_grad_(True)
         rec = {"d_loss": 0.0, "gp": 0.0, "w_dist": 0.0, "real_sign": 0.0}
         for i in range(t.n_critic):
@@ -296,6 +297,10 @@ class Trainer:
             fake, latent = self.fake_batch(y)
             paired_real = self.D(real_a, y) if t.loss == "rpgan" else None
             lg = g_loss(self.D(aug(fake.float()), y), t.loss, paired_real)  # D is fixed: nothing of it to reduce
+        if t.grid_penalty:
+            ge = pixel_grid_excess(fake, real)
+            lg = lg + t.grid_penalty * ge
+            rec["grid_excess"] = ge.item()
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float(), y)
             lg = lg + t.diversity * ms

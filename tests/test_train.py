@@ -383,6 +383,13 @@ def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_p
     assert lrs[2] == pytest.approx((1e-4, 2e-4)) and lrs[3] == (0.0, 0.0)
 
 
+
+def test_grid_penalty_and_grouped_augmentation_train_and_are_logged(class_dir, tmp_path):
+    train(tiny_cgan(class_dir, loss="rpgan", n_critic=1, steps=3, grid_penalty=1.0, aug_groups=True,
+                    augment=["translation", "color", "cutout"]), tmp_path / "run")
+    stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert len(stats) == 3 and all(math.isfinite(s["grid_excess"]) and s["grid_excess"] >= 0 for s in stats)
+
 # ---------------------------------------------------------- bad data, crashes and faults
 def test_training_uses_the_good_images_and_lists_the_skipped_ones(tmp_path, capsys):
     root = tmp_path / "data"
