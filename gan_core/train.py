@@ -123,6 +123,12 @@ class Trainer:
         self._load_data()
         torch.manual_seed(t.seed)
         self.G = build_generator(cfg).to(device, memory_format=self.mem)
+        if cfg.variant == "sgan" and t.wrap_train:
+            # Padded with zeros, a texture generator can anchor its patterns to the borders of the
+            # training patch (a brick photo's mortar lines came out along the edges of a canvas only,
+            # and a tileable canvas, which has no edges, came out flat grey). Padded circularly, every
+            # position looks alike to it, as in a tileable texture.
+            self.G.set_tileable(True)
         self.D = build_discriminator(cfg).to(device, memory_format=self.mem)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         betas = (t.beta1, t.beta2)
@@ -505,13 +511,13 @@ def mode_seeking(fake: torch.Tensor, latent: torch.Tensor, cond: torch.Tensor | 
 
 
 def sample_image(G: nn.Module, cfg: RunConfig, n: int = 8, seed: int = 0) -> "object":
-    """The run's fixed-noise preview: one row per class, or one 256 px canvas per source texture."""
+    """The run's fixed-noise preview: one row per class, or one tileable 256 px canvas per source texture."""
     G.eval()
     if cfg.variant == "cgan":
         return class_grid(G, cfg.model.class_names, n, seed)
     from .texture import generate_texture
     tiles = [torch.from_numpy(generate_texture(G, 256, 256, seed=seed, source=i if cfg.model.n_sources > 1 else None,
-                                               style_seed=seed)).permute(2, 0, 1).float() / 127.5 - 1
+                                               style_seed=seed, tileable=True)).permute(2, 0, 1).float() / 127.5 - 1
              for i in range(cfg.model.n_sources)]
     return grid(torch.stack(tiles), len(tiles))
 
