@@ -24,8 +24,8 @@ NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 # defaults, which are the reference's) and its model family ("model", on top of the model config's
 # defaults). "studio" is the default of the CLI and the studio: a resize-convolution generator, one
 # critic step, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4 and adaptive DiffAugment drawn
-# per minibatch-std group (conditional models), the hinge loss, Adam 2e-4, the mode-seeking term and
-# circular padding while training (textures), an EMA
+# per minibatch-std group (conditional models), the hinge loss, Adam 2e-4 and the mode-seeking term
+# (textures), an EMA
 # measured in images and a learning rate that falls to zero over the second half of the run; chosen by
 # bench/time_to_quality.py and bench/texture_quality.py on a 2-core CPU
 # (README, "What to expect"). "reference": the reference system
@@ -43,7 +43,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.) The hinge loss:
         # on the brick photo the relativistic loss drew more of the joints but left a 4 px grid.
         "train_sgan": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "augment": [], "ada_target": 0.0,
-                       "diversity": 0.2, "wrap_train": True},
+                       "diversity": 0.2},
         "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest"}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
@@ -177,6 +177,7 @@ class TrainConfig:
     mirror: bool = True  # random flips of the real images (horizontal; textures also vertical)
     # texture (sgan) runs only
     wrap_train: bool = False  # the generator pads circularly while training: no patch border to draw from
+    #                           (bench/RESULTS.md: brick no longer flat in tileable textures, but a 4 px grid)
     patch: int = 128
     max_side: int = 512
 
