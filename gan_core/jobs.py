@@ -78,6 +78,10 @@ class Jobs:
 
     def start(self, work, run: RunDir, kind: str) -> None:
         """`work(on_progress=..., should_stop=...)` runs in the worker thread."""
+        # The worker draws the loss plot while the caller may draw charts: import the plotting
+        # library here first, as two threads importing it at once can see it half loaded
+        # (AttributeError: module 'matplotlib' has no attribute ...).
+        import matplotlib.figure  # noqa: F401
         with self._lock:
             self._refuse_if_busy()
             self._stop.clear()

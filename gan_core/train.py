@@ -526,12 +526,11 @@ def plot_losses(history: list[dict], path: Path) -> None:
     """Write the loss curves (critic, generator, Wasserstein estimate) as a PNG."""
     if not history:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's plotting backend is left alone
 
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig = Figure(figsize=(7, 3.5), dpi=100)
+    ax = fig.subplots()
     for key, label in (("d_loss", "critic loss"), ("g_loss", "generator loss"), ("w_dist", "real - fake score")):
         ax.plot(steps, [h[key] for h in history], label=label, linewidth=1)
     ax.set_xlabel("step")
@@ -539,7 +538,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
 
 
 def _truncate_stats(path: Path, step: int) -> None:
