@@ -13,7 +13,8 @@ scored against the photo:
 Contenders: reference (transposed convolutions, WGAN-GP: --recipe reference), fast, studio (the
 default: nearest resize + 5x5 convolutions, hinge, mode seeking), and studio variants named in
 TEXTURE_CONTENDERS (bilinear resizing, WGAN-GP, the relativistic loss, Adam 1e-4, no mode seeking,
-circular padding while training: studio-wrap; studio-zeropad is studio, named for those runs).
+circular padding while training: studio-wrap; zero padding and no margin, the default before:
+studio-zeropad; studio-margin is studio, named for the runs that chose it).
 
     python bench/texture_quality.py assets/demo/textures/brick.png --budget 600 --sheets bench/sheets
 """
@@ -48,8 +49,9 @@ TEXTURE_CONTENDERS = {
     "studio-rpgan": ("studio", {}, {"loss": "rpgan"}),
     "studio-slow": ("studio", {}, {"lr_g": 1e-4, "lr_d": 1e-4}),
     "studio-rpgan-slow": ("studio", {}, {"loss": "rpgan", "lr_g": 1e-4, "lr_d": 1e-4}),
-    "studio-wrap": ("studio", {}, {"wrap_train": True}),
-    "studio-zeropad": ("studio", {}, {"wrap_train": False}),
+    "studio-wrap": ("studio", {}, {"wrap_train": True, "train_margin": 0}),
+    "studio-zeropad": ("studio", {}, {"wrap_train": False, "train_margin": 0}),
+    "studio-margin": ("studio", {}, {"wrap_train": False, "train_margin": 1}),
 }
 
 

@@ -215,9 +215,19 @@ class Trainer:
         if self.cfg.variant == "cgan":
             z = self.share.randn(self.gen, b, self.cfg.model.nz).to(self.device)
             return self.G_train(z, y), z
-        n = self.cfg.train.patch // self.cfg.model.scale
+        t, scale = self.cfg.train, self.cfg.model.scale
+        m = 0 if t.wrap_train else t.train_margin
+        n = t.patch // scale + 2 * m
         noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu(), share=self.share).to(self.device)
-        return self.G_train(noise), torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
+        out = self.G_train(noise)
+        if m:
+            # Zero padding lets a generator anchor its patterns to the canvas border (a brick photo's
+            # mortar lines came out along the edges only, and flat in a tileable canvas, which has no
+            # edge). With a margin the critic sees a window away from the border, at a random offset,
+            # so what it judges is what the middle of any canvas, or a tileable one, looks like.
+            oy, ox = (int(v) for v in torch.randint(m * scale // 2, m * scale * 3 // 2 + 1, (2,), generator=self.gen))
+            out = out[..., oy:oy + t.patch, ox:ox + t.patch]
+        return out, torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
 
     def labels_for_g(self, b: int, paired: bool = False) -> torch.Tensor:
         """This process's rows of b conditions for a generator step. `paired`: rows i and i + b/2
@@ -372,10 +382,20 @@ class Trainer:
             z = torch.randn(b, self.cfg.model.nz, generator=gen)
             with self.autocast():
                 return self.G_ema(z.to(self.device), y.to(self.device)).float()
-        n = self.cfg.train.patch // self.cfg.model.scale
-        noise = self.G_ema.make_noise(b, n, n, gen).to(self.device)
-        with self.autocast():
-            return self.G_ema(noise).float()
+        # Textures: patches cut at random from tileable canvases four patches wide, which is what the
+        # user gets (a canvas with borders would judge the borders, which a margin-trained model
+        # never learned to draw and a tileable texture does not have).
+        patch, scale = self.cfg.train.patch, self.cfg.model.scale
+        n, per = 4 * patch // scale, 16
+        noise = self.G_ema.make_noise(-(-b // per), n, n, gen, tileable=True).to(self.device)
+        was = self.G_ema.tileable
+        try:
+            with self.autocast():
+                canvas = self.G_ema.set_tileable(True)(noise).float()
+        finally:
+            self.G_ema.set_tileable(was)
+        at = torch.randint(0, n * scale - patch + 1, (b, 2), generator=gen).tolist()
+        return torch.stack([canvas[i // per, :, y:y + patch, x:x + patch] for i, (y, x) in enumerate(at)])
 
     @torch.no_grad()
     def quality(self) -> dict:

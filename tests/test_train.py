@@ -186,6 +186,27 @@ def test_a_texture_trained_wrapped_sees_no_patch_border(texture_files, tmp_path,
     else:
         assert error[0] > 1e-3 and error[-1] > 1e-3  # the top and bottom rows feel the border
 
+
+def test_a_texture_trained_with_a_margin_is_judged_away_from_the_canvas_border(texture_files, tmp_path):
+    from gan_core.train import Trainer
+    cfg = tiny_sgan(texture_files, train_margin=1)
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
+    loop.G.eval()
+    patch, scale = cfg.train.patch, loop.G.cfg.scale
+    y = torch.tensor([0, 1])
+    state = loop.gen.get_state()
+    with torch.no_grad():
+        fake = loop.fake_batch(y)[0]
+        loop.gen.set_state(state)  # the same draws again: the whole canvas the window was cut from
+        n = patch // scale + 2
+        full = loop.G(loop.G.make_noise(2, n, n, loop.gen, sources=y))
+    assert fake.shape[-2:] == (patch, patch) and full.shape[-1] == patch + 2 * scale
+    windows = [(oy, ox) for oy in range(2 * scale + 1) for ox in range(2 * scale + 1)
+               if torch.equal(full[..., oy:oy + patch, ox:ox + patch], fake)]
+    assert len(windows) == 1
+    assert all(scale // 2 <= o <= 3 * scale // 2 for o in windows[0])  # at least half a cell from every border
+
 def _tiny_spatial_generator(n_sources=2, upsample="bilinear"):
     from gan_core.config import RunConfig, SGANConfig
     from gan_core.nets import build_generator
