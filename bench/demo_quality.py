@@ -78,7 +78,7 @@ def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
         real_a, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(1), False)
         real_b, _ = sample_patches([textures[i]], len(fake), 64, torch.Generator().manual_seed(2), False)
         rows.append((name, image_swd(fake, real_b), image_swd(real_a, real_b), image_swd(fake0, real_b),
-                     {**grid_artifacts(fake, real_b), "seam": seam_ratio(tex)}))
+                     {**grid_artifacts(fake, real_b), "seam": seam_ratio(tex, cfg.model.scale)}))
     return rows
 
 

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     torch.cuda.synchronize()
     secs = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30
-    sr = seam_ratio(tex)
+    sr = seam_ratio(tex, G.cfg.scale)
     check("8192 px tileable texture", tex.shape == (8192, 8192, 3) and 0.5 < sr < 1.5,
           f"{secs:.1f} s, peak GPU memory {peak:.2f} GiB, seam ratio {sr:.3f}")
     if out:

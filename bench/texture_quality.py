@@ -49,9 +49,9 @@ TEXTURE_CONTENDERS = {
     "studio-rpgan": ("studio", {}, {"loss": "rpgan"}),
     "studio-slow": ("studio", {}, {"lr_g": 1e-4, "lr_d": 1e-4}),
     "studio-rpgan-slow": ("studio", {}, {"loss": "rpgan", "lr_g": 1e-4, "lr_d": 1e-4}),
-    "studio-wrap": ("studio", {}, {"wrap_train": True, "train_margin": 0}),
-    "studio-zeropad": ("studio", {}, {"wrap_train": False, "train_margin": 0}),
-    "studio-margin": ("studio", {}, {"wrap_train": False, "train_margin": 1}),
+    "studio-wrap": ("studio", {"margin": 0}, {"wrap_train": True}),
+    "studio-zeropad": ("studio", {"margin": 0}, {}),
+    "studio-margin": ("studio", {"margin": 1}, {}),
 }
 
 
@@ -127,7 +127,7 @@ def run(a, tmp: Path) -> int:
             g = grid_artifacts(fake, real)
             swd = image_swd(fake, real)
             rows.append([c.name, f"{c.train_s:.0f} s", c.steps, f"{swd:.0f} ({swd / floor:.2f}x)",
-                         f"{g['mean']:.2f}", f"{g['max']:.1f} at {g['at']}", f"{seam_ratio(tex):.3f}"])
+                         f"{g['mean']:.2f}", f"{g['max']:.1f} at {g['at']}", f"{seam_ratio(tex, c.loop.G_ema.cfg.scale):.3f}"])
             print("  " + " | ".join(str(x) for x in rows[-1]), flush=True)
             if a.sheets and k == a.points:
                 out = Path(a.sheets)

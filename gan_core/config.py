@@ -42,12 +42,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # conditional models it pushed images apart by brightness and, after 3 minutes, made the
         # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.) The hinge loss:
         # on the brick photo the relativistic loss drew more of the joints but left a 4 px grid.
-        # The generator draws a noise cell more on each side and the critic sees a window away from
-        # the border: zero padding let a model anchor the brick photo's mortar lines to the border,
-        # and its tileable textures came out flat.
         "train_sgan": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "augment": [], "ada_target": 0.0,
-                       "diversity": 0.2, "train_margin": 1},
-        "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest"}},
+                       "diversity": 0.2},
+        # Texture models draw a noise cell beyond each side of what the critic sees (SGANConfig.margin):
+        # zero padding let a model anchor the brick photo's mortar lines to the patch border, and its
+        # tileable textures, which have no border, came out flat.
+        "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest", "margin": 1}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
     "fast": {
@@ -116,6 +116,10 @@ class SGANConfig:
     d_channels: int = 32
     max_channels: int = 256
     upsample: str = "nearest"  # x2 resize + convolution ("nearest" or "bilinear"), or "transposed" convs
+    # Noise cells drawn beyond the border: in training the critic sees a window of the canvas half a
+    # cell to 1.5 cells in from its zero-padded border, and a canvas that is not tileable is drawn this
+    # much larger and cropped, so no output ever shows the border (0: the zero-padded border is drawn).
+    margin: int = 0
     source_names: list[str] = field(default_factory=list)
 
     @property
@@ -133,6 +137,8 @@ class SGANConfig:
             raise ConfigError(f"upsample must be 'bilinear', 'nearest' or 'transposed', got {self.upsample!r}.")
         if self.kernel not in (3, 5):
             raise ConfigError("kernel must be 3 or 5.")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int) or not 0 <= self.margin <= 4:
+            raise ConfigError(f"margin must be a whole number of noise cells from 0 to 4, got {self.margin!r}.")
         if self.nz_local < 1 or self.nz_global < 0 or self.nz_periodic < 0:
             raise ConfigError("noise channel counts must be positive (periodic and global may be 0).")
         for name, lo, hi in (("nz_local", 1, 1024), ("nz_global", 0, 1024), ("nz_periodic", 0, 256),
@@ -181,8 +187,6 @@ class TrainConfig:
     # texture (sgan) runs only
     wrap_train: bool = False  # the generator pads circularly while training: no patch border to draw from
     #                           (bench/RESULTS.md: brick no longer flat in tileable textures, but a 4 px grid)
-    train_margin: int = 0  # noise cells the generator draws beyond each side of the patch the critic sees
-    #                        (zero padding, the window at a random offset half a cell to 1.5 cells in)
     patch: int = 128
     max_side: int = 512
 
@@ -247,8 +251,6 @@ class TrainConfig:
         if variant == "sgan":
             if self.patch < 32 or self.patch > 512:
                 raise ConfigError("patch must be between 32 and 512 pixels.")
-            if not 0 <= self.train_margin <= 4:
-                raise ConfigError("train-margin must be between 0 and 4 noise cells.")
             if not self.patch <= self.max_side <= 16384:
                 raise ConfigError("max-side must be at least the patch size and at most 16384.")
             if self.batch * self.patch**2 > MAX_PATCH_PIXELS:

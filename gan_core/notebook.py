@@ -194,7 +194,7 @@ class GAN:
         from .metrics import seam_ratio_sampled
         return Picture.of(img, {"software": "GAN Studio", "model": self.name, "seed": seed, "tileable": tileable,
                                 "requested_size": f"{width}x{height}", "source": source, "style_seed": style_seed,
-                                "seam_ratio": f"{seam_ratio_sampled(img):.3f}"})
+                                "seam_ratio": f"{seam_ratio_sampled(img, cell=self.G.cfg.scale):.3f}"})
 
 
 def _model_path(what) -> Path:

@@ -7,6 +7,9 @@ less than `G.margin_cells` away (2 for the transposed-convolution generator, 3 f
 nearest-resize one with 5x5 kernels, 5 with bilinear resizing; see SpatialGenerator.margin_cells),
 so cropping that margin gives exactly the pixels of one pass over the whole canvas (the generator is in eval mode, so
 BatchNorm is a fixed per-channel affine map). Tiles are written into one preallocated uint8 image.
+A model trained on windows away from its canvas border (SGANConfig.margin) never learned to draw
+that border, so a canvas that is not tileable is drawn that many cells past its edges and cropped
+(beyond_border); a tileable canvas has no border.
 """
 from __future__ import annotations
 
@@ -136,8 +139,9 @@ def canvas_noise(G, h: int, w: int, seed: int = 0, tileable: bool = False, sourc
 
 @torch.inference_mode()
 def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile: int = TILE,
-           on_progress: Callable[[float], None] | None = None, bits: int = 8) -> np.ndarray:
-    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8 (bits=16: uint16)."""
+           on_progress: Callable[[float], None] | None = None, bits: int = 8, origin: int = 0) -> np.ndarray:
+    """Run G over the canvas noise tile by tile; returns (out_h, out_w, 3) uint8 (bits=16: uint16),
+    the pixels from noise cell (origin, origin) on (the ones before it are drawn as context only)."""
     s = G.cfg.scale
     h, w = noise.local.shape[-2:]
     dev = next(G.parameters()).device
@@ -145,11 +149,11 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
     out = np.empty((out_h, out_w, 3), np.uint16 if bits == 16 else np.uint8)
     was = G.tileable
     G.eval().set_tileable(False)  # margins carry the context; see the module docstring
-    tiles = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    tiles = [(y, x) for y in range(origin, h - origin, tile) for x in range(origin, w - origin, tile)]
     margin = G.margin_cells
     try:
         for i, (y0, x0) in enumerate(tiles):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            y1, x1 = min(y0 + tile, h - origin), min(x0 + tile, w - origin)
             if tileable:  # margins wrap around the canvas
                 ya, yb, xa, xb = y0 - margin, y1 + margin, x0 - margin, x1 + margin
             else:  # margins stop at the canvas edge, where the whole pass has its zero padding
@@ -157,8 +161,8 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
             part = noise.take(torch.arange(ya, yb), torch.arange(xa, xb)).to(dev, dtype)
             img = G(part)[0]
             oy, ox = (y0 - ya) * s, (x0 - xa) * s
-            py0, px0 = y0 * s, x0 * s
-            py1, px1 = min(y1 * s, out_h), min(x1 * s, out_w)
+            py0, px0 = (y0 - origin) * s, (x0 - origin) * s
+            py1, px1 = min((y1 - origin) * s, out_h), min((x1 - origin) * s, out_w)
             if py1 > py0 and px1 > px0:
                 crop = img[:, oy:oy + py1 - py0, ox:ox + px1 - px0]
                 px = to_uint8(crop) if bits != 16 else \
@@ -189,7 +193,22 @@ def generate_texture(G, width: int, height: int, seed: int = 0, tileable: bool =
     h, w, H, W = canvas_cells(G, width, height, tileable)
     noise = canvas_noise(G, h, w, seed, tileable, source, style_seed, style_map, brushes, feather, morph,
                          morph_direction)
-    return render(G, noise, H, W, tileable, on_progress=on_progress, bits=bits)
+    ring = 0 if tileable else G.cfg.margin
+    if ring:  # a model trained away from the border never learned to draw it: draw past it, then crop
+        noise = beyond_border(noise, ring, seed)
+    return render(G, noise, H, W, tileable, on_progress=on_progress, bits=bits, origin=ring)
+
+
+def beyond_border(noise: SpatialNoise, ring: int, seed: int) -> SpatialNoise:
+    """The canvas noise with `ring` more cells on every side: fresh local noise there (the canvas's
+    own cells unchanged), the styles and sources of the nearest edge cell, and the periodic
+    channels continued (the offset moves by the ring)."""
+    b, c, h, w = noise.local.shape
+    local = torch.randn(b, c, h + 2 * ring, w + 2 * ring, generator=torch.Generator().manual_seed(int(seed) + 7919))
+    local[..., ring:ring + h, ring:ring + w] = noise.local
+    pad = (ring,) * 4
+    return SpatialNoise(local, F.pad(noise.style, pad, mode="replicate"), F.pad(noise.sources, pad, mode="replicate"),
+                        noise.phase, (noise.offset[0] - ring, noise.offset[1] - ring), noise.period)
 
 
 @torch.inference_mode()

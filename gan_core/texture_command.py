@@ -94,7 +94,7 @@ def run(a) -> int:
     if (w, h) != (a.width, a.height):
         print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")
     files = texture_files.save_set(out.parent, out.stem, img, {**pmeta, **meta}, wanted, settings, fmt)
-    ratio = seam_ratio(texture_files.to8(img))
+    ratio = seam_ratio(texture_files.to8(img), cfg.model.scale)
     print(f"wrote {', '.join(str(f) for f in files)} ({w}x{h}); seam ratio {ratio:.3f} "
           "(edge steps / inside steps: about 1 or less = no visible seam)")
     return 0

@@ -216,7 +216,7 @@ class Trainer:
             z = self.share.randn(self.gen, b, self.cfg.model.nz).to(self.device)
             return self.G_train(z, y), z
         t, scale = self.cfg.train, self.cfg.model.scale
-        m = 0 if t.wrap_train else t.train_margin
+        m = 0 if t.wrap_train else self.cfg.model.margin
         n = t.patch // scale + 2 * m
         noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu(), share=self.share).to(self.device)
         out = self.G_train(noise)
@@ -382,20 +382,16 @@ class Trainer:
             z = torch.randn(b, self.cfg.model.nz, generator=gen)
             with self.autocast():
                 return self.G_ema(z.to(self.device), y.to(self.device)).float()
-        # Textures: patches cut at random from tileable canvases four patches wide, which is what the
-        # user gets (a canvas with borders would judge the borders, which a margin-trained model
-        # never learned to draw and a tileable texture does not have).
-        patch, scale = self.cfg.train.patch, self.cfg.model.scale
-        n, per = 4 * patch // scale, 16
-        noise = self.G_ema.make_noise(-(-b // per), n, n, gen, tileable=True).to(self.device)
-        was = self.G_ema.tileable
-        try:
-            with self.autocast():
-                canvas = self.G_ema.set_tileable(True)(noise).float()
-        finally:
-            self.G_ema.set_tileable(was)
-        at = torch.randint(0, n * scale - patch + 1, (b, 2), generator=gen).tolist()
-        return torch.stack([canvas[i // per, :, y:y + patch, x:x + patch] for i, (y, x) in enumerate(at)])
+        # Textures: canvases as in training, the margin included (BatchNorm statistics of the same
+        # kind), and the window the critic sees: a model trained with a margin never learned to draw
+        # the border, which a tileable texture does not have.
+        t, scale = self.cfg.train, self.cfg.model.scale
+        m = 0 if t.wrap_train else self.cfg.model.margin
+        n = t.patch // scale + 2 * m
+        noise = self.G_ema.make_noise(b, n, n, gen).to(self.device)
+        with self.autocast():
+            out = self.G_ema(noise).float()
+        return out[..., m * scale:m * scale + t.patch, m * scale:m * scale + t.patch]
 
     @torch.no_grad()
     def quality(self) -> dict:

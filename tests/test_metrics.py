@@ -16,6 +16,21 @@ def test_seam_ratio_is_about_one_without_a_seam_and_high_with_one():
     assert seam_ratio(ramp) > 2 * seam_ratio(plain)
 
 
+def test_the_seam_of_a_texture_drawn_on_a_lattice_is_compared_with_the_lattice_lines():
+    # exactly periodic, with a thin bright line in the middle of every 32 px cell (as a model that
+    # puts its mortar lines mid-cell): no seam, but every lattice line, the wrap edge among them,
+    # is flat, so the plain ratio reads far below 1
+    rng = np.random.default_rng(1)
+    cell = np.full((256, 32, 3), 100.0) + rng.normal(0, 2, (256, 32, 3))
+    cell[:, 15:17] += 80
+    img = np.tile(cell, (1, 10, 1)).clip(0, 255).astype(np.uint8)  # 320 px wide, periodic
+    assert seam_ratio(img) < 0.5
+    assert 0.8 < seam_ratio(img, cell=32) < 1.25
+    jump = img.copy()
+    jump[:, :8] = (jump[:, :8].astype(int) + 60).clip(0, 255).astype(np.uint8)  # the first columns brighter: a seam
+    assert seam_ratio(jump, cell=32) > 2
+
+
 def test_sliced_wasserstein_is_zero_for_equal_sets_and_grows_with_shift():
     a = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
     assert sliced_wasserstein(a, a) == 0

@@ -189,7 +189,8 @@ def test_a_texture_trained_wrapped_sees_no_patch_border(texture_files, tmp_path,
 
 def test_a_texture_trained_with_a_margin_is_judged_away_from_the_canvas_border(texture_files, tmp_path):
     from gan_core.train import Trainer
-    cfg = tiny_sgan(texture_files, train_margin=1)
+    cfg = tiny_sgan(texture_files)
+    cfg.model.margin = 1
     cfg.validate(require_names=False)
     loop = Trainer(cfg, tmp_path, torch.device("cpu"))
     loop.G.eval()

@@ -92,10 +92,11 @@ def generate(ctx: Context, model, width, height, seed, tileable, feather, mode, 
         gr.Warning(str(e))
         return *[gr.update()] * 5, f"**Not generated:** {e}", gr.update()
     token = ctx.textures.keep(img, meta, options.texture_key(model, req))
+    cell = ctx.ws.load_model(model, "sgan").cfg.model.scale  # the lattice its textures are drawn on
     H, W = img.shape[:2]
     note = "" if f"{W}x{H}" == meta["requested_size"] else \
         f" (rounded up from {meta['requested_size']} so it tiles exactly)"
-    info = (f"**{W} x {H} px**{note}, seed {meta['seed']}. {_seam_text(seam_ratio_sampled(img), req['tileable'])} "
+    info = (f"**{W} x {H} px**{note}, seed {meta['seed']}. {_seam_text(seam_ratio_sampled(img, cell=cell), req['tileable'])} "
             "*Export* writes the full-size file.")
     overview, crop = texture.views(img)
     return tv.viewer_update(img), overview, crop, relief, tv.canvas_value(img, canvas), info, token
