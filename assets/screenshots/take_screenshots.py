@@ -9,6 +9,7 @@ again after the screenshot. Needs Debian's chromium.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -127,4 +128,5 @@ if __name__ == "__main__":
     w, h = (int(v) for v in a.size.lower().split("x"))
     Path(a.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(tmp) / "gradio")  # the page's files go with the folder
         main(a.workspace or tmp, Path(a.out), (w, h))
