@@ -26,6 +26,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-per-image  studio with augmentation drawn per image (the default before)
   studio-ga-grid studio with the generator's penalty on power at the 2 px period (grid_penalty 1)
   studio-grid-0.1  the same penalty at a tenth of the weight (grid_penalty 0.1)
+  studio-notch   studio whose output convolution passes nothing at the 2 px period (rgb_notch)
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
@@ -82,6 +83,7 @@ CONTENDERS = {
     "studio-per-image": ("studio", {}, {"aug_groups": False}),
     "studio-ga-grid": ("studio", {}, {"aug_groups": True, "grid_penalty": 1.0}),
     "studio-grid-0.1": ("studio", {}, {"aug_groups": True, "grid_penalty": 0.1}),
+    "studio-notch": ("studio", {"rgb_notch": True}, {}),
 }
 
 

@@ -79,6 +79,7 @@ class CGANConfig:
     mbstd_group: int = 4  # critic sees feature spread within groups of this many images (0: off)
     arch: str = "upconv"  # "upconv": x2 resize + 3x3 conv per stage; "dcgan": the reference's transposed convs
     upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
+    rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
     class_names: list[str] = field(default_factory=list)
 
     @property

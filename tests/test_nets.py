@@ -154,3 +154,27 @@ def test_legacy_runs_keep_training_on_all_their_images():
     assert RunConfig.from_dict(d).train.quality_every == 250
     del d["train"]["quality_every"]
     assert RunConfig.from_dict(d).train.quality_every == 0  # no images held back on resume
+
+
+def test_the_notched_output_convolution_passes_nothing_at_the_2_pixel_period_and_keeps_the_rest():
+    import torch.nn.functional as F
+
+    from gan_core.losses import pixel_grid_power
+    from gan_core.nets.cgan import notch_2px
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(3, 8, 3, 3, generator=g), torch.randn(2, 8, 32, 32, generator=g)
+
+    def conv(k):  # circular padding: the image is periodic, so the 2 px frequencies are exact
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), k)
+    assert (pixel_grid_power(conv(notch_2px(w))) < 1e-6 * pixel_grid_power(conv(w))).all()
+    blur = (torch.tensor([1.0, 2.0, 1.0])[:, None] * torch.tensor([1.0, 2.0, 1.0])[None, :] / 16).expand(3, 8, 3, 3)
+    assert torch.allclose(notch_2px(blur), blur, atol=1e-6)  # no 2 px response to remove: unchanged
+
+    cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], g_channels=4, rgb_notch=True))
+    G = build_generator(cfg).eval()
+    with torch.no_grad():
+        G.to_rgb.weight.add_(0.3 * torch.tensor([[1.0, -1, 1], [-1, 1, -1], [1, -1, 1]]))  # a checkerboard kernel
+        notched = G(torch.randn(4, cfg.model.nz, generator=g), torch.tensor([0, 1, 0, 1]))
+        G.cfg.rgb_notch = False
+        plain = G(torch.randn(4, cfg.model.nz, generator=g), torch.tensor([0, 1, 0, 1]))
+    assert pixel_grid_power(notched)[2] < 0.01 * pixel_grid_power(plain)[2]  # the diagonal one

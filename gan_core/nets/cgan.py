@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -64,7 +65,25 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
-        return torch.tanh(self.to_rgb(self.up(h)))
+        h = self.up(h)
+        if not self.cfg.rgb_notch:
+            return torch.tanh(self.to_rgb(h))
+        return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
+
+
+def notch_2px(w: torch.Tensor) -> torch.Tensor:
+    """A k x k kernel with its response at the three 2 px frequencies (x, y, diagonal) removed: the
+    projection of each (out, in) kernel onto the kernels whose +1/-1 weighted sums along x, along y
+    and in a checkerboard are zero. A x2 nearest resize and a convolution leave no power at the 2 px
+    period; the ReLU after them makes it (its kink turns neighbouring frequencies into that one),
+    and the output convolution would pass it on as a fine checkerboard."""
+    k = w.shape[-1]
+    s = 1 - 2 * (torch.arange(k, device=w.device) % 2).to(w.dtype)  # +1, -1, +1
+    basis = torch.stack([s[None, :].expand(k, k), s[:, None].expand(k, k), s[:, None] * s[None, :]]).reshape(3, -1)
+    q, _ = torch.linalg.qr(basis.T.float())  # orthonormal basis of the three patterns, (k*k, 3)
+    q = q.to(w.dtype)
+    flat = w.reshape(-1, k * k)
+    return (flat - (flat @ q) @ q.T).reshape(w.shape)
 
 
 def group_size(batch: int, group: int) -> int:
