@@ -96,5 +96,5 @@ def run(a) -> int:
     files = texture_files.save_set(out.parent, out.stem, img, {**pmeta, **meta}, wanted, settings, fmt)
     ratio = seam_ratio(texture_files.to8(img), cfg.model.scale)
     print(f"wrote {', '.join(str(f) for f in files)} ({w}x{h}); seam ratio {ratio:.3f} "
-          "(edge steps / inside steps: about 1 or less = no visible seam)")
+          f"(edge steps / steps across the other {cfg.model.scale} px cell lines: about 1 or less = no visible seam)")
     return 0

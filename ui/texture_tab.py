@@ -55,10 +55,10 @@ def _make(ctx: Context, path, req: dict, bits: int, on_progress, owner=None):
     return img, {**meta, "model": m.name, "checkpoint": m.folder.name, "bits": str(bits)}
 
 
-def _seam_text(ratio: float, tileable: bool) -> str:
+def _seam_text(ratio: float, tileable: bool, cell: int) -> str:
     if ratio < 1.5:
         return (f"Seam check: **no visible seam** (steps across the wrap-around edge are {ratio:.2f}x "
-                "the steps between neighbouring pixels inside).")
+                f"those across the model's other {cell} px cell lines inside).")
     hint = "" if tileable else " Tick *Tileable* for a seamless tile."
     return f"Seam check: **the seam shows** when repeated (steps across the edge are {ratio:.2f}x those inside).{hint}"
 
@@ -96,7 +96,7 @@ def generate(ctx: Context, model, width, height, seed, tileable, feather, mode, 
     H, W = img.shape[:2]
     note = "" if f"{W}x{H}" == meta["requested_size"] else \
         f" (rounded up from {meta['requested_size']} so it tiles exactly)"
-    info = (f"**{W} x {H} px**{note}, seed {meta['seed']}. {_seam_text(seam_ratio_sampled(img, cell=cell), req['tileable'])} "
+    info = (f"**{W} x {H} px**{note}, seed {meta['seed']}. {_seam_text(seam_ratio_sampled(img, cell=cell), req['tileable'], cell)} "
             "*Export* writes the full-size file.")
     overview, crop = texture.views(img)
     return tv.viewer_update(img), overview, crop, relief, tv.canvas_value(img, canvas), info, token
