@@ -52,6 +52,12 @@ def test_never_in_workshop_mode(tmp_path):
     assert studio.browser_wanted(a, env={"DISPLAY": ":0"}, platform="darwin") is False
 
 
+def _default_sigint():
+    """In the child before it starts: Ctrl-C as in a terminal. A suite started in the background by a
+    shell (`pytest &`) inherits SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Studio:
     """`python studio.py ...` in its own process, its output read line by line."""
 
@@ -66,7 +72,7 @@ class Studio:
             [sys.executable, str(REPO / "studio.py"), "--port", str(studio.free_port()), "--workspace",
              str(tmp_path / "ws"), "--models", str(tmp_path), *flags],
             cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            text=True, preexec_fn=_default_sigint)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import io
 import json
+import signal
 import sys
 import threading
 import time
@@ -103,10 +104,14 @@ def test_interrupting_the_cell_stops_training_with_a_checkpoint(ws, tmp_path, ca
         if not returned.wait(120):
             jobs.stop()  # the interrupt was lost: end the run so the test fails instead of hanging
     threading.Thread(target=interrupt_when_running, daemon=True).start()
+    # a kernel takes Ctrl-C; a suite started in the background by a shell (`pytest &`) ignores it,
+    # and then interrupt_main does nothing
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run = gs.train("cgan", data, steps=100_000, ckpt_every=100_000, **TINY)  # returns after the interrupt
     finally:
         returned.set()
+        signal.signal(signal.SIGINT, before)
     assert not run.training and run.state == "stopped" and run.step >= 3
     assert checkpoint.checkpoint_dirs(run.path)[0].name == f"step_{run.step:08d}"
     assert "saving a checkpoint" in capsys.readouterr().out
