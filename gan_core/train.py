@@ -216,8 +216,7 @@ class Trainer:
             z = self.share.randn(self.gen, b, self.cfg.model.nz).to(self.device)
             return self.G_train(z, y), z
         t, scale = self.cfg.train, self.cfg.model.scale
-        m = 0 if t.wrap_train else self.cfg.model.margin
-        n = t.patch // scale + 2 * m
+        m, n = self.texture_canvas()
         noise = self.G.make_noise(b, n, n, self.gen, sources=y.cpu(), share=self.share).to(self.device)
         out = self.G_train(noise)
         if m:
@@ -228,6 +227,12 @@ class Trainer:
             oy, ox = (int(v) for v in torch.randint(m * scale // 2, m * scale * 3 // 2 + 1, (2,), generator=self.gen))
             out = out[..., oy:oy + t.patch, ox:ox + t.patch]
         return out, torch.cat([noise.local.flatten(1), noise.style[:, :, 0, 0]], 1)
+
+    def texture_canvas(self) -> tuple[int, int]:
+        """A texture model's training canvas: (margin, side) in noise cells. The margin is drawn beyond
+        each side of the critic's patch (none when the generator pads circularly: it has no border)."""
+        m = 0 if self.cfg.train.wrap_train else self.cfg.model.margin
+        return m, self.cfg.train.patch // self.cfg.model.scale + 2 * m
 
     def labels_for_g(self, b: int, paired: bool = False) -> torch.Tensor:
         """This process's rows of b conditions for a generator step. `paired`: rows i and i + b/2
@@ -386,8 +391,7 @@ class Trainer:
         # kind), and the window the critic sees: a model trained with a margin never learned to draw
         # the border, which a tileable texture does not have.
         t, scale = self.cfg.train, self.cfg.model.scale
-        m = 0 if t.wrap_train else self.cfg.model.margin
-        n = t.patch // scale + 2 * m
+        m, n = self.texture_canvas()
         noise = self.G_ema.make_noise(b, n, n, gen).to(self.device)
         with self.autocast():
             out = self.G_ema(noise).float()

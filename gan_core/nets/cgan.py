@@ -14,6 +14,7 @@ extra input planes.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -78,12 +79,18 @@ def notch_2px(w: torch.Tensor) -> torch.Tensor:
     period; the ReLU after them makes it (its kink turns neighbouring frequencies into that one),
     and the output convolution would pass it on as a fine checkerboard."""
     k = w.shape[-1]
-    s = 1 - 2 * (torch.arange(k, device=w.device) % 2).to(w.dtype)  # +1, -1, +1
-    basis = torch.stack([s[None, :].expand(k, k), s[:, None].expand(k, k), s[:, None] * s[None, :]]).reshape(3, -1)
-    q, _ = torch.linalg.qr(basis.T.float())  # orthonormal basis of the three patterns, (k*k, 3)
-    q = q.to(w.dtype)
+    q = _pattern_basis(k).to(w.device, w.dtype)
     flat = w.reshape(-1, k * k)
     return (flat - (flat @ q) @ q.T).reshape(w.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _pattern_basis(k: int) -> torch.Tensor:
+    """An orthonormal basis (k*k, 3) of the +1/-1 patterns along x, along y and the checkerboard
+    (they overlap for odd k, hence the QR); the same for every forward pass, so computed once."""
+    s = 1 - 2 * (torch.arange(k) % 2).float()  # +1, -1, +1
+    basis = torch.stack([s[None, :].expand(k, k), s[:, None].expand(k, k), s[:, None] * s[None, :]]).reshape(3, -1)
+    return torch.linalg.qr(basis.T)[0]
 
 
 def group_size(batch: int, group: int) -> int:
