@@ -27,6 +27,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-ga-grid studio with the generator's penalty on power at the 2 px period (grid_penalty 1)
   studio-grid-0.1  the same penalty at a tenth of the weight (grid_penalty 0.1)
   studio-notch   studio whose output convolution passes nothing at the 2 px period (rgb_notch)
+  studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
@@ -43,13 +44,26 @@ held-out images against an equal, class-matched draw of training images (real vs
     python bench/time_to_quality.py --budget 60 --points 3                          # a quick check
     python bench/time_to_quality.py --data photos --res 128 --budget 1800 --contenders studio
 
+The figures at the end (pooled and per class) are means over --draws independent draws: each draw
+is a fresh set of noise for the samples and a fresh class-matched draw of training images for the
+floor. One draw of 45 images a side moves a class's ratio by up to +-40% on its own (measured on a
+fixed model), which is more than most settings change it; the range over the draws is printed too.
+
+--ema-probes KIMG:RAMP,... trains nothing more: it keeps extra averaged copies of each contender's
+generator, with those half-lives (thousands of images; at most RAMP x the images seen), and scores
+them at the end beside the contender's own average. --keep DIR saves each contender's final
+averaged generator (BatchNorm recalibrated) as DIR/<contender>/ (a model folder the studio opens).
+
 --sheets DIR writes each contender's final samples (a row per class) as DIR/<data>_<contender>.png.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,6 +98,7 @@ CONTENDERS = {
     "studio-ga-grid": ("studio", {}, {"aug_groups": True, "grid_penalty": 1.0}),
     "studio-grid-0.1": ("studio", {}, {"aug_groups": True, "grid_penalty": 0.1}),
     "studio-notch": ("studio", {"rgb_notch": True}, {}),
+    "studio-cbn": ("studio", {"cond_bn": True}, {}),
 }
 
 
@@ -145,7 +160,54 @@ class Project(Contender):
         run_dir.mkdir(parents=True)
         self.loop = Trainer(cfg, run_dir, torch.device("cpu"))
         self.per_step = cfg.train.batch * cfg.train.n_critic
+        self.probes: dict[str, tuple[float, float, torch.nn.Module]] = {}
         self.train_s += time.perf_counter() - t0
+
+    def add_probe(self, kimg: float, ramp: float) -> None:
+        """An extra average of the generator (half-life kimg thousand images, at most ramp x the
+        images seen), updated outside the timed step."""
+        self.probes[f"ema {kimg:g}k, ramp {ramp:g}"] = (kimg, ramp, copy.deepcopy(self.loop.G_ema))
+
+    def train_until(self, seconds: float) -> None:
+        while self.train_s < seconds:
+            t0 = time.perf_counter()
+            self.images += self.step()
+            self.steps += 1
+            self.train_s += time.perf_counter() - t0
+            self.update_probes()
+
+    @torch.no_grad()
+    def update_probes(self) -> None:
+        b = self.loop.cfg.train.batch
+        for kimg, ramp, m in self.probes.values():
+            beta = 0.5 ** (b / max(min(kimg * 1000, self.loop.step * b * ramp), 1e-8))
+            for pe, p in zip(m.parameters(), self.loop.G.parameters()):
+                pe.lerp_(p, 1 - beta)
+            for be, bb in zip(m.buffers(), self.loop.G.buffers()):
+                be.copy_(bb)
+
+    @contextlib.contextmanager
+    def as_average(self, probe: str | None):
+        """The loop's averaged generator replaced by a probe while inside (its BatchNorm recalibrated)."""
+        if probe is None:
+            yield self
+            return
+        own, self.loop.G_ema = self.loop.G_ema, self.probes[probe][2]
+        self.loop._bn_step = None
+        try:
+            yield self
+        finally:
+            self.loop.G_ema, self.loop._bn_step = own, None
+
+    def keep(self, folder: Path) -> None:
+        """The averaged generator as a model folder (config.json + G_ema.safetensors, float32)."""
+        from safetensors.torch import save_file
+
+        self.loop.recalibrate_bn()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(self.loop.cfg.to_json() + "\n")
+        save_file({k: v.detach().contiguous() for k, v in self.loop.G_ema.state_dict().items()},
+                  str(folder / "G_ema.safetensors"))
 
     def set_budget(self, seconds: float) -> None:
         """Give the run the bench's budget, so its schedules (learning rate) fit it as in the studio."""
@@ -175,6 +237,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--sheets", default=None, help="folder for each contender's final sample sheet")
+    p.add_argument("--draws", type=int, default=6, help="noise and floor draws averaged in the final figures "
+                                                        "(default %(default)s)")
+    p.add_argument("--ema-probes", default="", help="extra averages scored at the end, KIMG:RAMP,... (e.g. 20:0.1)")
+    p.add_argument("--keep", default=None, help="folder for each contender's final averaged generator")
     a = p.parse_args(argv)
     return run_in_temp_dir(a, "bench_quality_", run)
 
@@ -198,12 +264,19 @@ def run(a, tmp: Path) -> int:
     order = torch.argsort(held.labels, stable=True)
     real, y = to_float(held.images[order]), held.labels[order]
     # real vs real floor: a class-matched draw of training images of the held-out set's size
-    g = torch.Generator().manual_seed(a.seed)
-    pick = torch.cat([torch.nonzero(tr.labels == c).flatten()[torch.randperm(int((tr.labels == c).sum()), generator=g)]
-                      [: int((y == c).sum())] for c in range(len(names_c))])
-    other = to_float(tr.images[pick])
-    floor = image_swd(other, real)
-    floor_c = [image_swd(other[y == c], real[y == c]) for c in range(len(names_c))]
+
+    def class_matched(k: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(a.seed + 7919 * k)
+        pick = torch.cat([torch.nonzero(tr.labels == c).flatten()[torch.randperm(int((tr.labels == c).sum()), generator=g)]
+                          [: int((y == c).sum())] for c in range(len(names_c))])
+        return to_float(tr.images[pick])
+
+    other = class_matched(0)
+    # the floor: a mean over a.draws class-matched draws (one draw of 45 images a class is noisy)
+    others = [other] + [class_matched(k) for k in range(1, a.draws)]
+    floors_c = [[image_swd(o[y == ci], real[y == ci]) for o in others] for ci in range(len(names_c))]
+    floors = [image_swd(o, real) for o in others]
+    floor, floor_cm = statistics.mean(floors), [statistics.mean(f) for f in floors_c]
     z = torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1))
     print(f"{data_name}: {len(tr)} training and {len(held)} held-out images in {len(names_c)} classes; "
           f"real-vs-real SWD (floor) {floor:.1f}", flush=True)
@@ -227,9 +300,12 @@ def run(a, tmp: Path) -> int:
               f"({swd / floor:.2f}x floor){aug}", flush=True)
         return fake
 
+    probes = [tuple(float(v) for v in p.split(":")) for p in a.ema_probes.split(",") if p.strip()]
     ol = OtherLoad().start()
     for c in cs:
         if isinstance(c, Project):
+            for kimg, ramp in probes:
+                c.add_probe(kimg, ramp)
             c.set_budget(a.budget)
         evaluate(c)  # point 0: the untrained generator (construction time already counted)
     finals = {}
@@ -245,34 +321,52 @@ def run(a, tmp: Path) -> int:
           f"used {100 * ol.share:.0f}% of the CPU during the run.\n")
     print(f"Command: `{command_line()}`\n")
     print(f"{len(tr)} training / {len(held)} held-out images; SWD x1000 of {len(held)} samples against the held-out "
-          f"images (lower is better). Floor (held-out vs training images): **{floor:.1f}**.\n")
+          f"images (lower is better). Floor (held-out vs training images, mean of {a.draws} draws): **{floor:.1f}**.\n")
     header = ["training time"] + [f"{c.name} SWD (x floor)" for c in cs]
     rows = [[f"{c0.curve[i][0]:.0f} s"] + [f"{c.curve[i][1]:.1f} ({c.curve[i][1] / floor:.2f}x)" for c in cs]
             for i, c0 in ((i, cs[0]) for i in range(a.points + 1))]
     rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
-    print("\nAt the end, per class: SWD / floor; spread (how much the samples of the class differ from each "
-          "other, over the held-out images' spread: about 1 = as varied, near 0 = one image); and the grid "
-          "measure (mean; largest single frequency):\n")
-    header = ["class", "floor", "real vs real grid"] + [f"{c.name}" for c in cs]
+    # The final figures: means over a.draws draws of noise for the samples (and of floor images, above).
+    zs = [z] + [torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1 + 1000 * k))
+                for k in range(1, a.draws)]
+
+    def final_figures(c: Contender, probe: str | None) -> tuple[list[str], str]:
+        with (c.as_average(probe) if probe else contextlib.nullcontext()):
+            fakes = [c.sample(zz, y) for zz in zs]
+        cells = []
+        for ci in range(len(names_c)):
+            m = y == ci
+            r = [image_swd(f[m], real[m]) / floor_cm[ci] for f in fakes]
+            gm = grid_artifacts(torch.cat([f[m] for f in fakes]), real[m])
+            cells.append(f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); spread "
+                         f"{spread(fakes[0][m]) / spread(real[m]):.2f}; grid {gm['mean']:.2f} "
+                         f"(max {gm['max']:.1f} at {gm['at']})")
+        r = [image_swd(f, real) / floor for f in fakes]
+        gm = grid_artifacts(torch.cat(fakes), real)
+        return cells, (f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); grid {gm['mean']:.2f} "
+                       f"(max {gm['max']:.1f} at {gm['at']})")
+
+    columns = [(c, None) for c in cs] + [(c, p) for c in cs if isinstance(c, Project) for p in c.probes]
+    results = [final_figures(c, p) for c, p in columns]
+    print(f"\nAt the end, per class, means over {a.draws} draws of samples and of floor images: SWD / floor "
+          "(the range over the draws); spread (how much the samples of the class differ from each other, over "
+          "the held-out images' spread: about 1 = as varied, near 0 = one image); and the grid measure of all "
+          "the draws' samples (mean; largest single frequency):\n")
+    header = ["class", "floor", "real vs real grid"] + [c.name + (f" ({p})" if p else "") for c, p in columns]
     rows = []
     for ci, cname in enumerate(names_c):
         gf = grid_artifacts(other[y == ci], real[y == ci])
-        row = [cname, f"{floor_c[ci]:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
-        for c in cs:
-            f = finals[c.name][y == ci]
-            gm = grid_artifacts(f, real[y == ci])
-            row.append(f"{image_swd(f, real[y == ci]) / floor_c[ci]:.2f}x; spread "
-                       f"{spread(f) / spread(real[y == ci]):.2f}; grid {gm['mean']:.2f} "
-                       f"(max {gm['max']:.1f} at {gm['at']})")
-        rows.append(row)
+        rows.append([cname, f"{floor_cm[ci]:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
+                    + [cells[ci] for cells, _ in results])
     gf = grid_artifacts(other, real)
-    row = ["all", f"{floor:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
-    for c in cs:
-        gm = grid_artifacts(finals[c.name], real)
-        row.append(f"{c.curve[-1][1] / floor:.2f}x; grid {gm['mean']:.2f} (max {gm['max']:.1f} at {gm['at']})")
-    rows.append(row)
+    rows.append(["all", f"{floor:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"] + [pooled for _, pooled in results])
     print(md_table(header, rows))
+    if a.keep:
+        for c in cs:
+            if isinstance(c, Project):
+                c.keep(Path(a.keep) / c.name)
+                print(f"kept: {Path(a.keep) / c.name}")
     ref = next((c for c in cs if c.name == "reference"), None)
     if ref is not None:
         target = ref.curve[-1][1]
