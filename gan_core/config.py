@@ -80,6 +80,7 @@ class CGANConfig:
     arch: str = "upconv"  # "upconv": x2 resize + 3x3 conv per stage; "dcgan": the reference's transposed convs
     upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
+    cond_bn: bool = False  # the class sets each upsampling stage's BatchNorm gain and bias
     class_names: list[str] = field(default_factory=list)
 
     @property

@@ -178,3 +178,26 @@ def test_the_notched_output_convolution_passes_nothing_at_the_2_pixel_period_and
         G.cfg.rgb_notch = False
         plain = G(torch.randn(4, cfg.model.nz, generator=g), torch.tensor([0, 1, 0, 1]))
     assert pixel_grid_power(notched)[2] < 0.01 * pixel_grid_power(plain)[2]  # the diagonal one
+
+
+def test_conditional_batchnorm_carries_the_class_to_every_stage_and_blends():
+    from gan_core.nets.cgan import CondBatchNorm
+
+    cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, cond_bn=True))
+    G = build_generator(cfg).eval()
+    cbns = [m for m in G.modules() if isinstance(m, CondBatchNorm)]
+    assert len(cbns) == 4  # one per upsampling stage, 4x4 -> 64x64
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        G.fc.weight[:, 8:] = 0  # the class no longer enters at the start ...
+        before = G(z, torch.tensor([0, 0, 0]))
+        assert torch.equal(before, G(z, torch.tensor([1, 1, 1])))  # ... and a new model's gains are plain
+        for m in cbns:
+            m.gain.weight.normal_(0, 0.5)
+            m.bias.weight.normal_(0, 0.5)
+        a, b = G(z, torch.tensor([0, 0, 0])), G(z, torch.tensor([1, 1, 1]))
+        assert (a - b).abs().mean() > 0.01  # the class now acts through the stages alone
+        half = G(z, embedding=G.class_embedding(torch.tensor([[1.0, 1.0]]).expand(3, 2)))
+        assert (half - a).abs().mean() > 0.001 and (half - b).abs().mean() > 0.001
+    D = build_discriminator(cfg)
+    assert D(a, torch.tensor([0, 1, 0])).shape == (3,)

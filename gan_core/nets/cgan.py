@@ -7,6 +7,9 @@ reference's stride-2 4x4 transposed convolution (`arch="dcgan"`). A transposed c
 stride 2 adds its kernel's taps unevenly to even and odd output pixels, which draws a checkerboard
 (measured: spectral peaks up to 2000x the real images' at the 2 px period); resize-then-convolve
 has no such pattern (Odena et al. 2016).
+With `cond_bn` the class also sets each upsampling stage's BatchNorm gain and bias (conditional
+BatchNorm, as in SNGAN's and BigGAN's class-conditional generators: a linear map of the class
+embedding per stage), so the class shapes every scale rather than the 4x4 start alone.
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
 penalty is defined per sample, which batch statistics would break). Class conditioning by
 projection (score + <embed(y), features>), or the reference's concatenation of the embedding as
@@ -45,7 +48,7 @@ class CondGenerator(nn.Module):
                 layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)]
             else:
                 layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
-            layers += [nn.BatchNorm2d(cout), nn.ReLU(True)]
+            layers += [CondBatchNorm(cout, cfg.embed_dim) if cfg.cond_bn else nn.BatchNorm2d(cout), nn.ReLU(True)]
         self.up = nn.Sequential(*layers)
         self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1)
         nn.init.xavier_uniform_(self.fc.weight)
@@ -66,10 +69,31 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
-        h = self.up(h)
+        if self.cfg.cond_bn:
+            for m in self.up:
+                h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
+        else:
+            h = self.up(h)
         if not self.cfg.rgb_notch:
             return torch.tanh(self.to_rgb(h))
         return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
+
+
+class CondBatchNorm(nn.Module):
+    """BatchNorm without its own affine parameters; gain 1 + A e and bias B e from the class
+    embedding e (B, embed_dim). A and B start at zero: a new model starts as a plain BatchNorm."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(embed_dim, channels, bias=False)
+        self.bias = nn.Linear(embed_dim, channels, bias=False)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        e = e.to(h.dtype)
+        return self.bn(h) * (1 + self.gain(e))[:, :, None, None] + self.bias(e)[:, :, None, None]
 
 
 def notch_2px(w: torch.Tensor) -> torch.Tensor:
