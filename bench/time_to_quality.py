@@ -131,6 +131,10 @@ class Contender:
             self.images += self.step()
             self.steps += 1
             self.train_s += time.perf_counter() - t0
+            self.after_step()
+
+    def after_step(self) -> None:  # untimed work after each step
+        pass
 
 
 class Seed(Contender):
@@ -168,16 +172,8 @@ class Project(Contender):
         images seen), updated outside the timed step."""
         self.probes[f"ema {kimg:g}k, ramp {ramp:g}"] = (kimg, ramp, copy.deepcopy(self.loop.G_ema))
 
-    def train_until(self, seconds: float) -> None:
-        while self.train_s < seconds:
-            t0 = time.perf_counter()
-            self.images += self.step()
-            self.steps += 1
-            self.train_s += time.perf_counter() - t0
-            self.update_probes()
-
     @torch.no_grad()
-    def update_probes(self) -> None:
+    def after_step(self) -> None:  # the probes follow the generator
         b = self.loop.cfg.train.batch
         for kimg, ramp, m in self.probes.values():
             beta = 0.5 ** (b / max(min(kimg * 1000, self.loop.step * b * ramp), 1e-8))
