@@ -28,6 +28,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-grid-0.1  the same penalty at a tenth of the weight (grid_penalty 0.1)
   studio-notch   studio whose output convolution passes nothing at the 2 px period (rgb_notch)
   studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
+  studio-noflip  studio without the random horizontal flips of the real images
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
@@ -99,6 +100,7 @@ CONTENDERS = {
     "studio-grid-0.1": ("studio", {}, {"aug_groups": True, "grid_penalty": 0.1}),
     "studio-notch": ("studio", {"rgb_notch": True}, {}),
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
+    "studio-noflip": ("studio", {}, {"mirror": False}),
 }
 
 
