@@ -77,7 +77,8 @@ from gan_core.config import CGANConfig, RunConfig, TrainConfig, recipe_model
 from gan_core.data import is_image_name, load_class_dataset, to_float
 from gan_core.sampling import grid, save_png
 from gan_core.metrics import grid_artifacts, image_swd, spread
-from gan_core.train import Trainer
+from gan_core.checkpoint import export_model
+from gan_core.train import Trainer, average_into
 
 # name -> (recipe, model overrides, training overrides)
 CONTENDERS = {
@@ -174,22 +175,13 @@ class Project(Contender):
         images seen), updated outside the timed step."""
         self.probes[f"ema {kimg:g}k, ramp {ramp:g}"] = (kimg, ramp, copy.deepcopy(self.loop.G_ema))
 
-    @torch.no_grad()
     def after_step(self) -> None:  # the probes follow the generator
-        b = self.loop.cfg.train.batch
         for kimg, ramp, m in self.probes.values():
-            beta = 0.5 ** (b / max(min(kimg * 1000, self.loop.step * b * ramp), 1e-8))
-            for pe, p in zip(m.parameters(), self.loop.G.parameters()):
-                pe.lerp_(p, 1 - beta)
-            for be, bb in zip(m.buffers(), self.loop.G.buffers()):
-                be.copy_(bb)
+            average_into(m, self.loop.G, self.loop.ema_decay(kimg, ramp))
 
     @contextlib.contextmanager
-    def as_average(self, probe: str | None):
+    def as_average(self, probe: str):
         """The loop's averaged generator replaced by a probe while inside (its BatchNorm recalibrated)."""
-        if probe is None:
-            yield self
-            return
         own, self.loop.G_ema = self.loop.G_ema, self.probes[probe][2]
         self.loop._bn_step = None
         try:
@@ -198,14 +190,9 @@ class Project(Contender):
             self.loop.G_ema, self.loop._bn_step = own, None
 
     def keep(self, folder: Path) -> None:
-        """The averaged generator as a model folder (config.json + G_ema.safetensors, float32)."""
-        from safetensors.torch import save_file
-
-        self.loop.recalibrate_bn()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(self.loop.cfg.to_json() + "\n")
-        save_file({k: v.detach().contiguous() for k, v in self.loop.G_ema.state_dict().items()},
-                  str(folder / "G_ema.safetensors"))
+        """The averaged generator as a model folder (config.json + G_ema.safetensors, float32): a
+        checkpoint of the run (BatchNorm recalibrated), exported as `python -m gan_core export` does."""
+        export_model(self.loop.save(), folder, half=False)
 
     def set_budget(self, seconds: float) -> None:
         """Give the run the bench's budget, so its schedules (learning rate) fit it as in the studio."""
@@ -269,13 +256,16 @@ def run(a, tmp: Path) -> int:
                           [: int((y == c).sum())] for c in range(len(names_c))])
         return to_float(tr.images[pick])
 
-    other = class_matched(0)
     # the floor: a mean over a.draws class-matched draws (one draw of 45 images a class is noisy)
-    others = [other] + [class_matched(k) for k in range(1, a.draws)]
+    others = [class_matched(k) for k in range(a.draws)]
+    other = others[0]
     floors_c = [[image_swd(o[y == ci], real[y == ci]) for o in others] for ci in range(len(names_c))]
     floors = [image_swd(o, real) for o in others]
     floor, floor_cm = statistics.mean(floors), [statistics.mean(f) for f in floors_c]
-    z = torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1))
+    # noise for the samples: the curve uses the first draw, the final figures all of them
+    zs = [torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1 + 1000 * k))
+          for k in range(a.draws)]
+    z = zs[0]
     print(f"{data_name}: {len(tr)} training and {len(held)} held-out images in {len(names_c)} classes; "
           f"real-vs-real SWD (floor) {floor:.1f}", flush=True)
 
@@ -325,10 +315,6 @@ def run(a, tmp: Path) -> int:
             for i, c0 in ((i, cs[0]) for i in range(a.points + 1))]
     rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
-    # The final figures: means over a.draws draws of noise for the samples (and of floor images, above).
-    zs = [z] + [torch.randn(len(y), 100, generator=torch.Generator().manual_seed(a.seed + 1 + 1000 * k))
-                for k in range(1, a.draws)]
-
     def final_figures(c: Contender, probe: str | None) -> tuple[list[str], str]:
         with (c.as_average(probe) if probe else contextlib.nullcontext()):
             fakes = [c.sample(zz, y) for zz in zs]

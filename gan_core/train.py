@@ -334,15 +334,18 @@ class Trainer:
         self.step += 1
         return rec
 
-    def ema_decay(self) -> float:
+    def ema_decay(self, kimg: float | None = None, ramp: float | None = None) -> float:
         """Per-step decay of the averaged generator. With ema_kimg: a half-life of ema_kimg thousand
         images, at most ema_rampup x the images seen so far (StyleGAN2-ADA), so the average follows
         a young generator closely and settles as training goes on, however long the run. Otherwise
-        ema_beta, with a warm-up over the first steps."""
+        ema_beta, with a warm-up over the first steps. `kimg` and `ramp` replace the run's
+        ema_kimg and ema_rampup (for other averages of the same run)."""
         t = self.cfg.train
-        if t.ema_kimg <= 0:
+        kimg = t.ema_kimg if kimg is None else kimg
+        ramp = t.ema_rampup if ramp is None else ramp
+        if kimg <= 0:
             return min(t.ema_beta, (1 + self.step) / (10 + self.step))
-        half_life = min(t.ema_kimg * 1000, (self.step + 1) * t.batch * t.ema_rampup)
+        half_life = min(kimg * 1000, (self.step + 1) * t.batch * ramp)
         return 0.5 ** (t.batch / max(half_life, 1e-8))
 
     def update_ada(self, rec: dict) -> None:
@@ -432,13 +435,8 @@ class Trainer:
         idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:64]]
         return to_float(self.images[idx]), self.labels[idx], None
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        beta = self.ema_decay()
-        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            pe.lerp_(p, 1 - beta)
-        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            be.copy_(b)
+        average_into(self.G_ema, self.G, self.ema_decay())
 
     # ---- outputs ------------------------------------------------------------------------
     def state(self) -> dict:
@@ -483,6 +481,16 @@ class Trainer:
         save_png(path, img, {"step": str(self.step)})
         save_png(out / "latest.png", img, {"step": str(self.step)})
         return path
+
+
+@torch.no_grad()
+def average_into(avg: nn.Module, src: nn.Module, beta: float) -> None:
+    """One step of an exponential moving average: avg's weights move 1 - beta of the way to src's;
+    buffers (BatchNorm statistics) are copied."""
+    for pe, p in zip(avg.parameters(), src.parameters()):
+        pe.lerp_(p, 1 - beta)
+    for be, b in zip(avg.buffers(), src.buffers()):
+        be.copy_(b)
 
 
 HELD_MIN_IMAGES = 100  # smaller datasets hold nothing back: every image is needed for training
