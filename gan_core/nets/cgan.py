@@ -69,11 +69,8 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
-        if self.cfg.cond_bn:
-            for m in self.up:
-                h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
-        else:
-            h = self.up(h)
+        for m in self.up:  # conditional BatchNorm (cond_bn) also takes the class
+            h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
         if not self.cfg.rgb_notch:
             return torch.tanh(self.to_rgb(h))
         return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
