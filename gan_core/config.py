@@ -81,6 +81,7 @@ class CGANConfig:
     upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
     cond_bn: bool = False  # the class sets each upsampling stage's BatchNorm gain and bias
+    noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
     class_names: list[str] = field(default_factory=list)
 
     @property

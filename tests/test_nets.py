@@ -201,3 +201,22 @@ def test_conditional_batchnorm_carries_the_class_to_every_stage_and_blends():
         assert (half - a).abs().mean() > 0.001 and (half - b).abs().mean() > 0.001
     D = build_discriminator(cfg)
     assert D(a, torch.tensor([0, 1, 0])).shape == (3,)
+
+
+def test_noise_maps_give_each_seed_its_own_detail_and_stay_a_function_of_the_seed():
+    cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True))
+    G = build_generator(cfg).eval()
+    assert len(G.noise_gain) == 4  # one gain per channel for each upsampling stage, 4x4 -> 64x64
+    g = torch.Generator().manual_seed(0)
+    z1, z2, y = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g), torch.tensor([0, 1])
+    with torch.no_grad():
+        G.fc.weight[:, :8] = 0  # z no longer enters at the start ...
+        assert torch.equal(G(z1, y), G(z2, y))  # ... and a new model's noise gains are zero
+        for gain in G.noise_gain:
+            gain.fill_(1.0)
+        a, b = G(z1, y), G(z2, y)
+        assert (a - b).abs().mean() > 0.01  # the seed now acts through the maps alone
+        assert torch.equal(a, G(z1, y))  # the same seed, the same image
+        again = build_generator(cfg).eval()  # the projections are rebuilt, not stored
+        again.load_state_dict(G.state_dict())
+        assert torch.equal(again(z1, y), a)

@@ -10,6 +10,11 @@ has no such pattern (Odena et al. 2016).
 With `cond_bn` the class also sets each upsampling stage's BatchNorm gain and bias (conditional
 BatchNorm, as in SNGAN's and BigGAN's class-conditional generators: a linear map of the class
 embedding per stage), so the class shapes every scale rather than the 4x4 start alone.
+With `noise_maps` each upsampling convolution's output gets a per-pixel noise map with a learned
+gain per channel (starting at zero), as StyleGAN's noise inputs give local detail (where a joint or
+a stone edge falls) a source of its own. The map is a fixed random projection of z, not fresh noise:
+an image stays a function of its seed and class, so seeds, truncation and interpolation behave as
+without it.
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
 penalty is defined per sample, which batch statistics would break). Class conditioning by
 projection (score + <embed(y), features>), or the reference's concatenation of the embedding as
@@ -50,6 +55,14 @@ class CondGenerator(nn.Module):
                 layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
             layers += [CondBatchNorm(cout, cfg.embed_dim) if cfg.cond_bn else nn.BatchNorm2d(cout), nn.ReLU(True)]
         self.up = nn.Sequential(*layers)
+        self.noise_gain = nn.ParameterList()
+        if cfg.noise_maps:  # fixed projections z -> (size x size) map per stage, from a fixed seed
+            g = torch.Generator().manual_seed(0)
+            for i, cout in enumerate(ch[1:]):
+                size = 8 * 2 ** i
+                self.register_buffer(f"noise_proj{i}", torch.randn(cfg.nz, size * size, generator=g)
+                                     / math.sqrt(cfg.nz), persistent=False)
+                self.noise_gain.append(nn.Parameter(torch.zeros(cout)))
         self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1)
         nn.init.xavier_uniform_(self.fc.weight)
         nn.init.normal_(self.embed.weight, 0.0, 1.0)
@@ -69,8 +82,14 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
+        stage = 0
         for m in self.up:  # conditional BatchNorm (cond_bn) also takes the class
             h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
+            if stage < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                size = h.shape[-1]
+                noise = (z.float() @ getattr(self, f"noise_proj{stage}")).view(-1, 1, size, size)
+                h = h + self.noise_gain[stage].view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
+                stage += 1
         if not self.cfg.rgb_notch:
             return torch.tanh(self.to_rgb(h))
         return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
