@@ -9,10 +9,15 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   seed           the reference system as its README describes it (bench/reference_cgan.py)
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
-  studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution in the
-                 generator, the relativistic pairing loss with lazy R1 + R2, Adam 1e-4, adaptive DiffAugment
-                 drawn once per minibatch-std group,
+  studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution and a
+                 noise map from z in each generator stage, the relativistic pairing loss with lazy
+                 R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std group,
                  EMA over 10k images, learning rate falling to zero over the second half of the budget)
+  studio-prev    the default before: no noise maps, R1 + R2 weight 0.1
+  studio-nonoise studio without the noise maps (R1 + R2 weight 1)
+  studio-nonoise-r1-3  studio without the noise maps, R1 + R2 weight 3
+  The contenders below change the default of their time (runs before the noise maps, in
+  bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
   studio-fast-lr studio with Adam 2e-4 instead of 1e-4
   studio-hinge-slow  studio with the hinge loss (and the default Adam 1e-4)
@@ -102,6 +107,9 @@ CONTENDERS = {
     "studio-notch": ("studio", {"rgb_notch": True}, {}),
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
+    "studio-prev": ("studio", {"noise_maps": False}, {"r1_gamma": 0.1}),
+    "studio-nonoise": ("studio", {"noise_maps": False}, {}),
+    "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
 }
 
 

@@ -36,7 +36,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
         "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
                   "augment": ["translation", "color", "cutout"], "aug_groups": True, "ada_target": 0.6,
-                  "ema_kimg": 10.0, "lr_decay": 0.5},
+                  "ema_kimg": 10.0, "lr_decay": 0.5, "r1_gamma": 1.0},
         # Textures train on random patches of the photos: a new view every step, nothing to memorise,
         # so no augmentation; the mode-seeking term keeps them from stamping one pattern. (On the
         # conditional models it pushed images apart by brightness and, after 3 minutes, made the
@@ -47,7 +47,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # Texture models draw a noise cell beyond each side of what the critic sees (SGANConfig.margin):
         # zero padding let a model anchor the brick photo's mortar lines to the patch border, and its
         # tileable textures, which have no border, came out flat.
-        "model": {"cgan": {"arch": "upconv", "upsample": "nearest"}, "sgan": {"upsample": "nearest", "margin": 1}},
+        "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True},
+                  "sgan": {"upsample": "nearest", "margin": 1}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
     "fast": {
