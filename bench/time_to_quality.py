@@ -16,6 +16,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-prev    the default before: no noise maps, R1 + R2 weight 0.1
   studio-nonoise studio without the noise maps (R1 + R2 weight 1)
   studio-nonoise-r1-3  studio without the noise maps, R1 + R2 weight 3
+  studio-slow-g  studio with half the generator's learning rate (Adam 5e-5; the critic keeps 1e-4)
   The contenders below change the default of their time (runs before the noise maps, in
   bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
@@ -110,6 +111,7 @@ CONTENDERS = {
     "studio-prev": ("studio", {"noise_maps": False}, {"r1_gamma": 0.1}),
     "studio-nonoise": ("studio", {"noise_maps": False}, {}),
     "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
+    "studio-slow-g": ("studio", {}, {"lr_g": 5e-5}),
 }
 
 
