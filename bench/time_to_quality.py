@@ -112,6 +112,9 @@ CONTENDERS = {
     "studio-nonoise": ("studio", {"noise_maps": False}, {}),
     "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
     "studio-slow-g": ("studio", {}, {"lr_g": 5e-5}),
+    "studio-reflect": ("studio", {"g_padding": "reflect"}, {}),
+    "studio-sle": ("studio", {"sle": True}, {}),
+    "studio-reflect-notch": ("studio", {"g_padding": "reflect", "rgb_notch": True}, {}),
 }
 
 

@@ -83,6 +83,8 @@ class CGANConfig:
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
     cond_bn: bool = False  # the class sets each upsampling stage's BatchNorm gain and bias
     noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
+    sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
+    g_padding: str = "zeros"  # the generator's convolutions pad their borders with "zeros" or "reflect"
     class_names: list[str] = field(default_factory=list)
 
     @property
@@ -98,6 +100,8 @@ class CGANConfig:
             raise ConfigError(f"upsample must be 'bilinear' or 'nearest', got {self.upsample!r}.")
         if self.conditioning not in ("projection", "concat"):
             raise ConfigError("conditioning must be 'projection' or 'concat'.")
+        if self.g_padding not in ("zeros", "reflect"):
+            raise ConfigError(f"g_padding must be 'zeros' or 'reflect', got {self.g_padding!r}.")
         for name, hi in (("nz", 4096), ("embed_dim", 4096), ("g_channels", 1024), ("d_channels", 1024)):
             if not 1 <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name} must be between 1 and {hi}, got {getattr(self, name)}.")

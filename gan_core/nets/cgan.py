@@ -15,6 +15,12 @@ gain per channel (starting at zero), as StyleGAN's noise inputs give local detai
 a stone edge falls) a source of its own. The map is a fixed random projection of z, not fresh noise:
 an image stays a function of its seed and class, so seeds, truncation and interpolation behave as
 without it.
+With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, pooled to 4x4, set a
+gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
+(a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
+path that skips the stages between.
+`g_padding="reflect"` pads the generator's convolutions by mirroring instead of with zeros, so the
+image has no border for the generator to draw from (an option; it did not remove the checkerboard).
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
 penalty is defined per sample, which batch statistics would break). Class conditioning by
 projection (score + <embed(y), features>), or the reference's concatenation of the embedding as
@@ -50,7 +56,8 @@ class CondGenerator(nn.Module):
         layers: list[nn.Module] = []
         for cin, cout in zip(ch[:-1], ch[1:]):
             if cfg.arch == "upconv":  # resize, then a 3x3 convolution: no stride pattern
-                layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(cin, cout, 3, 1, 1, bias=False)]
+                layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(cin, cout, 3, 1, 1, bias=False,
+                                                                                   padding_mode=cfg.g_padding)]
             else:
                 layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
             layers += [CondBatchNorm(cout, cfg.embed_dim) if cfg.cond_bn else nn.BatchNorm2d(cout), nn.ReLU(True)]
@@ -63,7 +70,13 @@ class CondGenerator(nn.Module):
                 self.register_buffer(f"noise_proj{i}", torch.randn(cfg.nz, size * size, generator=g)
                                      / math.sqrt(cfg.nz), persistent=False)
                 self.noise_gain.append(nn.Parameter(torch.zeros(cout)))
-        self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1)
+        # skip-layer excitation (FastGAN): stage k's features, pooled to 4x4, set a gain per channel
+        # (0-1) on stage k + 2's output
+        self.sle = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(ch[k + 1], ch[k + 3], 4), nn.LeakyReLU(0.1),
+                          nn.Conv2d(ch[k + 3], ch[k + 3], 1), nn.Sigmoid())
+            for k in range(stages - 2)) if cfg.sle else nn.ModuleList()
+        self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1, padding_mode=cfg.g_padding)
         nn.init.xavier_uniform_(self.fc.weight)
         nn.init.normal_(self.embed.weight, 0.0, 1.0)
         for m in self.modules():
@@ -82,9 +95,14 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
-        stage = 0
+        stage, outs = 0, []
         for m in self.up:  # conditional BatchNorm (cond_bn) also takes the class
             h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
+            if isinstance(m, nn.ReLU):  # the end of an upsampling stage
+                k = len(outs)
+                if len(self.sle) and k >= 2 and k - 2 < len(self.sle):
+                    h = h * self.sle[k - 2](outs[k - 2])
+                outs.append(h)
             if stage < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 size = h.shape[-1]
                 noise = (z.float() @ getattr(self, f"noise_proj{stage}")).view(-1, 1, size, size)
@@ -92,7 +110,10 @@ class CondGenerator(nn.Module):
                 stage += 1
         if not self.cfg.rgb_notch:
             return torch.tanh(self.to_rgb(h))
-        return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
+        if self.cfg.g_padding == "zeros":
+            return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
+        h = F.pad(h, (1, 1, 1, 1), mode=self.cfg.g_padding)
+        return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias))
 
 
 class CondBatchNorm(nn.Module):
