@@ -232,7 +232,9 @@ def main(argv=None) -> int:
     p.add_argument("--holdout", type=float, default=0.3, help="held-out fraction per class (default %(default)s)")
     p.add_argument("--contenders", default="reference,fast,studio", help="comma-separated (default %(default)s)")
     p.add_argument("--res", type=int, default=64, choices=(64, 128), help="image size (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the split, the scoring noise and (unless --train-seed) training")
+    p.add_argument("--train-seed", type=int, default=None,
+                   help="training's own seed, to see how far two runs on the same split differ (default: --seed)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     p.add_argument("--sheets", default=None, help="folder for each contender's final sample sheet")
     p.add_argument("--draws", type=int, default=6, help="noise and floor draws averaged in the final figures "
@@ -283,12 +285,13 @@ def run(a, tmp: Path) -> int:
           f"real-vs-real SWD (floor) {floor:.1f}", flush=True)
 
     names = [n.strip() for n in a.contenders.split(",") if n.strip()]
+    train_seed = a.seed if a.train_seed is None else a.train_seed
     cs: list[Contender] = []
     for n in names:
         if n == "seed":
-            cs.append(Seed(train_dir, a.seed))
+            cs.append(Seed(train_dir, train_seed))
         elif n in CONTENDERS:
-            cs.append(Project(n, train_dir, tmp / n, a.seed, a.res))
+            cs.append(Project(n, train_dir, tmp / n, train_seed, a.res))
         else:
             raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
 
