@@ -17,6 +17,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-nonoise studio without the noise maps (R1 + R2 weight 1)
   studio-nonoise-r1-3  studio without the noise maps, R1 + R2 weight 3
   studio-slow-g  studio with half the generator's learning rate (Adam 5e-5; the critic keeps 1e-4)
+  studio-reflect studio whose generator pads its convolutions by mirroring (g_padding "reflect")
+  studio-reflect-notch  studio-reflect with the notched output convolution (rgb_notch)
+  studio-sle     studio with skip-layer excitation in the generator (sle)
   The contenders below change the default of their time (runs before the noise maps, in
   bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
@@ -113,8 +116,8 @@ CONTENDERS = {
     "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
     "studio-slow-g": ("studio", {}, {"lr_g": 5e-5}),
     "studio-reflect": ("studio", {"g_padding": "reflect"}, {}),
-    "studio-sle": ("studio", {"sle": True}, {}),
     "studio-reflect-notch": ("studio", {"g_padding": "reflect", "rgb_notch": True}, {}),
+    "studio-sle": ("studio", {"sle": True}, {}),
 }
 
 

@@ -95,24 +95,21 @@ class CondGenerator(nn.Module):
         e = self.embed(y) if embedding is None else embedding
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
-        stage, outs = 0, []
+        outs: list[torch.Tensor] = []  # each finished stage's output; its length is the current stage
         for m in self.up:  # conditional BatchNorm (cond_bn) also takes the class
             h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
-            if isinstance(m, nn.ReLU):  # the end of an upsampling stage
-                k = len(outs)
-                if len(self.sle) and k >= 2 and k - 2 < len(self.sle):
+            k = len(outs)
+            if isinstance(m, nn.ReLU):  # the end of stage k
+                if 2 <= k < len(self.sle) + 2:
                     h = h * self.sle[k - 2](outs[k - 2])
                 outs.append(h)
-            if stage < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            elif k < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 size = h.shape[-1]
-                noise = (z.float() @ getattr(self, f"noise_proj{stage}")).view(-1, 1, size, size)
-                h = h + self.noise_gain[stage].view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
-                stage += 1
+                noise = (z.float() @ getattr(self, f"noise_proj{k}")).view(-1, 1, size, size)
+                h = h + self.noise_gain[k].view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
         if not self.cfg.rgb_notch:
             return torch.tanh(self.to_rgb(h))
-        if self.cfg.g_padding == "zeros":
-            return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias, padding=1))
-        h = F.pad(h, (1, 1, 1, 1), mode=self.cfg.g_padding)
+        h = F.pad(h, (1, 1, 1, 1), mode="reflect" if self.cfg.g_padding == "reflect" else "constant")
         return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias))
 
 
