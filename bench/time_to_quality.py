@@ -10,16 +10,20 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution and a
-                 noise map from z in each generator stage, the relativistic pairing loss with lazy
+                 noise map from z in each generator stage, skip-layer excitation from each stage to
+                 the one two doublings finer, the relativistic pairing loss with lazy
                  R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std group,
                  EMA over 10k images, learning rate falling to zero over the second half of the budget)
-  studio-prev    the default before: no noise maps, R1 + R2 weight 0.1
+  studio-nosle   the default before: studio without skip-layer excitation
+  studio-prev    the default before the noise maps: no noise maps, no skip-layer excitation, R1 + R2 weight 0.1
+  The contenders below are studio with one change; the runs of them in bench/RESULTS.md from
+  before skip-layer excitation became the default had it off:
   studio-nonoise studio without the noise maps (R1 + R2 weight 1)
   studio-nonoise-r1-3  studio without the noise maps, R1 + R2 weight 3
   studio-slow-g  studio with half the generator's learning rate (Adam 5e-5; the critic keeps 1e-4)
   studio-reflect studio whose generator pads its convolutions by mirroring (g_padding "reflect")
   studio-reflect-notch  studio-reflect with the notched output convolution (rgb_notch)
-  studio-sle     studio with skip-layer excitation in the generator (sle)
+  studio-sle     the same settings as studio: the name of the runs that chose skip-layer excitation (sle)
   The contenders below change the default of their time (runs before the noise maps, in
   bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
@@ -111,7 +115,8 @@ CONTENDERS = {
     "studio-notch": ("studio", {"rgb_notch": True}, {}),
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
-    "studio-prev": ("studio", {"noise_maps": False}, {"r1_gamma": 0.1}),
+    "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
+    "studio-nosle": ("studio", {"sle": False}, {}),
     "studio-nonoise": ("studio", {"noise_maps": False}, {}),
     "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
     "studio-slow-g": ("studio", {}, {"lr_g": 5e-5}),

@@ -47,7 +47,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # Texture models draw a noise cell beyond each side of what the critic sees (SGANConfig.margin):
         # zero padding let a model anchor the brick photo's mortar lines to the patch border, and its
         # tileable textures, which have no border, came out flat.
-        "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True},
+        # Skip-layer excitation (sle): over seven paired 10-minute runs it kept every class within 2.5x
+        # of the real-vs-real distance in five, the generator without it in two, at the same mean distance.
+        "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True, "sle": True},
                   "sgan": {"upsample": "nearest", "margin": 1}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
