@@ -15,6 +15,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std group,
                  EMA over 10k images, learning rate falling to zero over the second half of the budget)
   studio-nosle   the default before: studio without skip-layer excitation
+  studio-sle     the same settings as studio: the name of the runs that chose skip-layer excitation (sle)
   studio-prev    the default before the noise maps: no noise maps, no skip-layer excitation, R1 + R2 weight 0.1
   The contenders below are studio with one change; the runs of them in bench/RESULTS.md from
   before skip-layer excitation became the default had it off:
@@ -23,7 +24,6 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-slow-g  studio with half the generator's learning rate (Adam 5e-5; the critic keeps 1e-4)
   studio-reflect studio whose generator pads its convolutions by mirroring (g_padding "reflect")
   studio-reflect-notch  studio-reflect with the notched output convolution (rgb_notch)
-  studio-sle     the same settings as studio: the name of the runs that chose skip-layer excitation (sle)
   The contenders below change the default of their time (runs before the noise maps, in
   bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
