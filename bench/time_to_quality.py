@@ -32,6 +32,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
   studio-wide    studio with twice the channels in the generator and the critic
   studio-b64     studio with batches of 64
+  studio-b16     studio with batches of 16
+  studio-nodecay studio with constant learning rates (no fall to zero over the second half)
   studio-noaug   studio without augmentation
   studio-div     studio with the mode-seeking term (weight 0.2)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
@@ -107,6 +109,8 @@ CONTENDERS = {
     "studio-fast-lr": ("studio", {}, {"lr_g": 2e-4, "lr_d": 2e-4}),
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-b64": ("studio", {}, {"batch": 64}),
+    "studio-b16": ("studio", {}, {"batch": 16}),
+    "studio-nodecay": ("studio", {}, {"lr_decay": 0.0}),
     "studio-hinge-slow": ("studio", {}, {"loss": "hinge", "lr_g": 1e-4, "lr_d": 1e-4}),
     "studio-ga": ("studio", {}, {"aug_groups": True}),
     "studio-per-image": ("studio", {}, {"aug_groups": False}),

@@ -104,6 +104,28 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+# 64 px conditional steps (batch 32, the studio recipe) in 10 minutes on a 2-core AMD EPYC: in bf16
+# autocast with AVX512-BF16, and in fp32 with AVX2 only (bench/RESULTS.md, "Time to quality")
+STEPS_10MIN_BF16, STEPS_10MIN_FP32 = 3000, 680
+
+
+def speed_note(device: str | None = None) -> str:
+    """One sentence on how far a 10-minute run gets on this machine, for the studio's Train tab: the
+    device training will use and, on a CPU, whether it has the bf16 instructions that make it about
+    4-5x faster (measured figures; a CPU with more cores is faster)."""
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        return f"Training runs on the GPU ({torch.cuda.get_device_name(dev)}), far faster than on a CPU."
+    if dev.type == "mps":
+        return "Training runs on Apple's GPU (MPS), which has not been measured here."
+    if use_bf16("auto", dev):
+        return (f"This CPU trains in bf16 (AVX512-BF16): on 2 cores a 10-minute 64 px run makes about "
+                f"{STEPS_10MIN_BF16} steps, enough for recognisable pictures.")
+    return (f"This CPU has no AVX512-BF16, so training runs in fp32, 4-5x slower than on one that has: on 2 "
+            f"cores a 10-minute 64 px run makes about {STEPS_10MIN_FP32} steps (colours and rough layout); "
+            "45 minutes make about as many steps as 10 minutes there (walls with joints, stones).")
+
+
 class Trainer:
     """The state of one run: models, optimizers, data and the random stream; `train_step()` is one
     generator step (with its critic steps). `train()` and `resume()` drive it; benchmarks drive it

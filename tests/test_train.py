@@ -624,3 +624,17 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(class_dir, tmp_path):
     assert proc.returncode == 0, err
     step = int(out.split("stopped at step ")[1].split(";")[0])
     assert step >= 10 and int(ckpt.checkpoint_dirs(run)[0].name[5:]) == step
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_speed_note_follows_the_cpus_bf16_support(monkeypatch, bf16):
+    from gan_core import train as train_mod
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert train_mod.use_bf16("auto", torch.device("cpu")) is bf16
+    note = train_mod.speed_note()
+    steps = train_mod.STEPS_10MIN_BF16 if bf16 else train_mod.STEPS_10MIN_FP32
+    assert f"about {steps} steps" in note
+    assert ("fp32" in note) is not bf16 and ("45 minutes" in note) is not bf16

@@ -8,6 +8,7 @@ import gradio as gr
 
 from gan_core import options
 from gan_core.config import AUGMENTS, DEFAULT_RECIPE, RESOLUTIONS
+from gan_core.train import speed_note
 
 from .common import LOSS_COLORS, MAX_UPLOAD_MB, Context, errors_as_messages, loss_frame, progress_html, \
     quality_figure
@@ -19,8 +20,7 @@ TRAIN_FOR = [("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20), ("60 minu
              ("the number of steps", 0)]
 ADD_TIME = [("no time (use steps)", 0), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20),
             ("60 minutes", 60)]
-RESOLUTION_HINT = ("64 px: a 10-minute run on a laptop gives recognisable pictures. 128 px costs about 4x the "
-                   "time per image: give it 30 minutes or more.")
+RESOLUTION_HINT = "64 px is the default. 128 px costs about 4x the time per image: give it at least 4x the time."
 SAMPLE_LABELS = {"cgan": "Latest samples (one row per class)",
                  "sgan": "Latest samples (one 256 px texture per source image)"}
 
@@ -123,6 +123,7 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                                       min_width=100, info="When training for steps")
                     batch = gr.Number(value=td["batch"], label="Batch", scale=1,
                                       min_width=100, info="Images per step")
+                gr.Markdown(f"<span class='hint'>{speed_note()}</span>")
                 with gr.Row():
                     resolution = gr.Radio([str(r) for r in RESOLUTIONS], value=str(td["resolution"]),
                                           label="Resolution (px)", info=RESOLUTION_HINT)

@@ -164,7 +164,9 @@ def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     b, c, hh, ww = h.shape
     g = group_size(b, group)
     y = h.float().reshape(g, b // g, c, hh, ww)
-    std = torch.sqrt(y.var(0, unbiased=False) + 1e-8).mean(dim=(1, 2, 3))  # (b // g,)
+    # the variance written out: Tensor.var's backward is about 5x slower on these small strided tensors
+    var = (y - y.mean(0)).square().mean(0)
+    std = torch.sqrt(var + 1e-8).mean(dim=(1, 2, 3))  # (b // g,)
     return std.repeat(g)[:, None, None, None].expand(b, 1, hh, ww).to(h.dtype)
 
 
