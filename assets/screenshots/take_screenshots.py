@@ -83,7 +83,7 @@ def main(workspace: str, out: Path = HERE, size: tuple[int, int] = (1366, 768)) 
             pg.locator(".studio-progress", has_text="images/s").wait_for()
             # until the first sample grid (step 200) and the second gauge point (step 250) are on screen
             pg.wait_for_function("(+(document.querySelector('.studio-progress').innerText.match(/step (\\d+)/) "
-                                 "|| [0, 0])[1]) >= 256", timeout=900_000)  # fp32 CPUs: ~4 min
+                                 "|| [0, 0])[1]) >= 256", timeout=900_000)  # over 5 min without AVX512-BF16
             pg.wait_for_timeout(3000)
             _top(pg)
             pg.screenshot(path=str(out / "train.png"))
