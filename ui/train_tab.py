@@ -20,7 +20,7 @@ TRAIN_FOR = [("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20), ("60 minu
              ("the number of steps", 0)]
 ADD_TIME = [("no time (use steps)", 0), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20),
             ("60 minutes", 60)]
-RESOLUTION_HINT = "64 px is the default. 128 px costs about 4x the time per image: give it at least 4x the time."
+RESOLUTION_HINT = "128 px costs about 4x the time per image of 64 px: give it at least 4x the time."
 SAMPLE_LABELS = {"cgan": "Latest samples (one row per class)",
                  "sgan": "Latest samples (one 256 px texture per source image)"}
 
@@ -123,10 +123,9 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                                       min_width=100, info="When training for steps")
                     batch = gr.Number(value=td["batch"], label="Batch", scale=1,
                                       min_width=100, info="Images per step")
-                gr.Markdown(f"<span class='hint'>{speed_note()}</span>")
                 with gr.Row():
                     resolution = gr.Radio([str(r) for r in RESOLUTIONS], value=str(td["resolution"]),
-                                          label="Resolution (px)", info=RESOLUTION_HINT)
+                                          label="Resolution (px)", info=f"{speed_note()} {RESOLUTION_HINT}")
                     recipe = gr.Radio(RECIPE_CHOICES, value=DEFAULT_RECIPE, label="Recipe",
                                       info="How the two networks are optimised")
                 augment = gr.CheckboxGroup(list(AUGMENTS), value=td["augment"], label="Augmentation",
