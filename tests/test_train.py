@@ -17,7 +17,7 @@ from gan_core.errors import CheckpointError
 from gan_core.__main__ import main as cli
 from gan_core.sampling import class_grid
 from gan_core.texture import generate_texture, wrap_error
-from gan_core.train import resume, train
+from gan_core.train import STEPS_10MIN_BF16, STEPS_10MIN_FP32, resume, speed_note, train, use_bf16
 from tests.conftest import tiny_cgan, tiny_sgan
 from tests.helpers import BAD_FILES, good_png
 
@@ -628,13 +628,12 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(class_dir, tmp_path):
 
 @pytest.mark.parametrize("bf16", [True, False])
 def test_speed_note_follows_the_cpus_bf16_support(monkeypatch, bf16):
-    from gan_core import train as train_mod
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert train_mod.use_bf16("auto", torch.device("cpu")) is bf16
-    note = train_mod.speed_note()
-    steps = train_mod.STEPS_10MIN_BF16 if bf16 else train_mod.STEPS_10MIN_FP32
+    assert use_bf16("auto", torch.device("cpu")) is bf16
+    note = speed_note()
+    steps = STEPS_10MIN_BF16 if bf16 else STEPS_10MIN_FP32
     assert f"about {steps} steps" in note
     assert ("fp32" in note) is not bf16 and ("45 minutes" in note) is not bf16
