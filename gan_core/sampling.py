@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, PngImagePlugin
-from torchvision.utils import make_grid
 
 from .data import to_uint8
 from .errors import ConfigError
@@ -88,8 +87,16 @@ def grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:
     if images.shape[0] == 1:  # make_grid returns a lone image without its frame
         tiled = F.pad(images[0].float(), (pad,) * 4, value=1.0)
     else:
+        from torchvision.utils import make_grid  # here: importing torchvision takes seconds, and most
+        #                                          commands (help, checks, textures) draw no grid
         tiled = make_grid(images.float(), nrow=ncol, padding=pad, pad_value=1.0)
     return to_uint8(tiled).permute(1, 2, 0).numpy().copy()
+
+
+def picture_grid(pictures: list[np.ndarray], ncol: int = 8, pad: int = 2) -> np.ndarray:
+    """`grid` for pictures already drawn: (H, W, 3) uint8 arrays of one size, in rows of `ncol`."""
+    t = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return grid(t, min(len(pictures), ncol), pad)
 
 
 def class_grid(G, class_names: list[str], n_per_class: int, seed: int = 0, truncation: float = 1.0) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,28 @@ EASINGS = {
 }
 MAX_KEYFRAMES = 64
 MAX_FRAMES = 2400
+
+
+class StopFlags:
+    """One stop flag per caller (e.g. a browser session): Cancel sets the flag of its own caller's
+    running export, and another caller's export goes on."""
+
+    def __init__(self):
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def flag(self, who: str) -> threading.Event:
+        with self._lock:
+            return self._flags.setdefault(who, threading.Event())
+
+    def start(self, who: str) -> Callable[[], bool]:
+        """A fresh start for `who` (an earlier Cancel no longer counts); returns its should_stop."""
+        f = self.flag(who)
+        f.clear()
+        return f.is_set
+
+    def stop(self, who: str) -> None:
+        self.flag(who).set()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from gan_core.checkpoint import load_generator
 from gan_core.errors import ConfigError
 from gan_core.media import Cancelled, read_frames, read_settings, save_video, settings_text, upscale
 from gan_core.sampling import generate, noise, save_png
-from gan_core.walks import Keyframe, export_walk, parse_keys, plan
+from gan_core.walks import Keyframe, StopFlags, export_walk, parse_keys, plan
 from tests.helpers import make_model_folder
 
 
@@ -157,6 +157,22 @@ def test_a_walk_is_written_as_mp4_gif_and_webp_with_progress_and_cancel(model, t
     assert not list(tmp_path.glob("stopped*")) and not list(tmp_path.glob(".stopped*"))
     with pytest.raises(ConfigError, match=".mp4, .gif or .webp"):
         export_walk(G, names, keys, tmp_path / "walk.avi", blend={names[0]: 1.0})
+
+
+def test_cancel_stops_only_its_own_sessions_walk_and_a_new_export_starts_afresh(model, tmp_path):
+    G, names, _ = model
+    keys = parse_keys("0,7")
+    flags = StopFlags()
+    mine, theirs = flags.start("mine"), flags.start("theirs")
+    flags.stop("mine")
+    assert mine() and not theirs()
+    with pytest.raises(Cancelled):
+        export_walk(G, names, keys, tmp_path / "mine.gif", blend={names[0]: 1.0}, frames_per_key=3, should_stop=mine)
+    p, n = export_walk(G, names, keys, tmp_path / "theirs.gif", blend={names[0]: 1.0}, frames_per_key=3,
+                       should_stop=theirs)
+    assert p.exists() and n == 6
+    again = flags.start("mine")  # the next export of the cancelled session is not cancelled from the start
+    assert not again() and not mine()
 
 
 def test_upscale_and_settings_read_back(tmp_path):

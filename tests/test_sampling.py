@@ -8,7 +8,8 @@ from PIL import Image
 
 from gan_core.checkpoint import load_generator
 from gan_core.errors import ConfigError
-from gan_core.sampling import View, grid, interpolation_grid, loop_frames, noise, save_animation, view_image
+from gan_core.sampling import View, grid, interpolation_grid, loop_frames, noise, picture_grid, save_animation, \
+    view_image
 from tests.helpers import make_model_folder
 
 
@@ -52,3 +53,12 @@ def test_a_loop_returns_to_its_start_and_is_written_as_gif_and_webp(model, tmp_p
             assert im.n_frames == 8 and im.info.get("loop") == 0
     with pytest.raises(ConfigError, match=".gif or .webp"):
         save_animation(frames, tmp_path / "loop.png")
+
+
+def test_pictures_already_drawn_are_tiled_in_rows_of_eight_on_white():
+    pics = [np.full((4, 6, 3), 10 * i, np.uint8) for i in range(10)]
+    out = picture_grid(pics)
+    assert out.shape == (2 * 4 + 3 * 2, 8 * 6 + 9 * 2, 3)  # two rows of 8 columns with 2 px gaps
+    assert (out[2:6, 2:8] == 0).all() and (out[2:6, 10:16] == 10).all()  # first row, in order
+    assert (out[8:12, 2:8] == 80).all() and (out[8:12, 10:16] == 90).all()  # the ninth starts row two
+    assert (out[:2] == 255).all() and (out[8:12, 18:24] == 255).all()  # gaps and the empty cells are white

@@ -128,12 +128,11 @@ def quality_figure(records: list[dict]):
     real-vs-real floor dashed, and the grid measure, over training time. None without records."""
     if not records:
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: its global figure list is not safe across handler threads
 
     mins = [r.get("used_s", 0) / 60 for r in records]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 3.0), dpi=100)
+    fig = Figure(figsize=(7.2, 3.0), dpi=100)
+    a, b = fig.subplots(1, 2)
     draw_distance(a, mins, records)
     a.set_title("Distance to your images (lower is closer)", fontsize=9)
     a.set_xlabel("minutes of training", fontsize=8)
@@ -146,7 +145,6 @@ def quality_figure(records: list[dict]):
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout(rect=(0, 0, 1, 0.86))  # the top stays free for the component's label
-    plt.close(fig)
     return fig
 
 

@@ -3,21 +3,18 @@ export. Each is thin: widget values -> gan_core (explore, breeding, walks, media
 The tab's session (gan_core.explore.Session) lives in a gr.State per browser tab."""
 
 import json
-import threading
 
 import gradio as gr
-import numpy as np
-import torch
 
 from gan_core import explore, media, options, sampling
 from gan_core.breeding import Favourites, Specimen
 from gan_core.errors import ConfigError
-from gan_core.walks import EASINGS, Keyframe, export_walk
+from gan_core.walks import EASINGS, Keyframe, StopFlags, export_walk
 
 from .common import Context
 
 N_DIRECTIONS = 6
-_CANCEL: dict[str, threading.Event] = {}  # per browser session: Cancel asks the running export to stop
+_CANCEL = StopFlags()  # per browser session: Cancel asks that session's running export to stop
 
 
 def session(state, ctx: Context | None = None, model=None) -> explore.Session:
@@ -70,15 +67,9 @@ def shown(ctx: Context, path, s: explore.Session, dir_values):
     items = gallery_items(ctx, path, s, explore.offsets_from(dir_values))
     chosen = gr.update(value=items, selected_index=s.picks[-1] if s.picks else None)  # the frame follows ▶
     line = s.strip(items[0][0])
-    return (strip([p for p, _ in items]), chosen, lineage_text(s), picks_text(s),
+    return (sampling.picture_grid([p for p, _ in items]), chosen, lineage_text(s), picks_text(s),
             gr.update(interactive=s.lineage.can_undo()), gr.update(interactive=s.lineage.can_redo()), s,
             gr.update(value=line, selected_index=s.lineage.at if line else None))
-
-
-def strip(pics) -> np.ndarray:
-    """Pictures in rows of up to 8 with 2 px white gaps (as sampling.grid draws them)."""
-    t = torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return sampling.grid(t, min(len(pics), 8))
 
 
 def pick(ctx: Context, path, state, evt: gr.SelectData, *dir_values):
@@ -240,8 +231,7 @@ def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kin
     if len(s.keys) < 2:
         raise ConfigError("Add two keyframes at least (click an image, then Add keyframe).")
     keys = [Keyframe(z=k["z"], blend=k["blend"], ease=k["ease"]) for k in s.keys]
-    stop = _CANCEL.setdefault(_who(request), threading.Event())
-    stop.clear()
+    should_stop = _CANCEL.start(_who(request))
     out = ctx.ws.export_path(f"{name or m.name}-walk", f".{kind}")
     meta = {"comment": json.dumps({"model": m.name, "keys": [k.to_dict() for k in keys]})}
     stages = {"frames": (0.0, 0.85, "Drawing frames"), "writing": (0.85, 0.15, f"Writing {kind.upper()}")}
@@ -250,18 +240,15 @@ def export_walk_video(ctx: Context, model, name, frames_per_key, fps, scale, kin
         lo, span, desc = stages[stage]
         progress(lo + span * f, desc=desc)
 
-    try:
-        path, n = export_walk(m.G, m.class_names, keys, out, blend=keys[0].blend, frames_per_key=int(frames_per_key),
-                              fps=float(fps), truncation=options.value(truncation, "truncation"), scale=int(scale),
-                              metadata=meta if kind == "mp4" else None, on_progress=tick, should_stop=stop.is_set)
-    finally:
-        stop.clear()
+    path, n = export_walk(m.G, m.class_names, keys, out, blend=keys[0].blend, frames_per_key=int(frames_per_key),
+                          fps=float(fps), truncation=options.value(truncation, "truncation"), scale=int(scale),
+                          metadata=meta if kind == "mp4" else None, on_progress=tick, should_stop=should_stop)
     video = gr.update(value=str(path) if kind == "mp4" else None)
     return video, gr.update(value=str(path), visible=True), f"Wrote {path.name}: {n} frames, {n / float(fps):.1f} s."
 
 
 def cancel_export(request: gr.Request):
-    _CANCEL.setdefault(_who(request), threading.Event()).set()
+    _CANCEL.stop(_who(request))
     return "Cancelling…"
 
 
