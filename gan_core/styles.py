@@ -54,29 +54,43 @@ def brush_code(G, brush: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.inference_mode()
 def _look(G, weights: torch.Tensor, code: torch.Tensor) -> np.ndarray:
-    """Look statistics of small renders at these source weights (rows of `weights`)."""
-    from .texture import render
+    """Look statistics of small renders at these source weights (rows of `weights`).
 
-    c, n = G.cfg, _PROBE_CELLS
+    Every probe is one canvas of the probe size plus one noise cell on each side (the margin the
+    model trained with: what it draws there is not judged), all in one batch, and only the middle
+    is measured. Tileable probes would need the generator's whole reach as a wrapped margin, 2.8
+    times the pixels: a path's 34 probes took 4.3 s on 2 CPU cores (AVX2) that way, 1.8 s this way."""
+    c, n, m = G.cfg, _PROBE_CELLS, 1
+    seeds = (11, 12)
+    side = n + 2 * m
+    local, phase = [], []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        local.append(torch.randn(1, c.nz_local, side, side, generator=gen))
+        phase.append(torch.rand(1, c.nz_periodic, generator=gen) * 2 * math.pi)
+    k, b = len(seeds), len(weights)
+    dev, dtype = next(G.parameters()).device, next(G.parameters()).dtype
+    noise = SpatialNoise(torch.cat(local).repeat(b, 1, 1, 1),  # row i: weights i // k, seed i % k
+                         code[None, :, None, None].expand(b * k, -1, side, side).contiguous(),
+                         weights.repeat_interleave(k, 0)[:, :, None, None].expand(-1, -1, side, side).contiguous(),
+                         torch.cat(phase).repeat(b, 1)).to(dev, dtype)
+    was = G.tileable
+    G.eval().set_tileable(False)
+    try:
+        lo, hi = m * c.scale, (m + n) * c.scale
+        imgs = ((G(noise)[:, :, lo:hi, lo:hi].float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    finally:
+        G.set_tileable(was)
     feats = []
-    for w in weights:
-        per_seed = []
-        for seed in (11, 12):
-            gen = torch.Generator().manual_seed(seed)
-            local = torch.randn(1, c.nz_local, n, n, generator=gen)
-            noise = SpatialNoise(local, code[None, :, None, None].expand(1, -1, n, n).contiguous(),
-                                 w[None, :, None, None].expand(1, -1, n, n).contiguous(),
-                                 torch.rand(1, c.nz_periodic, generator=gen) * 2 * math.pi, period=(n, n))
-            img = render(G, noise, n * c.scale, n * c.scale, True).astype(np.float32) / 255.0
-            lum = img.mean(-1)
-            f = [img.mean((0, 1)), [lum.std()]]
-            for k in (1, 2, 4):
-                m = lum[: lum.shape[0] // k * k, : lum.shape[1] // k * k]
-                m = m.reshape(m.shape[0] // k, k, m.shape[1] // k, k).mean((1, 3))
-                f.append([np.abs(np.diff(m, axis=0)).mean(), np.abs(np.diff(m, axis=1)).mean()])
-            per_seed.append(np.concatenate([np.ravel(x) for x in f]))
-        feats.append(np.mean(per_seed, 0))
-    return np.array(feats)
+    for img in imgs:
+        lum = img.mean(-1)
+        f = [img.mean((0, 1)), [lum.std()]]
+        for s in (1, 2, 4):
+            g = lum[: lum.shape[0] // s * s, : lum.shape[1] // s * s]
+            g = g.reshape(g.shape[0] // s, s, g.shape[1] // s, s).mean((1, 3))
+            f.append([np.abs(np.diff(g, axis=0)).mean(), np.abs(np.diff(g, axis=1)).mean()])
+        feats.append(np.concatenate([np.ravel(x) for x in f]))
+    return np.array(feats).reshape(b, k, -1).mean(1)
 
 
 _PATHS: dict[tuple, np.ndarray] = {}
