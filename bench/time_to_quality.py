@@ -13,7 +13,10 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  noise map from z in each generator stage, skip-layer excitation from each stage to
                  the one two doublings finer, the relativistic pairing loss with lazy
                  R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std group,
-                 EMA over 10k images, learning rate falling to zero over the second half of the budget)
+                 EMA over 10k images, learning rate falling to zero over the second half of the budget;
+                 one generated batch per step, shared by the critic's and the generator's updates)
+  studio-noreuse the default before: studio drawing a second generated batch for the generator's update
+  studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
   studio-nosle   the default before: studio without skip-layer excitation
   studio-sle     the same settings as studio: the name of the runs that chose skip-layer excitation (sle)
   studio-prev    the default before the noise maps: no noise maps, no skip-layer excitation, R1 + R2 weight 0.1
@@ -127,6 +130,8 @@ CONTENDERS = {
     "studio-reflect": ("studio", {"g_padding": "reflect"}, {}),
     "studio-reflect-notch": ("studio", {"g_padding": "reflect", "rgb_notch": True}, {}),
     "studio-sle": ("studio", {"sle": True}, {}),
+    "studio-reuse": ("studio", {}, {}),
+    "studio-noreuse": ("studio", {}, {"reuse_batch": False}),
 }
 
 

@@ -414,6 +414,23 @@ def test_rpgan_loss_trains_with_lazy_penalties(class_dir, tmp_path):
     assert all(math.isfinite(s["d_loss"]) and math.isfinite(s["g_loss"]) for s in stats)
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reusing_the_batch_draws_one_generated_batch_per_step(class_dir, tmp_path, reuse):
+    from gan_core.train import Trainer
+    cfg = tiny_cgan(class_dir, loss="rpgan", n_critic=1, reuse_batch=reuse)
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
+    calls = []
+    loop.G.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
+    g0, d0 = [p.detach().clone() for p in loop.G.parameters()], [p.detach().clone() for p in loop.D.parameters()]
+    recs = [loop.train_step() for _ in range(3)]
+    # reused: one forward per step, kept for the generator's update; else one without a graph and one with
+    assert calls == ([True] * 3 if reuse else [False, True] * 3)
+    assert all(math.isfinite(r["g_loss"]) and math.isfinite(r["d_loss"]) for r in recs)
+    assert not all(torch.equal(a, b) for a, b in zip(g0, loop.G.parameters()))  # both networks learn
+    assert not all(torch.equal(a, b) for a, b in zip(d0, loop.D.parameters()))
+
+
 def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_path):
     from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, minutes=1.0, lr_decay=0.5, lr_g=2e-4, lr_d=4e-4)
