@@ -13,7 +13,8 @@ from PIL import Image
 
 from gan_core.config import CGANConfig, RunConfig, SGANConfig, TrainConfig
 
-torch.set_num_threads(2)
+# Two threads per process; under pytest-xdist (`-n 2`) the workers share the cores instead.
+torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 # Temporary files of the tests, the web servers and clients they start (gradio's client leaves an
 # empty folder per download) and their child processes go into one folder, removed at the end. Set

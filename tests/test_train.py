@@ -625,6 +625,7 @@ def test_a_second_training_of_a_folder_being_trained_is_refused_naming_who_holds
     assert at == jobs.step and resume(run, steps=at + 1).step == at + 1  # the folder is free again
 
 
+@pytest.mark.slow  # a process killed mid-run
 def test_sigterm_saves_a_checkpoint_like_ctrl_c(class_dir, tmp_path):
     import signal
 
