@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gan_core import checkpoint as ckpt
+from studio import free_port
 from gan_core import train as train_mod
 from gan_core.__main__ import main
 from gan_core.errors import ConfigError
@@ -51,12 +51,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
@@ -95,7 +89,7 @@ def cli_runs(tmp_path_factory):
 def _torchrun(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     """python -m torch.distributed.run --nproc_per_node=2 -m gan_core ARGS (CPU, gloo on loopback)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "gan_core", *args]
+           "--master_port", str(free_port()), "-m", "gan_core", *args]
     p = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

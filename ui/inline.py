@@ -3,14 +3,7 @@ only, over the workspace and the training job of `gan_core.notebook`."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class InlineStudio:
@@ -61,6 +54,7 @@ def launch(workspace: str | os.PathLike | None = None, models: str | os.PathLike
     global _inline
     from gan_core import notebook as gs
     from gan_core.errors import StudioError
+    from studio import free_port
 
     if _inline is not None and _inline.demo.is_running:
         if workspace is not None and Path(workspace).expanduser().resolve() != _inline.workspace:
