@@ -27,11 +27,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gan_core import checkpoint as ckpt
-from studio import free_port
 from gan_core import train as train_mod
 from gan_core.__main__ import main
 from gan_core.errors import ConfigError
 from gan_core.train import resume, train
+from studio import free_port
 from tests.conftest import make_class_folder, make_texture, tiny_cgan, tiny_sgan
 
 pytestmark = pytest.mark.slow  # several processes under torchrun or torch.multiprocessing
