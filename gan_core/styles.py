@@ -10,6 +10,7 @@ morphs, random styles and feathered edges are placed on that path.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -96,10 +97,25 @@ def _look(G, weights: torch.Tensor, code: torch.Tensor) -> np.ndarray:
 _PATHS: dict[tuple, np.ndarray] = {}
 
 
+def _fingerprint(G) -> str:
+    """The generator's weights as a short digest: a path measured on one load of a model serves
+    every later load of the same weights (the CLI and the studio load a model more than once), and
+    new weights never find an old path (an id() could be reused by a new object)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in G.state_dict().values():
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        h.update(t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def even_path(G, wa: torch.Tensor, wb: torch.Tensor) -> np.ndarray:
     """Where the look has gone a fraction p of the way from wa to wb: the weight fractions t at
-    p = 0, 1/(PATH_STEPS-1), ..., 1 (increasing; straight when the look changes evenly)."""
-    key = (id(G), tuple(wa.tolist()), tuple(wb.tolist()))
+    p = 0, 1/(PATH_STEPS-1), ..., 1 (increasing; straight when the look changes evenly). The path
+    from wb to wa is the same one run backwards, so it is measured once for both directions."""
+    fp = _fingerprint(G)
+    key, back = (fp, tuple(wa.tolist()), tuple(wb.tolist())), (fp, tuple(wb.tolist()), tuple(wa.tolist()))
+    if key not in _PATHS and back in _PATHS:
+        _PATHS[key] = 1.0 - _PATHS[back][::-1]
     if key not in _PATHS:
         t = np.linspace(0, 1, PATH_STEPS)
         if torch.equal(wa, wb):

@@ -120,6 +120,27 @@ def test_the_random_style_brush_paints_a_style_of_its_own():
         assert 0 < w.min() and abs(float(w.sum()) - 1) < 1e-5  # a mix, never a source alone
 
 
+def test_a_style_path_is_measured_once_per_model_and_serves_both_directions(tmp_path, monkeypatch):
+    train(tiny_sgan([make_texture(tmp_path / "a.png"), make_texture(tmp_path / "b.png")], steps=2),
+          tmp_path / "run")
+    measured = []
+    look = styles._look
+    monkeypatch.setattr(styles, "_look", lambda *a: measured.append(1) or look(*a))
+    monkeypatch.setattr(styles, "_PATHS", {})
+    wa, wb = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    forth = styles.even_path(load_generator(tmp_path / "run")[0], wa, wb)
+    again = load_generator(tmp_path / "run")[0]  # a second load of the same weights
+    back = styles.even_path(again, wb, wa)
+    assert len(measured) == 1 and np.allclose(back, 1 - forth[::-1])
+    assert forth[0] == 0 and forth[-1] == 1 and (np.diff(forth) > 0).all()
+    styles._PATHS.clear()
+    assert np.allclose(styles.even_path(again, wb, wa), back, atol=1e-5)  # as if measured that way
+    with torch.no_grad():
+        next(again.parameters()).add_(0.5)  # new weights: measured afresh
+    styles.even_path(again, wa, wb)
+    assert len(measured) == 3
+
+
 def _profile(imgs: list[np.ndarray], band: int = 8) -> np.ndarray:
     """Per band of columns: the vertical edge statistic, averaged over the images."""
     out = []
