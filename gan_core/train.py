@@ -47,6 +47,8 @@ except ImportError:  # Windows: no run-folder lock
 LOCK_FILE = ".lock"
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
+PLOT_EVERY_S = 60.0  # the loss plot is redrawn at a checkpoint at most once a minute, and at the end
+_plot_clock = time.monotonic
 
 
 class TrainingError(StudioError):
@@ -169,6 +171,7 @@ class Trainer:
         self.aug_p = 0.0 if t.ada_target else 1.0  # adaptive augmentation probability
         self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self.history: list[dict] = []
+        self._plotted: tuple[float, int] | None = None  # (when, records drawn) of the last loss plot
         self.rollbacks = 0
 
     # ---- data ---------------------------------------------------------------------------
@@ -503,8 +506,18 @@ class Trainer:
             return ckpt.checkpoint_path(self.run_dir, self.step)
         path = ckpt.save_checkpoint(self.run_dir, self.cfg, self.G, self.G_ema, self.D, self.state(),
                                     keep=self.cfg.train.keep_checkpoints)
-        plot_losses(self.history, self.run_dir / "loss_plot.png")
+        self.plot()
         return path
+
+    def plot(self, final: bool = False) -> None:
+        """Redraw loss_plot.png if there are new records: at most every PLOT_EVERY_S seconds
+        (drawing takes about 0.2 s), and at the end of a run whatever the time."""
+        if not self.share.lead or not self.history or (self._plotted and self._plotted[1] == len(self.history)):
+            return
+        now = _plot_clock()
+        if final or not self._plotted or now - self._plotted[0] >= PLOT_EVERY_S:
+            plot_losses(self.history, self.run_dir / "loss_plot.png")
+            self._plotted = (now, len(self.history))
 
     def sample(self) -> Path:
         out = self.run_dir / "samples"
@@ -820,6 +833,7 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
         last_ckpt = loop.save()
         loop.sample()
         emit("checkpoint", path=str(last_ckpt))
+    loop.plot(final=True)
     clock()
     emit("done", message="stopped" if stopped else ("time is up" if timed_out else "finished"))
     return TrainResult(loop.run_dir, loop.step, stopped, last_ckpt)

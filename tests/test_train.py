@@ -62,8 +62,8 @@ def test_checkpoint_roundtrip_gives_identical_outputs(class_dir, tmp_path):
 
 @pytest.mark.parametrize("variant", ["cgan", "sgan"])
 def test_resume_equals_uninterrupted_run(variant, class_dir, texture_files, tmp_path):
-    make = (lambda **k: tiny_cgan(class_dir, augment=["color", "translation", "cutout"], **k)) \
-        if variant == "cgan" else (lambda **k: tiny_sgan(texture_files, **k))
+    make = (lambda **k: tiny_cgan(class_dir, augment=["color", "translation", "cutout"], quality_every=250, **k)) \
+        if variant == "cgan" else (lambda **k: tiny_sgan(texture_files, quality_every=250, **k))
     train(make(steps=6), tmp_path / "full")
     stopped = train(make(steps=6), tmp_path / "part", should_stop=_stop_after(3))
     assert stopped.stopped and stopped.step == 3
@@ -78,6 +78,20 @@ def test_resume_equals_uninterrupted_run(variant, class_dir, texture_files, tmp_
     part = [json.loads(l) for l in (tmp_path / "part" / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in part] == [r["step"] for r in full]
     assert [r["g_loss"] for r in part] == [r["g_loss"] for r in full]
+
+
+def test_the_loss_plot_is_redrawn_at_most_once_a_minute_and_at_the_end(class_dir, tmp_path, monkeypatch):
+    import gan_core.train as T
+    drawn, now = [], [1000.0]
+    monkeypatch.setattr(T, "plot_losses", lambda history, path: drawn.append((now[0], history[-1]["step"])))
+    monkeypatch.setattr(T, "_plot_clock", lambda: now[0])
+
+    def tick(p):  # 25 s of wall clock per step
+        if p.event == "log":
+            now[0] += 25
+    train(tiny_cgan(class_dir, steps=6, ckpt_every=1), tmp_path / "run", on_progress=tick)
+    # checkpoints at steps 1-6; drawn at step 1, then at the first checkpoint 60 s later (step 4), then at the end
+    assert drawn == [(1025.0, 1), (1100.0, 4), (1150.0, 6)]
 
 
 def _stop_after(n):
@@ -583,6 +597,7 @@ def test_disk_full_or_read_only_keeps_the_previous_checkpoint(class_dir, tmp_pat
 TINY_CLI = ["--batch", "4", "--res", "32", "--g-channels", "4", "--d-channels", "4"]
 
 
+@pytest.mark.slow  # a subprocess that imports torch and trains: the faked failures above are quick
 def test_a_real_write_failure_in_a_library_is_the_disk_message(class_dir, tmp_path):
     """Not a faked OSError: the process may write no file over 20 kB, so safetensors itself fails
     (as it does on a full disk) while writing the first checkpoint."""
