@@ -50,14 +50,16 @@ def make_texture(path, size: int = 96) -> str:
 
 
 def tiny_cgan(data: str, **train) -> RunConfig:
-    t = dict(steps=4, batch=4, log_every=1, sample_every=2, ckpt_every=2, seed=3)
+    # no quality gauge unless a test asks for it (quality_every): it measures twice per run
+    t = dict(steps=4, batch=4, log_every=1, sample_every=2, ckpt_every=2, seed=3, quality_every=0)
     t.update(train)
     return RunConfig("cgan", CGANConfig(resolution=32, nz=8, embed_dim=4, g_channels=4, d_channels=4),
                      TrainConfig(**t), data=[data])
 
 
 def tiny_sgan(files: list[str], **train) -> RunConfig:
-    t = dict(steps=4, batch=2, log_every=1, sample_every=2, ckpt_every=2, patch=32, max_side=96, seed=3)
+    t = dict(steps=4, batch=2, log_every=1, sample_every=2, ckpt_every=2, patch=32, max_side=96, seed=3,
+             quality_every=0)
     t.update(train)
     return RunConfig("sgan", SGANConfig(depth=3, nz_local=3, nz_global=4, nz_periodic=2, source_dim=2,
                                         g_channels=4, d_channels=4), TrainConfig(**t), data=files)

@@ -121,7 +121,7 @@ def test_a_texture_stops_when_cancelled_and_the_kept_one_stays():
             assert not kept.cancel("someone else")  # only who started it may cancel it
             assert kept.cancel("me")
     with pytest.raises(Cancelled, match="Cancelled"):
-        generate_texture(G, 2048, 1024, tileable=True, on_progress=kept.watch(step))
+        generate_texture(G, 2048, 1024, tileable=True, source=0, on_progress=kept.watch(step))
     assert len(seen) == 2 and kept.take(token, "a") is not None and kept.take(token, "b") is None
 
 
