@@ -1,15 +1,12 @@
 """GAN Studio: train your own GANs on your own images, then play with them, in the browser.
 
     python studio.py                         # http://127.0.0.1:7860, workspace in ./workspace
-    python studio.py --port 8000 --workspace ~/gan-work
     python studio.py --listen --password a-long-secret --data-root /srv/datasets   # workshop mode (LAN)
 
-The studio opens in the default browser once it answers (not with --no-browser, in workshop mode,
-under CI or pytest, or on a Linux machine without a desktop); in a Jupyter notebook,
-`from studio import launch; launch()` shows it inside the notebook.
-
-This file only launches the page (`ui/`); every model, training, file and image operation is in
-`gan_core`, which the command line (`python -m gan_core`) and notebooks use as well.
+The page opens in the default browser (see browser_wanted); in a Jupyter notebook
+`from studio import launch; launch()` shows it in the notebook. This file only launches the page
+(`ui/`); every model, training, file and image operation is in `gan_core`, which the command line
+(`python -m gan_core`) and notebooks use as well.
 """
 from __future__ import annotations
 
@@ -73,35 +70,30 @@ def browser_wanted(a: argparse.Namespace, env=None, platform: str | None = None)
     or WAYLAND_DISPLAY) or a browser named in BROWSER: over SSH the address is printed instead."""
     env = os.environ if env is None else env
     platform = platform or sys.platform
-    if a.no_browser or a.listen or env.get("PYTEST_CURRENT_TEST"):
+    if a.no_browser or a.listen or env.get("PYTEST_CURRENT_TEST") or \
+            env.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         return False
-    if env.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-        return False
-    if platform in ("darwin", "win32", "cygwin"):
-        return True
-    return any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+    desktop = any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+    return desktop or platform in ("darwin", "win32", "cygwin")
 
 
-def answers(url: str, timeout: float = 30.0) -> bool:
-    """Wait until `url` answers (directly, not through a proxy); False after `timeout` seconds."""
+def open_browser(url: str, timeout: float = 30.0) -> bool:
+    """Open `url` in a new tab of the default browser once the studio answers there (asked directly,
+    not through a proxy); False if it does not answer within `timeout` seconds."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    t0 = time.monotonic()
-    while True:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             with opener.open(url, timeout=5) as r:
                 if r.status < 500:
-                    return True
+                    break
         except OSError:
             pass
-        if time.monotonic() - t0 > timeout:
-            return False
         time.sleep(0.2)
-
-
-def open_browser(url: str) -> bool:
-    """Open `url` in a new tab of the default browser once the studio answers there."""
+    else:
+        return False
     try:
-        return answers(url) and webbrowser.open(url, new=2)
+        return webbrowser.open(url, new=2)
     except webbrowser.Error:
         return False
 
@@ -109,10 +101,8 @@ def open_browser(url: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from gan_core.workspace import Workspace  # after the flags: --help answers at once
-
     os.environ["GRADIO_TEMP_DIR"] = str(Workspace(a.workspace).fresh_web_temp())
     from ui import build_app, launch_app
-
     demo = build_app(Path(a.workspace), models_dir=a.models, data_root=a.data_root if a.listen else None)
     try:
         launch_app(demo, host=a.host, port=a.port, auth=(a.user, a.password) if a.listen else None,
@@ -125,13 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     def interrupt(*_):  # `kill` or a closed terminal: stop as Ctrl-C does (the run saves a checkpoint)
         raise KeyboardInterrupt
     try:  # from here on Ctrl-C closes the studio, however early it comes
-        for name in ("SIGTERM", "SIGHUP"):
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), interrupt)
-        shown = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
-        url = f"http://{shown}:{demo.server_port}/"
-        print(f"GAN Studio is running at {url}  (Ctrl-C to quit)")
-        print(f"workspace: {demo.ctx.ws.root}")
+        for sig in [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]:
+            signal.signal(sig, interrupt)
+        url = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{demo.server_port}/"
+        print(f"GAN Studio is running at {url}  (Ctrl-C to quit)\nworkspace: {demo.ctx.ws.root}")
         if browser_wanted(a):
             print("opening it in your browser (--no-browser not to)")
             threading.Thread(target=open_browser, args=(url,), daemon=True).start()
