@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
 
     sm = sub.add_parser("sample", help="write a grid of images from a conditional model")
-    sm.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_CGAN),
-                    help="run folder or model folder (default: the shipped demo, %(default)s)")
+    sm.add_argument("run", metavar="RUN", nargs="?", default=str(DEMO_CGAN),
+                    help="run or model folder, or a model's name (default: the shipped demo, %(default)s)")
+    sm.add_argument("--workspace", default="workspace", help="where runs are found by name (default %(default)s)")
     sm.add_argument("--class", dest="cls", action="append", metavar="NAME",
                     help="class to draw (repeat, or NAME=WEIGHT to blend, e.g. --class urban=0.3 --class forest=0.7); "
                          "default: one row per class")
@@ -183,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_explore.add_parsers(sub, "run or model folder, or a model's name (default: the shipped demo, demo-classes)")
 
     tx = sub.add_parser("texture", help="write a texture from a spatial model")
-    tx.add_argument("run", metavar="RUN_DIR", nargs="?", default=str(DEMO_SGAN),
-                    help="run folder or model folder (default: the shipped demo, %(default)s)")
+    tx.add_argument("run", metavar="RUN", nargs="?", default=str(DEMO_SGAN),
+                    help="run or model folder, or a model's name (default: the shipped demo, %(default)s)")
+    tx.add_argument("--workspace", default="workspace", help="where runs are found by name (default %(default)s)")
     tx.add_argument("--width", type=options.arg("width"), default=1024, help="pixels, up to 8192 (default %(default)s)")
     tx.add_argument("--height", type=options.arg("height"), default=1024, help="pixels, up to 8192 (default %(default)s)")
     texture_command.add_arguments(tx)
@@ -193,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Copy a run's newest generator into a model folder for sharing or for the "
                                     "studio's model list: config.json and G_ema.safetensors in float16, "
                                     "without the critic, optimizer state or data paths of this machine.")
-    ex.add_argument("run", metavar="RUN_DIR", help="run, checkpoint or model folder")
+    ex.add_argument("run", metavar="RUN", help="run, checkpoint or model folder, or a model's name")
+    ex.add_argument("--workspace", default="workspace", help="where runs are found by name (default %(default)s)")
     ex.add_argument("--out", required=True, help="model folder to create (must not exist)")
     ex.add_argument("--fp32", action="store_true", help="keep float32 weights (twice the size)")
     return p
@@ -317,7 +320,7 @@ def _dispatch(a) -> int:
         print(f"wrote {a.out} ({len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]})")
         return 0
     if a.command == "sample":
-        G, cfg = checkpoint.load_generator(a.run)
+        G, cfg = checkpoint.load_generator(cli_explore.resolve(a.run, a.workspace))
         if cfg.variant != "cgan":
             raise StudioError(f"{a.run} is a texture model; use the texture command.")
         names = cfg.model.class_names
@@ -336,7 +339,7 @@ def _dispatch(a) -> int:
     if a.command == "texture":
         return texture_command.run(a)
     if a.command == "export":
-        out = checkpoint.export_model(a.run, a.out, half=not a.fp32)
+        out = checkpoint.export_model(cli_explore.resolve(a.run, a.workspace), a.out, half=not a.fp32)
         size = sum(f.stat().st_size for f in out.iterdir())
         print(f"wrote {out} ({size / 2**20:.1f} MiB)")
         return 0

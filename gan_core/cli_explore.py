@@ -15,18 +15,9 @@ MODELS = REPO / "checkpoints"
 
 
 def resolve(text: str, workspace: str | None = "workspace") -> str:
-    """A model folder from a path, a shipped model's name or a workspace run's name."""
-    p = Path(text).expanduser()
-    if p.exists():
-        return str(p)
-    if "/" not in text:
-        for d in (MODELS / text, Path(workspace or "workspace") / "runs" / text):
-            if d.is_dir():
-                return str(d)
-        shipped = sorted(d.name for d in MODELS.iterdir() if d.is_dir()) if MODELS.is_dir() else []
-        raise StudioError(f"There is no model named {text!r} (shipped models: {', '.join(shipped)}; or a run of "
-                          f"{workspace}/runs); give a run or model folder.")
-    raise StudioError(f"{text} does not exist; give a run or model folder, or a shipped model's name.")
+    """A model folder from a path, a shipped model's name or a workspace run's name (runs.find_model)."""
+    from .runs import find_model
+    return str(find_model(text, Path(workspace or "workspace") / "runs", MODELS))
 
 
 def _load(a):

@@ -28,7 +28,7 @@ from PIL import Image
 from . import checkpoint, live, sampling, texture as textures
 from .errors import StudioError
 from .jobs import Jobs
-from .runs import Model, RunDir, load_model
+from .runs import Model, RunDir, find_model, load_model
 from .workspace import Workspace, check_run_name, safe_filename
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -198,20 +198,11 @@ class GAN:
 
 
 def _model_path(what) -> Path:
-    """A model's folder from a name (a run of the workspace, then a shipped model), a path or a Run."""
+    """A model's folder from a name (a shipped model, then a run of the workspace), a path or a Run."""
     if isinstance(what, Run):
         return what.path
     ws = workspace()
-    text = str(what)
-    if os.sep not in text and "/" not in text and text not in (".", ".."):
-        for root in (ws.runs, ws.models_dir):
-            if root and (root / text).is_dir():
-                return root / text
-    p = Path(text).expanduser()
-    if not p.exists():
-        names = [n for n, _ in models()]
-        raise StudioError(f"No model or run named {text!r}; models here: {', '.join(names) or 'none yet'}.")
-    return p
+    return find_model(what, ws.runs, ws.models_dir)
 
 
 def model(what) -> GAN:

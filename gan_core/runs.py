@@ -207,6 +207,24 @@ def list_models(variant: str, models_dir: Path | None, runs_dir: Path | None) ->
     return shipped + runs
 
 
+def find_model(text: str | os.PathLike, runs: Path | None, models_dir: Path | None) -> Path:
+    """A model's folder from what a person typed: a shipped model's name or a run's name (shipped
+    models first, as the model lists show them), else a run, checkpoint or model folder. Write a
+    folder of the current directory that shares a model's name as ./NAME."""
+    t = str(text).strip()
+    if t and os.sep not in t and "/" not in t and t not in (".", ".."):
+        for root in (models_dir, runs):
+            if root and (root / t).is_dir():
+                return root / t
+    p = Path(t).expanduser()
+    if t and p.exists():
+        return p
+    names = [d.name for root in (models_dir, runs) if root and root.is_dir()
+             for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    raise StudioError(f"There is no model or run named {t!r} and no such folder; give a run or model folder, or "
+                      f"one of these names: {', '.join(names) or 'none yet'}.")
+
+
 @functools.lru_cache(maxsize=4)
 def _load(folder: str, device: str) -> tuple:
     return checkpoint.load_generator(folder, device=device)

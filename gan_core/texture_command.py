@@ -52,9 +52,9 @@ def run(a) -> int:
     """The texture command: one texture (and its maps), or a folder of variations."""
     import numpy as np
 
-    from . import checkpoint, maps, texture, texture_files
+    from . import checkpoint, cli_explore, maps, texture, texture_files
     from .metrics import seam_ratio
-    G, cfg = checkpoint.load_generator(a.run)
+    G, cfg = checkpoint.load_generator(cli_explore.resolve(a.run, a.workspace))
     if cfg.variant != "sgan":
         raise StudioError(f"{a.run} is a conditional model; use the sample command.")
     fmt = texture_files.check_format(a.format)

@@ -228,3 +228,21 @@ def test_texture_maps_morph_mask_and_variations_from_the_command_line(tmp_path, 
     assert "Unknown map 'bump'" in capsys.readouterr().err
     assert main(["texture", "--morph", "0:x", "--out", str(out)]) == 2
     assert "random:SEED" in capsys.readouterr().err
+
+
+def test_every_model_command_finds_a_model_by_name_the_same_way(tmp_path, capsys, monkeypatch):
+    from tests.helpers import make_model_folder
+    monkeypatch.chdir(tmp_path)
+    make_model_folder(tmp_path / "workspace" / "runs" / "mine", class_names=("sea", "sky"))
+    assert main(["sample", "mine", "--n", "2", "--out", "s.png"]) == 0  # a run of ./workspace by its name
+    assert main(["animate", "mine", "--frames", "4", "--n", "1", "--out", "a.gif"]) == 0
+    assert main(["export", "mine", "--out", "copy"]) == 0 and (tmp_path / "copy" / "config.json").is_file()
+    assert main(["texture", "demo-textures", "--width", "32", "--height", "32", "--source", "0", "--out", "t.png"]) == 0
+    make_model_folder(tmp_path / "demo-classes", class_names=("here",))  # a folder named like a shipped model
+    assert main(["sample", "demo-classes", "--class", "brick", "--n", "1", "--out", "d.png"]) == 0  # the shipped one
+    assert main(["sample", "./demo-classes", "--class", "here", "--n", "1", "--out", "h.png"]) == 0  # the folder
+    capsys.readouterr()
+    assert main(["sample", "nothing", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "There is no model or run named 'nothing'" in err and "demo-classes" in err and "mine" in err
+    assert "Traceback" not in err

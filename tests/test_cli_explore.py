@@ -28,7 +28,7 @@ def test_breed_then_breed_again_from_the_written_png(tmp_path, capsys, monkeypat
     assert main(["breed", "--from", "kids.png", "--pick", "9", "--out", "x.png"]) == 2
     assert "holds 5 images; --pick one from 1 to 5" in capsys.readouterr().err
     assert main(["breed", "no-such-model", "--out", "x.png"]) == 2
-    assert "There is no model named 'no-such-model'" in capsys.readouterr().err
+    assert "There is no model or run named 'no-such-model'" in capsys.readouterr().err
 
 
 def test_directions_picture_and_figures(tmp_path, capsys, monkeypatch):

@@ -78,7 +78,7 @@ def test_textures_from_a_shipped_model_show_scaled_down_and_keep_their_size(ws):
     assert shown.size == (1024, 747) and tex._repr_jpeg_() is None
     with pytest.raises(StudioError, match="unknown source 'wood'"):
         gs.texture("demo-textures", 64, source="wood")
-    with pytest.raises(StudioError, match="No model or run named 'nothing'"):
+    with pytest.raises(StudioError, match="There is no model or run named 'nothing'"):
         gs.model("nothing")
 
 
