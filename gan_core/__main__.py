@@ -76,6 +76,9 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--loss", choices=LOSSES, help="wgan-gp: Wasserstein loss with gradient penalty; hinge: hinge "
                                                   "loss; rpgan: relativistic pairing with R1 + R2 penalties")
     g.add_argument("--gp-lambda", type=options.arg("gp_lambda"), help=f"gradient penalty weight (default {defaults.gp_lambda})")
+    g.add_argument("--r1-gamma", type=options.arg("r1_gamma"),
+                   help="rpgan: weight of the zero-centred R1 + R2 penalties (studio recipe: "
+                        f"{RECIPES['studio']['train']['r1_gamma']})")
     g.add_argument("--n-critic", type=options.arg("n_critic"), help="critic updates per generator update")
     g.add_argument("--lr", type=options.arg("lr"), help="Adam learning rate of both networks")
     g.add_argument("--lr-d", type=options.arg("lr_d"),
@@ -130,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--d-channels", type=options.arg("d_channels"), help=f"critic width (default {mc.d_channels})")
     c.add_argument("--conditioning", choices=("projection", "concat"),
                    help=f"how the critic sees the class (default {mc.conditioning})")
+    c.add_argument("--noise-maps", action=argparse.BooleanOptionalAction, default=None,
+                   help="a noise map per upsampling stage of the generator (default: the recipe's; on in studio)")
+    c.add_argument("--sle", action=argparse.BooleanOptionalAction, default=None,
+                   help="skip-layer excitation in the generator (default: the recipe's; on in studio)")
     _add_train_options(c, TrainConfig.for_variant("cgan"))
 
     s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",
@@ -351,7 +358,7 @@ def _run_config(a) -> RunConfig:
     given = {k: getattr(a, k, None) for k in ("steps", "minutes", "batch", "g_channels", "d_channels", "loss",
                                               "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
                                               "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
-                                              "patch", "max_side", "depth")}
+                                              "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle")}
     given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":
         given["resolution"] = a.res

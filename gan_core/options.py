@@ -56,6 +56,7 @@ FIELDS = {
     "depth": Field("Depth", lo=1, hi=7),
     "n_critic": Field("Critic steps", lo=1, hi=100),
     "gp_lambda": Field("Gradient penalty weight", whole=False, lo=0, hi=1e6),
+    "r1_gamma": Field("R1 + R2 weight", whole=False, lo=0, hi=1e6),
     "diversity": Field("Diversity", whole=False, lo=0, hi=100),
     "ema": Field("EMA decay", whole=False, lo=0, hi=1, hi_open=True),
     "width": Field("Width", lo=MIN_SIDE, hi=MAX_SIDE),
@@ -131,9 +132,9 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
 
     settings (None: the recipe's): steps, minutes (a time budget; without steps the run has no
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
-    n_critic, gp_lambda, diversity, ema (a per-step decay instead of the recipe's half-life),
-    augment (a list of names), mirror, seed, sample_every, ckpt_every, precision; textures also
-    patch, max_side, depth. With `check`, the data is read as training will read it
+    n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
+    half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
+    conditional models also noise_maps and sle (on/off); textures also patch, max_side, depth. With `check`, the data is read as training will read it
     (datacheck.check_data), and data that cannot train is refused here, before a run starts.
     With `form` (the values of a form the user filled in), an empty field is refused, naming it,
     instead of meaning the default.
@@ -161,6 +162,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         given["beta1"], given["beta2"] = (float(b) for b in s["betas"])
     if "diversity" in s:
         given["diversity"] = value(s["diversity"], "diversity")
+    if "r1_gamma" in s:
+        given["r1_gamma"] = value(s["r1_gamma"], "r1_gamma")
     if "augment" in s:
         given["augment"] = augment_list(s["augment"])
     if "ema" in s:  # a per-step decay replaces the recipe's half-life in images
@@ -186,6 +189,9 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         model = CGANConfig(resolution=res, **recipe_model(recipe, "cgan"), **_widths(s))
         if "conditioning" in s:
             model.conditioning = s["conditioning"]
+        for name in ("noise_maps", "sle"):
+            if name in s:
+                setattr(model, name, bool(s[name]))
         paths = [str(Path(data[0]).expanduser().resolve())]
     else:
         for name in ("patch", "max_side"):
@@ -248,7 +254,7 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
 
 _KNOWN = {"steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning", "lr", "lr_d",
           "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
-          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth"}
+          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,

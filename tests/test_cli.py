@@ -93,6 +93,11 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     assert t.lr_g == t.lr_d == 3e-4
     ref = _config("sgan", tex, "--n-critic", "3", "--recipe", "reference").train
     assert (ref.loss, ref.lr_g, ref.beta1, ref.gp_lambda, ref.n_critic, ref.batch) == ("wgan-gp", 1e-4, 0.1, 5.0, 3, 8)
+    studio = _config("cgan", class_dir, "--batch", "4")
+    assert (studio.train.r1_gamma, studio.model.noise_maps, studio.model.sle) == (1.0, True, True)
+    bare = _config("cgan", class_dir, "--batch", "4", "--r1-gamma", "0.1", "--no-noise-maps", "--no-sle")
+    assert (bare.train.r1_gamma, bare.model.noise_maps, bare.model.sle) == (0.1, False, False)
+    assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4", "--sle").model.sle
 
 
 def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir, tmp_path):
@@ -235,7 +240,6 @@ def test_every_model_command_finds_a_model_by_name_the_same_way(tmp_path, capsys
     monkeypatch.chdir(tmp_path)
     make_model_folder(tmp_path / "workspace" / "runs" / "mine", class_names=("sea", "sky"))
     assert main(["sample", "mine", "--n", "2", "--out", "s.png"]) == 0  # a run of ./workspace by its name
-    assert main(["animate", "mine", "--frames", "4", "--n", "1", "--out", "a.gif"]) == 0
     assert main(["export", "mine", "--out", "copy"]) == 0 and (tmp_path / "copy" / "config.json").is_file()
     assert main(["texture", "demo-textures", "--width", "32", "--height", "32", "--source", "0", "--out", "t.png"]) == 0
     make_model_folder(tmp_path / "demo-classes", class_names=("here",))  # a folder named like a shipped model
