@@ -10,12 +10,13 @@ from gan_core.breeding import Specimen
 from gan_core.jobs import Jobs
 from gan_core.workspace import Workspace
 from tests.helpers import make_model_folder
-from ui.common import Context
-from ui.explore_tab import MAX_CLASS_SLIDERS, blend_hint, open_model
+
+pytestmark = pytest.mark.xdist_group("gradio")  # ui/ loads gradio: see tests/test_ui.py
 
 
 @pytest.fixture
 def ctx(tmp_path):
+    from ui.common import Context
     models = tmp_path / "models"
     make_model_folder(models / "colours")
     make_model_folder(models / "warm", class_names=("green", "orange", "red"))
@@ -23,10 +24,12 @@ def ctx(tmp_path):
 
 
 def _values(out):
+    from ui.explore_tab import MAX_CLASS_SLIDERS
     return [u.get("value") for u in out[:MAX_CLASS_SLIDERS]]
 
 
 def test_switching_models_keeps_the_weights_of_classes_with_the_same_name(ctx):
+    from ui.explore_tab import MAX_CLASS_SLIDERS, open_model
     out = open_model(ctx, "colours", None, *[0.0] * MAX_CLASS_SLIDERS)
     assert _values(out)[:3] == [1.0, 0.0, 0.0] and out[-1] == ["blue", "green", "red"]
     out = open_model(ctx, "warm", ["blue", "green", "red"], 0.2, 0.5, 0.3, *[0.0] * 5)
@@ -37,6 +40,7 @@ def test_switching_models_keeps_the_weights_of_classes_with_the_same_name(ctx):
 
 
 def test_the_blend_hint_says_why_a_lone_slider_changes_nothing():
+    from ui.explore_tab import blend_hint
     names = ["blue", "green", "red"]
     assert "Only **green** is above zero" in blend_hint(names, [0, 0.4, 0])
     assert "All class sliders are at 0" in blend_hint(names, [0, 0, 0])

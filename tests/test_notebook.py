@@ -71,11 +71,11 @@ def test_train_samples_blend_export_in_the_workspace(ws, tmp_path):
 
 def test_textures_from_a_shipped_model_show_scaled_down_and_keep_their_size(ws):
     assert ("demo-textures", "texture") in gs.models() and ("demo-classes", "conditional") in gs.models()
-    tex = gs.texture("demo-textures", 1536, 1100, tileable=True, source="brick")
-    assert tex.size == (1536, 1120)  # tileable: rounded up to a multiple of 32
-    assert 0.8 < float(tex.info["seam_ratio"]) < 1.3 and tex.info["source"] == "1"
+    tex = gs.texture("demo-textures", 1100, 300, tileable=True, source="gravel")
+    assert tex.size == (1120, 320)  # tileable: rounded up to a multiple of 32
+    assert 0.8 < float(tex.info["seam_ratio"]) < 1.3 and tex.info["source"] == "0"
     shown = Image.open(io.BytesIO(tex._repr_png_()))
-    assert shown.size == (1024, 747) and tex._repr_jpeg_() is None
+    assert shown.size == (1024, 293) and tex._repr_jpeg_() is None
     with pytest.raises(StudioError, match="unknown source 'wood'"):
         gs.texture("demo-textures", 64, source="wood")
     with pytest.raises(StudioError, match="There is no model or run named 'nothing'"):

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import studio
-import ui
 from gan_core import checkpoint
 from gan_core import checkpoint as ckpt
 from gan_core.datacheck import DataCheck
@@ -341,6 +340,7 @@ def guarded(tmp_path_factory):
     (models / "pickle" / "G_ema.safetensors").write_bytes(pickle.dumps(Payload(sentinel)))
     patch_config(models / "other widths", g_channels=8)
     jobs = Jobs()
+    import ui
     demo = ui.build_app(root / "ws", models_dir=models, jobs=jobs)
     port = studio.free_port()
     ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True, max_queue=4, max_upload_mb=1)
@@ -366,6 +366,7 @@ def _get(port, path):
 
 @pytest.mark.slow
 def test_studio_binds_to_localhost_without_a_share_link(guarded, monkeypatch, tmp_path):
+    import ui
     assert guarded["demo"].server_name == "127.0.0.1" and guarded["demo"].share is False
     seen = []
 
@@ -555,6 +556,7 @@ def test_workshop_mode_asks_for_the_password_and_limits_guesses(tmp_path):
     from gradio_client import Client
 
     env = studio_env(tmp_path)
+    import ui
     demo = ui.build_app(env["ws"], models_dir=env["models"], jobs=Jobs())
     port = studio.free_port()
     ui.launch_app(demo, port=port, prevent_thread_lock=True, quiet=True, auth=("studio", "long-enough"))

@@ -2,13 +2,18 @@
 and the fields that follow the variant."""
 from __future__ import annotations
 
+import pytest
+
 from gan_core.config import NO_STEP_LIMIT, TrainConfig
 from gan_core.jobs import RunView
-from ui.common import loss_frame, progress_html, quality_figure
-from ui.train_tab import SAMPLE_LABELS, variant_defaults
+
+# ui/ loads gradio (8 s): imported in the tests, and all of them in one process of a parallel run
+# (pytest -n 2 --dist loadgroup), so that the other process never loads it
+pytestmark = pytest.mark.xdist_group("gradio")
 
 
 def test_progress_follows_the_time_budget_or_the_steps():
+    from ui.common import progress_html
     timed = progress_html(RunView(run="flowers", state="running", step=120, total=NO_STEP_LIMIT, budget_s=600,
                                   record={"used_s": 150, "eta_s": 450, "img_per_s": 90}))
     assert "2 min 30 s of 10 min 00 s" in timed and "width:25.0%" in timed and "about 7 min 30 s left" in timed
@@ -19,6 +24,7 @@ def test_progress_follows_the_time_budget_or_the_steps():
 
 
 def test_the_gauge_draws_distance_and_floor_and_the_losses_become_two_curves():
+    from ui.common import loss_frame, quality_figure
     assert quality_figure([]) is None and loss_frame([]) is None
     fig = quality_figure([{"step": 0, "swd": 600.0, "swd_floor": 40.0, "grid": 3.0, "used_s": 0},
                           {"step": 250, "swd": 90.0, "swd_floor": 40.0, "grid": 1.2, "used_s": 60}])
@@ -32,6 +38,7 @@ def test_the_gauge_draws_distance_and_floor_and_the_losses_become_two_curves():
 
 
 def test_switching_the_variant_sets_that_variants_settings_and_fields():
+    from ui.train_tab import SAMPLE_LABELS, variant_defaults
     """Conditional models and textures train with different learning rates and batches; the class-zip
     upload and the resolution belong to conditional models only; the sample label fits the mode."""
     for variant in ("cgan", "sgan"):
