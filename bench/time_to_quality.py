@@ -132,6 +132,7 @@ CONTENDERS = {
     "studio-sle": ("studio", {"sle": True}, {}),
     "studio-reuse": ("studio", {}, {}),
     "studio-noreuse": ("studio", {}, {"reuse_batch": False}),
+    "studio-ttur": ("studio", {}, {"lr_d": 3e-4}),
 }
 
 
