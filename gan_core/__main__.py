@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(s, ts)
 
     r = sub.add_parser("resume", help="continue a stopped or crashed run from its newest checkpoint")
-    r.add_argument("run", metavar="RUN_DIR")
+    r.add_argument("run", metavar="RUN", help="run folder, or the name of a run in --workspace")
+    r.add_argument("--workspace", default="workspace", help="where runs are found by name (default %(default)s)")
     r.add_argument("--steps", type=options.arg("steps"), help="new total number of steps (default: the run's own)")
     r.add_argument("--minutes", type=options.arg("add_minutes"), help="train this much more time (without --steps: no step limit)")
     r.add_argument("--device", default="auto")
@@ -293,7 +294,9 @@ def _dispatch(a) -> int:
                     res = train.train(_run_config(a), a.out, on_progress=bar, should_stop=lambda: bar.stop,
                                       device=device)
                 else:
-                    res = train.resume(a.run, steps=a.steps, minutes=a.minutes, on_progress=bar,
+                    from .runs import find_model
+                    run = find_model(a.run, Path(a.workspace) / "runs", None)  # a run: never a shipped model
+                    res = train.resume(run, steps=a.steps, minutes=a.minutes, on_progress=bar,
                                        should_stop=lambda: bar.stop, device=device)
             finally:
                 bar.close()  # an error message starts on a line of its own

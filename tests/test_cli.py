@@ -26,12 +26,17 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_cgan_train_sample_resume_end_to_end(class_dir, tmp_path, capsys):
-    run = tmp_path / "run"
+    run = tmp_path / "runs" / "run"
     assert main(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
                  "--d-channels", "4", *TINY]) == 0
     assert (run / "checkpoints" / "step_00000003").is_dir()
-    assert main(["resume", str(run), "--steps", "5"]) == 0
+    assert main(["resume", str(run), "--steps", "4"]) == 0
+    assert main(["resume", "run", "--workspace", str(tmp_path), "--steps", "5"]) == 0  # by its name
     assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 5
+    capsys.readouterr()
+    assert main(["resume", "demo-classes", "--workspace", str(tmp_path)]) == 2  # a shipped model is not a run
+    err = capsys.readouterr().err
+    assert "no model or run named 'demo-classes'" in err and "these names: run." in err
     out = tmp_path / "g.png"
     assert main(["sample", str(run), "--class", "red=0.3", "--class", "blue=0.7", "--n", "4", "--out", str(out)]) == 0
     im = Image.open(out)
