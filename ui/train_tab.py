@@ -85,8 +85,10 @@ def monitor(ctx: Context, chosen, last_sig):
     v = ctx.jobs.view(ctx.ws.find_run(chosen), since=last_sig)
     if v.signature == last_sig:
         return (gr.skip(),) * 8
+    # the label says what the picture shows (the run's kind); with no run there is no picture, and
+    # the label stays as the chosen mode set it
     sample = gr.update(value=v.sample, label=SAMPLE_LABELS.get(v.variant, SAMPLE_LABELS["cgan"])) \
-        if v.sample is not None or not v.run else gr.skip()  # no picture yet, or it is being replaced
+        if v.sample is not None else gr.skip()  # no run, no picture yet, or it is being replaced
     return (loss_frame(v.stats), progress_html(v), sample, quality_figure(v.quality), v.signature,
             gr.update(interactive=not v.busy), gr.update(interactive=not v.busy), gr.update(interactive=v.busy))
 
