@@ -141,7 +141,8 @@ def test_a_keyframe_walk_exports_an_mp4_that_plays(page, app):
         page.get_by_label(f"number input for {label}").press("Enter")
     walk, cancel = page.get_by_role("button", name="Export walk"), page.get_by_role("button", name="Cancel")
     walk.click()
-    progress = page.locator(".progress-text").first
+    # the walk's progress: other components keep hidden progress boxes of their own in the page
+    progress = page.locator(".progress-text").filter(visible=True).first
     progress.wait_for(timeout=20_000)  # progress shows while the frames are drawn and written
     text = progress.inner_text()
     assert walk.is_disabled() and cancel.is_enabled()  # no second export while one runs

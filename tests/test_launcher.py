@@ -117,7 +117,8 @@ def test_the_studio_opens_the_browser_once_it_answers_and_ctrl_c_stops_it(tmp_pa
         url = line.split(" at ")[1].split()[0]
         s.wait_for("opening it in your browser")
         t0 = time.time()
-        while not s.opened.exists() and time.time() - t0 < 120:
+        # the fake browser creates the file, then writes its line: wait for the whole line
+        while not (s.opened.exists() and s.opened.read_text().endswith("\n")) and time.time() - t0 < 120:
             time.sleep(0.1)
         opened = [json.loads(x) for x in s.opened.read_text().splitlines()]
         assert opened == [{"url": url, "status": 200, "studio": True}]  # one tab, on a page that answered
