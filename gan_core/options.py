@@ -134,8 +134,9 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
-    conditional models also noise_maps and sle (on/off); textures also patch, max_side, depth. With `check`, the data is read as training will read it
-    (datacheck.check_data), and data that cannot train is refused here, before a run starts.
+    conditional models also noise_maps and sle (on/off); textures also patch, max_side, depth.
+    With `check`, the data is read as training will read it (datacheck.check_data), and data that
+    cannot train is refused here, before a run starts.
     With `form` (the values of a form the user filled in), an empty field is refused, naming it,
     instead of meaning the default.
     """
