@@ -259,3 +259,37 @@ def test_skip_layer_excitation_gates_a_finer_stage_by_a_coarser_one():
         x = G(z, y)
         assert (x - x[:1]).abs().max() < 1e-6  # every seed and class now gives the same image
         assert (plain(z, y) - plain(z[:1], y[:1])).abs().max() > 1e-2
+
+
+def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel_period():
+    """Brightness comes from the last stage, colour from the stage before, resized x2 bilinearly:
+    a zero colour map gives exact greys, and the colour of any image has no 2 px pattern (the
+    purple-green dots of the full-resolution head), while its brightness may."""
+    from gan_core.losses import pixel_grid_power
+    kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4)
+    torch.manual_seed(0)  # the same weights in any test order
+    G = build_generator(RunConfig("cgan", CGANConfig(half_chroma=True, **kw))).eval()
+    assert G.to_rgb.out_channels == 1 and G.to_chroma.in_channels == 8  # the 32 px stage feeds the colour
+    z, y = torch.randn(8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 4)
+    with torch.no_grad():
+        for m in [*G.up, G.to_rgb, G.to_chroma]:  # weights of a trained size: fine detail reaches the image
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0.0, 0.08, generator=torch.Generator().manual_seed(1))
+        x = G(z, y).double()
+        assert x.abs().max() < 0.999  # the tanh is not saturated, so it can be undone
+        logits = torch.atanh(x)
+        brightness = logits.mean(1, keepdim=True)
+        colour = logits - brightness
+        assert colour.abs().mean() > 0.05 * brightness.abs().mean()  # there is colour to speak of
+        # bilinear x2 leaves nothing at the 2 px period; a window keeps the image's edges, where any
+        # picture that is not periodic changes abruptly, from counting as such a pattern
+        win = torch.hann_window(64, periodic=False, dtype=torch.float64)
+        win = win[:, None] * win[None, :]
+
+        def grid(v):
+            return pixel_grid_power((v - v.mean((2, 3), keepdim=True)) * win)
+        assert (grid(colour) < 1e-2 * grid(brightness)).all()  # full resolution: about 2x
+        G.to_chroma.weight.zero_()
+        G.to_chroma.bias.zero_()
+        grey = G(z, y)
+        assert (grey - grey.mean(1, keepdim=True)).abs().max() < 1e-6

@@ -19,6 +19,13 @@ With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, po
 gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
 (a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
 path that skips the stages between.
+With `half_chroma` the image is drawn as brightness at full resolution (the last stage) and colour
+at half resolution (the stage before, resized x2 bilinearly), as JPEG stores colour: a photo's
+colour changes more slowly than its brightness, and a generator that draws all three channels from
+its last, finest features makes pixel-sized colour speckle on grey subjects (purple-green dots on
+walls and gravel) and most of its 2 px diagonal checkerboard (in the colour, not the brightness).
+Brightness is the direction (1, 1, 1) of RGB and colour the two directions across it, so a zero
+colour map draws exact greys; the three are added before the tanh.
 `g_padding="reflect"` pads the generator's convolutions by mirroring instead of with zeros, so the
 image has no border for the generator to draw from (an option; it did not remove the checkerboard).
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
@@ -76,7 +83,12 @@ class CondGenerator(nn.Module):
             nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(ch[k + 1], ch[k + 3], 4), nn.LeakyReLU(0.1),
                           nn.Conv2d(ch[k + 3], ch[k + 3], 1), nn.Sigmoid())
             for k in range(stages - 2)) if cfg.sle else nn.ModuleList()
-        self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1, padding_mode=cfg.g_padding)
+        if cfg.half_chroma:  # brightness from the last stage, colour from the one before (half size)
+            self.to_rgb = nn.Conv2d(ch[-1], 1, 3, 1, 1, padding_mode=cfg.g_padding)
+            self.to_chroma = nn.Conv2d(ch[-2], 2, 3, 1, 1, padding_mode=cfg.g_padding)
+            self.register_buffer("opponent", _opponent_basis(), persistent=False)
+        else:
+            self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1, padding_mode=cfg.g_padding)
         nn.init.xavier_uniform_(self.fc.weight)
         nn.init.normal_(self.embed.weight, 0.0, 1.0)
         for m in self.modules():
@@ -108,9 +120,17 @@ class CondGenerator(nn.Module):
                 noise = (z.float() @ getattr(self, f"noise_proj{k}")).view(-1, 1, size, size)
                 h = h + self.noise_gain[k].view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
         if not self.cfg.rgb_notch:
-            return torch.tanh(self.to_rgb(h))
-        h = F.pad(h, (1, 1, 1, 1), mode="reflect" if self.cfg.g_padding == "reflect" else "constant")
-        return torch.tanh(F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias))
+            x = self.to_rgb(h)
+        else:
+            h = F.pad(h, (1, 1, 1, 1), mode="reflect" if self.cfg.g_padding == "reflect" else "constant")
+            x = F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias)
+        if self.cfg.half_chroma:
+            x = self.opponent_to_rgb(x, F.interpolate(self.to_chroma(outs[-2]), scale_factor=2, mode="bilinear"))
+        return torch.tanh(x)
+
+    def opponent_to_rgb(self, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+        """Brightness (B, 1, H, W) and two colour planes (B, 2, H, W) -> RGB (before the tanh)."""
+        return torch.einsum("kc,bkhw->bchw", self.opponent.to(luma.dtype), torch.cat([luma, chroma.to(luma.dtype)], 1))
 
 
 class CondBatchNorm(nn.Module):
@@ -128,6 +148,13 @@ class CondBatchNorm(nn.Module):
     def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         e = e.to(h.dtype)
         return self.bn(h) * (1 + self.gain(e))[:, :, None, None] + self.bias(e)[:, :, None, None]
+
+
+def _opponent_basis() -> torch.Tensor:
+    """Rows: brightness (1, 1, 1) and the two colour directions across it, (1, -1, 0) and (1, 1, -2),
+    each of unit length, so the three planes start at the same scale."""
+    b = torch.tensor([[1.0, 1, 1], [1, -1, 0], [1, 1, -2]])
+    return b / b.norm(dim=1, keepdim=True)
 
 
 def notch_2px(w: torch.Tensor) -> torch.Tensor:
