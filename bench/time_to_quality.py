@@ -11,13 +11,17 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution and a
                  noise map from z in each generator stage, skip-layer excitation from each stage to
-                 the one two doublings finer, the relativistic pairing loss with lazy
-                 R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std group,
-                 EMA over 10k images, learning rate falling to zero over the second half of the budget;
+                 the one two doublings finer, colour drawn at half the resolution of brightness, the
+                 relativistic pairing loss with lazy R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment
+                 drawn once per minibatch-std group, EMA over 10k images, learning rate falling to zero
+                 over the second half of the budget;
                  one generated batch per step, shared by the critic's and the generator's updates)
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update
   studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
   studio-nosle   the default before: studio without skip-layer excitation
+  studio-chroma  the same settings as studio: the name of the runs that chose colour at half resolution
+                 (half_chroma)
+  studio-fullchroma  the default before: studio drawing colour at full resolution with the brightness
   studio-sle     the same settings as studio: the name of the runs that chose skip-layer excitation (sle)
   studio-prev    the default before the noise maps: no noise maps, no skip-layer excitation, R1 + R2 weight 0.1
   The contenders below are studio with one change; the runs of them in bench/RESULTS.md from
@@ -133,6 +137,8 @@ CONTENDERS = {
     "studio-reuse": ("studio", {}, {}),
     "studio-noreuse": ("studio", {}, {"reuse_batch": False}),
     "studio-ttur": ("studio", {}, {"lr_d": 3e-4}),
+    "studio-chroma": ("studio", {"half_chroma": True}, {}),
+    "studio-fullchroma": ("studio", {"half_chroma": False}, {}),
 }
 
 

@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a noise map per upsampling stage of the generator (default: the recipe's; on in studio)")
     c.add_argument("--sle", action=argparse.BooleanOptionalAction, default=None,
                    help="skip-layer excitation in the generator (default: the recipe's; on in studio)")
+    c.add_argument("--half-chroma", action=argparse.BooleanOptionalAction, default=None,
+                   help="colour drawn at half the resolution of brightness (default: the recipe's; on in studio)")
     _add_train_options(c, TrainConfig.for_variant("cgan"))
 
     s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",
@@ -361,7 +363,8 @@ def _run_config(a) -> RunConfig:
     given = {k: getattr(a, k, None) for k in ("steps", "minutes", "batch", "g_channels", "d_channels", "loss",
                                               "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
                                               "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
-                                              "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle")}
+                                              "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle",
+                                              "half_chroma")}
     given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":
         given["resolution"] = a.res

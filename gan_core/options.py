@@ -134,7 +134,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
-    conditional models also noise_maps and sle (on/off); textures also patch, max_side, depth.
+    conditional models also noise_maps, sle and half_chroma (on/off); textures also patch, max_side, depth.
     With `check`, the data is read as training will read it (datacheck.check_data), and data that
     cannot train is refused here, before a run starts.
     With `form` (the values of a form the user filled in), an empty field is refused, naming it,
@@ -190,7 +190,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         model = CGANConfig(resolution=res, **recipe_model(recipe, "cgan"), **_widths(s))
         if "conditioning" in s:
             model.conditioning = s["conditioning"]
-        for name in ("noise_maps", "sle"):
+        for name in ("noise_maps", "sle", "half_chroma"):
             if name in s:
                 setattr(model, name, bool(s[name]))
         paths = [str(Path(data[0]).expanduser().resolve())]
@@ -255,7 +255,8 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
 
 _KNOWN = {"steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning", "lr", "lr_d",
           "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
-          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle"}
+          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle",
+          "half_chroma"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,
