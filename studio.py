@@ -21,7 +21,7 @@ import urllib.request
 import webbrowser
 from pathlib import Path
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "checkpoints"  # shipped demo models (may be empty)
+from gan_core import SHIPPED_MODELS as DEFAULT_MODELS_DIR  # the package alone: no torch yet
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 MIN_PASSWORD = 8
 

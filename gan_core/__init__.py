@@ -7,6 +7,11 @@ and the CLI
 
 __version__ = "0.1.0"
 
+from pathlib import Path  # noqa: E402
+
+# The shipped demo models (README, "Demo models and data"): the one place that names their folder.
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "checkpoints"
+
 from .errors import CheckpointError, ConfigError, DatasetError, StudioError  # noqa: E402
 
-__all__ = ["__version__", "StudioError", "DatasetError", "ConfigError", "CheckpointError"]
+__all__ = ["__version__", "SHIPPED_MODELS", "StudioError", "DatasetError", "ConfigError", "CheckpointError"]

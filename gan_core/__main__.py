@@ -14,14 +14,13 @@ import signal
 import sys
 from pathlib import Path
 
-from . import cli_explore, options, texture_command
+from . import SHIPPED_MODELS, cli_explore, options, texture_command
 from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
                      SGANConfig, TrainConfig)
 from .errors import StudioError, os_error_text
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_CGAN = REPO / "checkpoints" / "demo-classes"  # shipped demo models (see README)
-DEMO_SGAN = REPO / "checkpoints" / "demo-textures"
+DEMO_CGAN = SHIPPED_MODELS / "demo-classes"
+DEMO_SGAN = SHIPPED_MODELS / "demo-textures"
 
 EPILOG = """examples:
   python -m gan_core check assets/demo/classes

@@ -7,17 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-from . import options
+from . import SHIPPED_MODELS, options
 from .errors import ConfigError, StudioError
-
-REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "checkpoints"
 
 
 def resolve(text: str, workspace: str | None = "workspace") -> str:
     """A model folder from a path, a shipped model's name or a workspace run's name (runs.find_model)."""
     from .runs import find_model
-    return str(find_model(text, Path(workspace or "workspace") / "runs", MODELS))
+    return str(find_model(text, Path(workspace or "workspace") / "runs", SHIPPED_MODELS))
 
 
 def _load(a):

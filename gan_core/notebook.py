@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import checkpoint, live, sampling, texture as textures
+from . import SHIPPED_MODELS, checkpoint, live, sampling, texture as textures
 from .errors import StudioError
 from .jobs import Jobs
 from .runs import Model, RunDir, find_model, load_model
 from .workspace import Workspace, check_run_name, safe_filename
 
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "checkpoints"
 DISPLAY_SIDE = 1024  # pictures are shown at most this large; the picture itself keeps its size
 
 __all__ = ["use", "workspace", "train", "run", "runs", "model", "models", "texture", "Run", "GAN", "Picture"]
