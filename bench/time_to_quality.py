@@ -48,6 +48,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-per-image  studio with augmentation drawn per image (the default before)
   studio-ga-grid studio with the generator's penalty on power at the 2 px period (grid_penalty 1)
   studio-grid-0.1  the same penalty at a tenth of the weight (grid_penalty 0.1)
+  studio-reg16   studio with R1 + R2 every 16th step instead of every 4th (scaled to the same mean pull)
   studio-notch   studio whose output convolution passes nothing at the 2 px period (rgb_notch)
   studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
   studio-noflip  studio without the random horizontal flips of the real images
@@ -139,6 +140,7 @@ CONTENDERS = {
     "studio-ttur": ("studio", {}, {"lr_d": 3e-4}),
     "studio-chroma": ("studio", {"half_chroma": True}, {}),
     "studio-fullchroma": ("studio", {"half_chroma": False}, {}),
+    "studio-reg16": ("studio", {}, {"reg_every": 16}),
 }
 
 
