@@ -293,3 +293,17 @@ def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel
         G.to_chroma.bias.zero_()
         grey = G(z, y)
         assert (grey - grey.mean(1, keepdim=True)).abs().max() < 1e-6
+
+
+def test_a_notched_generator_trains_after_its_first_picture_was_drawn_in_inference_mode():
+    """The notch's fixed basis is computed once; a sample drawn first (in inference mode, as the
+    studio's previews are) must not leave behind a tensor that training cannot use."""
+    from gan_core.nets.cgan import _pattern_basis
+    _pattern_basis.cache_clear()
+    kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, rgb_notch=True)
+    G = build_generator(RunConfig("cgan", CGANConfig(**kw)))
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 0, 1])
+    with torch.inference_mode():
+        G.eval()(z, y)
+    G.train()(z, y).square().mean().backward()
+    assert G.to_rgb.weight.grad is not None and G.to_rgb.weight.grad.abs().sum() > 0

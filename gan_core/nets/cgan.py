@@ -172,10 +172,13 @@ def notch_2px(w: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def _pattern_basis(k: int) -> torch.Tensor:
     """An orthonormal basis (k*k, 3) of the +1/-1 patterns along x, along y and the checkerboard
-    (they overlap for odd k, hence the QR); the same for every forward pass, so computed once."""
-    s = 1 - 2 * (torch.arange(k) % 2).float()  # +1, -1, +1
-    basis = torch.stack([s[None, :].expand(k, k), s[:, None].expand(k, k), s[:, None] * s[None, :]]).reshape(3, -1)
-    return torch.linalg.qr(basis.T)[0]
+    (they overlap for odd k, hence the QR); the same for every forward pass, so computed once. Made
+    outside inference mode even when the first call is a sample: the cached tensor must also serve
+    training, which cannot save an inference tensor for its backward pass."""
+    with torch.inference_mode(False):
+        s = 1 - 2 * (torch.arange(k) % 2).float()  # +1, -1, +1
+        basis = torch.stack([s[None, :].expand(k, k), s[:, None].expand(k, k), s[:, None] * s[None, :]]).reshape(3, -1)
+        return torch.linalg.qr(basis.T)[0]
 
 
 def group_size(batch: int, group: int) -> int:
