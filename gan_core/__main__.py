@@ -362,8 +362,8 @@ def _run_config(a) -> RunConfig:
     given = {k: getattr(a, k, None) for k in ("steps", "minutes", "batch", "g_channels", "d_channels", "loss",
                                               "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
                                               "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
-                                              "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle",
-                                              "half_chroma")}
+                                              "patch", "max_side", "depth", "r1_gamma",
+                                              *options.MODEL_SWITCHES)}
     given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":
         given["resolution"] = a.res

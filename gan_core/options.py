@@ -190,7 +190,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         model = CGANConfig(resolution=res, **recipe_model(recipe, "cgan"), **_widths(s))
         if "conditioning" in s:
             model.conditioning = s["conditioning"]
-        for name in ("noise_maps", "sle", "half_chroma"):
+        for name in MODEL_SWITCHES:
             if name in s:
                 setattr(model, name, bool(s[name]))
         paths = [str(Path(data[0]).expanduser().resolve())]
@@ -253,10 +253,11 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
     return out
 
 
-_KNOWN = {"steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning", "lr", "lr_d",
-          "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
-          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "noise_maps", "sle",
-          "half_chroma"}
+# Conditional generator parts a run switches on or off (CGANConfig fields; the recipe's value otherwise).
+MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma")
+_KNOWN = {*MODEL_SWITCHES, "steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning",
+          "lr", "lr_d", "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
+          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,
