@@ -90,6 +90,7 @@ class CGANConfig:
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
     cond_bn: bool = False  # the class sets each upsampling stage's BatchNorm gain and bias
     noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
+    noise_last: bool = True  # with noise_maps: the last (full-resolution) stage gets one too
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
     half_chroma: bool = False  # colour (beyond grey) drawn by the stage before the last, at half resolution
     g_padding: str = "zeros"  # the generator's convolutions pad their borders with "zeros" or "reflect"

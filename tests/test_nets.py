@@ -222,6 +222,22 @@ def test_noise_maps_give_each_seed_its_own_detail_and_stay_a_function_of_the_see
         assert torch.equal(again(z1, y), a)
 
 
+def test_noise_maps_can_stop_before_the_full_resolution_stage():
+    kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True)
+    every = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
+    coarse = build_generator(RunConfig("cgan", CGANConfig(noise_last=False, **kw))).eval()
+    assert len(coarse.noise_gain) == 3  # 8, 16 and 32 px; none at 64 px
+    z, y = torch.randn(3, 8), torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        for gain in coarse.noise_gain:
+            gain.fill_(1.0)
+        missing = every.load_state_dict(coarse.state_dict(), strict=False).missing_keys
+        assert missing == ["noise_gain.3"]  # the full-resolution stage's gain, zero in a new model
+        assert torch.equal(every(z, y), coarse(z, y))
+        every.noise_gain[3].fill_(1.0)  # with its map switched on the images change
+        assert (every(z, y) - coarse(z, y)).abs().mean() > 1e-3
+
+
 @pytest.mark.parametrize("padding", ["zeros", "reflect"])
 def test_reflect_padding_gives_the_generator_no_border_to_draw_from(padding):
     """A flat start stays flat with reflected borders; zero padding draws a frame into every stage."""

@@ -14,7 +14,7 @@ With `noise_maps` each upsampling convolution's output gets a per-pixel noise ma
 gain per channel (starting at zero), as StyleGAN's noise inputs give local detail (where a joint or
 a stone edge falls) a source of its own. The map is a fixed random projection of z, not fresh noise:
 an image stays a function of its seed and class, so seeds, truncation and interpolation behave as
-without it.
+without it. `noise_last=False` leaves the last, full-resolution stage without a map.
 With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, pooled to 4x4, set a
 gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
 (a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
@@ -72,7 +72,7 @@ class CondGenerator(nn.Module):
         self.noise_gain = nn.ParameterList()
         if cfg.noise_maps:  # fixed projections z -> (size x size) map per stage, from a fixed seed
             g = torch.Generator().manual_seed(0)
-            for i, cout in enumerate(ch[1:]):
+            for i, cout in enumerate(ch[1:] if cfg.noise_last else ch[1:-1]):
                 size = 8 * 2 ** i
                 self.register_buffer(f"noise_proj{i}", torch.randn(cfg.nz, size * size, generator=g)
                                      / math.sqrt(cfg.nz), persistent=False)
