@@ -2,6 +2,7 @@
 
     python bench/demo_quality.py                 # both demo models, printed as a Markdown table
     python bench/demo_quality.py --cgan RUN_OR_MODEL --sgan RUN_OR_MODEL --n 75
+    python bench/demo_quality.py --draws 6        # conditional figures averaged over 6 draws
 
 Conditional model: per class, `n` generated images against `n` real crops of that class (half
 B of a fixed split); "overall" pools all classes. Texture model: per source, 64x64 patches of a
@@ -34,29 +35,41 @@ def _untrained(cfg):
     return build_generator(cfg).eval()
 
 
-def cgan_rows(model: str, data: Path, n: int, cache: Path) -> list[tuple[str, float, float, float]]:
+def cgan_rows(model: str, data: Path, n: int, cache: Path, draws: int = 1) -> list[tuple[str, float, float, float]]:
+    """Per class and overall: SWD of the samples, the floor and the ceiling, and the grid measure.
+    With `draws` > 1 each is the mean over that many draws (other seeds, another split of the real
+    crops into halves, other SWD projections); the first draw is the single-draw figure."""
     G, cfg = checkpoint.load_generator(model)
     G0 = _untrained(cfg)
     ds = load_class_dataset(data, cfg.model.resolution, cache_dir=cache)
     if ds.class_names != cfg.model.class_names:
         raise SystemExit(f"{data} has classes {ds.class_names}, the model {cfg.model.class_names}")
-    rows, pooled = [], {"fake": [], "untrained": [], "a": [], "b": []}
-    z = noise(list(range(10_000, 10_000 + n)), cfg.model.nz)
-    for c, name in enumerate(cfg.model.class_names):
-        real = to_float(ds.images[ds.labels == c])
-        perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c))
-        a, b = real[perm[:n]], real[perm[n:2 * n]]
-        if len(b) < n:
-            raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
-        w = class_weights(cfg.model.class_names, name)
-        fake, fake0 = generate(G, z, w), generate(G0, z, w)
-        rows.append((name, image_swd(fake, b), image_swd(a, b), image_swd(fake0, b), grid_artifacts(fake, b)))
-        for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
-            pooled[k].append(v)
-    p = {k: torch.cat(v) for k, v in pooled.items()}
-    rows.append(("overall", image_swd(p["fake"], p["b"]), image_swd(p["a"], p["b"]), image_swd(p["untrained"], p["b"]),
-                 grid_artifacts(p["fake"], p["b"])))
-    return rows
+    names = cfg.model.class_names + ["overall"]
+    sums: dict[str, list] = {name: [0.0, 0.0, 0.0, {"mean": 0.0, "max": 0.0}] for name in names}
+    for d in range(draws):
+        pooled = {"fake": [], "untrained": [], "a": [], "b": []}
+        z = noise(list(range(10_000 + d * n, 10_000 + (d + 1) * n)), cfg.model.nz)
+        for c, name in enumerate(cfg.model.class_names):
+            real = to_float(ds.images[ds.labels == c])
+            perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c + 1000 * d))
+            a, b = real[perm[:n]], real[perm[n:2 * n]]
+            if len(b) < n:
+                raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
+            w = class_weights(cfg.model.class_names, name)
+            fake, fake0 = generate(G, z, w), generate(G0, z, w)
+            for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
+                pooled[k].append(v)
+        sets = [(pooled["fake"][c], pooled["untrained"][c], pooled["a"][c], pooled["b"][c])
+                for c in range(len(cfg.model.class_names))]
+        sets.append(tuple(torch.cat(pooled[k]) for k in ("fake", "untrained", "a", "b")))
+        for name, (fake, fake0, a, b) in zip(names, sets):
+            acc, seed = sums[name], 1000 * d
+            acc[0] += image_swd(fake, b, seed=seed) / draws
+            acc[1] += image_swd(a, b, seed=seed) / draws
+            acc[2] += image_swd(fake0, b, seed=seed) / draws
+            g = grid_artifacts(fake, b)
+            acc[3] = {"mean": acc[3]["mean"] + g["mean"] / draws, "max": acc[3]["max"] + g["max"] / draws}
+    return [(name, *sums[name]) for name in names]
 
 
 def _patches(img) -> torch.Tensor:
@@ -89,12 +102,14 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT / "assets" / "demo" / "classes"))
     p.add_argument("--n", type=int, default=75, help="images per class on each side (default %(default)s)")
     p.add_argument("--cache", default="/tmp/gan-studio-bench-cache", help="folder for the preprocessed crops")
+    p.add_argument("--draws", type=int, default=1, help="conditional figures averaged over this many draws of "
+                   "seeds, real halves and projections (default %(default)s: the table in bench/RESULTS.md)")
     a = p.parse_args()
     torch.set_grad_enabled(False)
     print("| model | class / source | SWD generated vs real | floor: real vs real | ceiling: untrained vs real "
           "| grid mean (max) | seam ratio |")
     print("|---|---|---|---|---|---|---|")
-    for label, rows in ((Path(a.cgan).name, cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache))),
+    for label, rows in ((Path(a.cgan).name, cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache), a.draws)),
                         (Path(a.sgan).name, sgan_rows(a.sgan, ROOT))):
         for name, swd, floor, ceil, g in rows:
             seam = f"{g['seam']:.3f}" if "seam" in g else ""
