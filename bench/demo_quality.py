@@ -44,32 +44,36 @@ def cgan_rows(model: str, data: Path, n: int, cache: Path, draws: int = 1) -> li
     ds = load_class_dataset(data, cfg.model.resolution, cache_dir=cache)
     if ds.class_names != cfg.model.class_names:
         raise SystemExit(f"{data} has classes {ds.class_names}, the model {cfg.model.class_names}")
-    names = cfg.model.class_names + ["overall"]
-    sums: dict[str, list] = {name: [0.0, 0.0, 0.0, {"mean": 0.0, "max": 0.0}] for name in names}
-    for d in range(draws):
-        pooled = {"fake": [], "untrained": [], "a": [], "b": []}
-        z = noise(list(range(10_000 + d * n, 10_000 + (d + 1) * n)), cfg.model.nz)
-        for c, name in enumerate(cfg.model.class_names):
-            real = to_float(ds.images[ds.labels == c])
-            perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c + 1000 * d))
-            a, b = real[perm[:n]], real[perm[n:2 * n]]
-            if len(b) < n:
-                raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
-            w = class_weights(cfg.model.class_names, name)
-            fake, fake0 = generate(G, z, w), generate(G0, z, w)
-            for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
-                pooled[k].append(v)
-        sets = [(pooled["fake"][c], pooled["untrained"][c], pooled["a"][c], pooled["b"][c])
-                for c in range(len(cfg.model.class_names))]
-        sets.append(tuple(torch.cat(pooled[k]) for k in ("fake", "untrained", "a", "b")))
-        for name, (fake, fake0, a, b) in zip(names, sets):
-            acc, seed = sums[name], 1000 * d
-            acc[0] += image_swd(fake, b, seed=seed) / draws
-            acc[1] += image_swd(a, b, seed=seed) / draws
-            acc[2] += image_swd(fake0, b, seed=seed) / draws
-            g = grid_artifacts(fake, b)
-            acc[3] = {"mean": acc[3]["mean"] + g["mean"] / draws, "max": acc[3]["max"] + g["max"] / draws}
-    return [(name, *sums[name]) for name in names]
+    per_draw = [_cgan_draw(G, G0, cfg, ds, n, d) for d in range(draws)]
+    rows = []
+    for same in zip(*per_draw):  # one row (class or overall) across the draws
+        mean = [sum(r[i] for r in same) / draws for i in (1, 2, 3)]
+        grid = {k: sum(r[4][k] for r in same) / draws for k in ("mean", "max")}
+        rows.append((same[0][0], *mean, grid))
+    return rows
+
+
+def _cgan_draw(G, G0, cfg, ds, n: int, d: int) -> list[tuple[str, float, float, float, dict]]:
+    """One draw of cgan_rows: seeds, halves of the real crops and SWD projections of draw `d`."""
+    rows, pooled = [], {"fake": [], "untrained": [], "a": [], "b": []}
+    z = noise(list(range(10_000 + d * n, 10_000 + (d + 1) * n)), cfg.model.nz)
+    seed = 1000 * d
+    for c, name in enumerate(cfg.model.class_names):
+        real = to_float(ds.images[ds.labels == c])
+        perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c + seed))
+        a, b = real[perm[:n]], real[perm[n:2 * n]]
+        if len(b) < n:
+            raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
+        w = class_weights(cfg.model.class_names, name)
+        fake, fake0 = generate(G, z, w), generate(G0, z, w)
+        rows.append((name, image_swd(fake, b, seed=seed), image_swd(a, b, seed=seed), image_swd(fake0, b, seed=seed),
+                     grid_artifacts(fake, b)))
+        for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
+            pooled[k].append(v)
+    p = {k: torch.cat(v) for k, v in pooled.items()}
+    rows.append(("overall", image_swd(p["fake"], p["b"], seed=seed), image_swd(p["a"], p["b"], seed=seed),
+                 image_swd(p["untrained"], p["b"], seed=seed), grid_artifacts(p["fake"], p["b"])))
+    return rows
 
 
 def _patches(img) -> torch.Tensor:
