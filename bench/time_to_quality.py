@@ -51,6 +51,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-reg16   studio with R1 + R2 every 16th step instead of every 4th (scaled to the same mean pull)
   studio-notch   studio whose output convolution passes nothing at the 2 px period (rgb_notch)
   studio-noise32 studio whose noise maps stop at the stage before the last (32 px at 64 px; noise_last off)
+  studio-notch-noise32  studio-notch with the noise maps of studio-noise32
   studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
   studio-noflip  studio without the random horizontal flips of the real images
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
@@ -127,6 +128,7 @@ CONTENDERS = {
     "studio-grid-0.1": ("studio", {}, {"aug_groups": True, "grid_penalty": 0.1}),
     "studio-notch": ("studio", {"rgb_notch": True}, {}),
     "studio-noise32": ("studio", {"noise_last": False}, {}),
+    "studio-notch-noise32": ("studio", {"rgb_notch": True, "noise_last": False}, {}),
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
     "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
