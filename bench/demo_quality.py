@@ -58,6 +58,10 @@ def _cgan_draw(G, G0, cfg, ds, n: int, d: int) -> list[tuple[str, float, float, 
     rows, pooled = [], {"fake": [], "untrained": [], "a": [], "b": []}
     z = noise(list(range(10_000 + d * n, 10_000 + (d + 1) * n)), cfg.model.nz)
     seed = 1000 * d
+
+    def row(name, fake, untrained, a, b):  # SWD of the model, of real half a, of the untrained model; grid
+        return (name, image_swd(fake, b, seed=seed), image_swd(a, b, seed=seed), image_swd(untrained, b, seed=seed),
+                grid_artifacts(fake, b))
     for c, name in enumerate(cfg.model.class_names):
         real = to_float(ds.images[ds.labels == c])
         perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(c + seed))
@@ -66,13 +70,11 @@ def _cgan_draw(G, G0, cfg, ds, n: int, d: int) -> list[tuple[str, float, float, 
             raise SystemExit(f"class {name} has {len(real)} images; --n must be at most half of that")
         w = class_weights(cfg.model.class_names, name)
         fake, fake0 = generate(G, z, w), generate(G0, z, w)
-        rows.append((name, image_swd(fake, b, seed=seed), image_swd(a, b, seed=seed), image_swd(fake0, b, seed=seed),
-                     grid_artifacts(fake, b)))
+        rows.append(row(name, fake, fake0, a, b))
         for k, v in (("fake", fake), ("untrained", fake0), ("a", a), ("b", b)):
             pooled[k].append(v)
     p = {k: torch.cat(v) for k, v in pooled.items()}
-    rows.append(("overall", image_swd(p["fake"], p["b"], seed=seed), image_swd(p["a"], p["b"], seed=seed),
-                 image_swd(p["untrained"], p["b"], seed=seed), grid_artifacts(p["fake"], p["b"])))
+    rows.append(row("overall", p["fake"], p["untrained"], p["a"], p["b"]))
     return rows
 
 
