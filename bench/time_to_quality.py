@@ -38,6 +38,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-hinge-slow  studio with the hinge loss (and the default Adam 1e-4)
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
   studio-wide    studio with twice the channels in the generator and the critic
+  studio-d12     studio with a narrower critic: 12 channels in its first stage instead of 16 (doubling per
+                 stage as before), about 20% less time per step on a 2-core CPU
+  studio-d8      studio with half the critic's channels (8 in its first stage), about 40% less time per step
   studio-b64     studio with batches of 64
   studio-b16     studio with batches of 16
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
@@ -118,6 +121,8 @@ CONTENDERS = {
     "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
     "studio-fast-lr": ("studio", {}, {"lr_g": 2e-4, "lr_d": 2e-4}),
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
+    "studio-d12": ("studio", {"d_channels": 12}, {}),
+    "studio-d8": ("studio", {"d_channels": 8}, {}),
     "studio-b64": ("studio", {}, {"batch": 64}),
     "studio-b16": ("studio", {}, {"batch": 16}),
     "studio-nodecay": ("studio", {}, {"lr_decay": 0.0}),
@@ -370,7 +375,8 @@ def run(a, tmp: Path) -> int:
             r = [image_swd(f[m], real[m]) / floor_cm[ci] for f in fakes]
             gm = grid_artifacts(torch.cat([f[m] for f in fakes]), real[m])
             cells.append(f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); spread "
-                         f"{spread(fakes[0][m]) / spread(real[m]):.2f}; grid {gm['mean']:.2f} "
+                         f"{spread(fakes[0][m]) / spread(real[m]):.2f} (8 px: "
+                         f"{spread(fakes[0][m], pool=8) / spread(real[m], pool=8):.2f}); grid {gm['mean']:.2f} "
                          f"(max {gm['max']:.1f} at {gm['at']})")
         r = [image_swd(f, real) / floor for f in fakes]
         gm = grid_artifacts(torch.cat(fakes), real)
@@ -381,7 +387,8 @@ def run(a, tmp: Path) -> int:
     results = [final_figures(c, p) for c, p in columns]
     print(f"\nAt the end, per class, means over {a.draws} draws of samples and of floor images: SWD / floor "
           "(the range over the draws); spread (how much the samples of the class differ from each other, over "
-          "the held-out images' spread: about 1 = as varied, near 0 = one image); and the grid measure of all "
+          "the held-out images' spread: about 1 = as varied, near 0 = one image; in brackets the same over 8 x 8 "
+          "pixel averages, which leaves speckle out and sees layout and colour); and the grid measure of all "
           "the draws' samples (mean; largest single frequency):\n")
     header = ["class", "floor", "real vs real grid"] + [c.name + (f" ({p})" if p else "") for c, p in columns]
     rows = []

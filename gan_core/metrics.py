@@ -106,11 +106,18 @@ def image_swd(fake: torch.Tensor, real: torch.Tensor, levels: int = 3, n_per_ima
     return 1000 * sum(dists) / len(dists)
 
 
-def spread(images: torch.Tensor, limit: int = 64) -> float:
+def spread(images: torch.Tensor, limit: int = 64, pool: int = 1) -> float:
     """How much a set of images (B, C, H, W) differ from each other: the mean absolute difference per
     value over all pairs of its first `limit` images. A generator that ignores its noise gives about
-    0; compare with the spread of real images of the same class (a ratio of about 1 = as varied)."""
-    x = images[:limit].float().flatten(1)
+    0; compare with the spread of real images of the same class (a ratio of about 1 = as varied).
+
+    `pool` > 1 averages pool x pool pixels first, so pixel-scale speckle (which differs between any
+    two noisy images) stops counting and what is left is how much the layout and colour differ: eight
+    seeds that draw one picture with different speckle are varied at pool 1 and alike at pool 8."""
+    x = images[:limit].float()
+    if pool > 1:
+        x = torch.nn.functional.avg_pool2d(x, pool)
+    x = x.flatten(1)
     if len(x) < 2:
         return float("nan")
     d = torch.cdist(x, x, p=1) / x.shape[1]

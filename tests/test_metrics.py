@@ -91,3 +91,16 @@ def test_spread_is_zero_for_copies_and_grows_with_difference():
     more = x + 0.3 * torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert 0 < spread(noisy) < spread(more)
     assert abs(spread(more) - 3 * spread(noisy)) < 1e-5  # mean absolute difference: linear in the scale
+
+
+def test_pooled_spread_ignores_speckle_but_not_layout():
+    from gan_core.metrics import spread
+    gen = torch.Generator().manual_seed(1)
+    base = torch.rand(1, 3, 32, 32, generator=gen)
+    speckled = base + 0.3 * torch.randn(8, 3, 32, 32, generator=gen)  # one picture, new speckle per seed
+    layouts = torch.rand(8, 3, 4, 4, generator=gen).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    # at full resolution the speckled copies look as varied as different layouts ...
+    assert spread(speckled) > 0.5 * spread(layouts)
+    # ... averaged over 8 x 8 pixels the speckle is gone and the layouts' differences stay whole
+    assert spread(speckled, pool=8) < 0.2 * spread(layouts, pool=8)
+    assert abs(spread(layouts, pool=8) - spread(layouts)) < 1e-5
