@@ -41,6 +41,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-d12     studio with a narrower critic: 12 channels in its first stage instead of 16 (doubling per
                  stage as before), about 20% less time per step on a 2-core CPU
   studio-d8      studio with half the critic's channels (8 in its first stage), about 40% less time per step
+  studio-d12-full16  studio-d12 whose full-resolution layer keeps 16 channels (d_full_res), the layer that
+                 sees pixel-scale patterns
   studio-b64     studio with batches of 64
   studio-b16     studio with batches of 16
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
@@ -123,6 +125,7 @@ CONTENDERS = {
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-d12": ("studio", {"d_channels": 12}, {}),
     "studio-d8": ("studio", {"d_channels": 8}, {}),
+    "studio-d12-full16": ("studio", {"d_channels": 12, "d_full_res": 16}, {}),
     "studio-b64": ("studio", {}, {"batch": 64}),
     "studio-b16": ("studio", {}, {"batch": 16}),
     "studio-nodecay": ("studio", {}, {"lr_decay": 0.0}),

@@ -83,6 +83,7 @@ class CGANConfig:
     embed_dim: int = 50
     g_channels: int = 16  # width of the last generator stage; earlier stages double it (capped at 512)
     d_channels: int = 16  # width of the first critic stage; later stages double it (capped at 512)
+    d_full_res: int = 0  # width of the critic's full-resolution layer alone (0: d_channels), e.g. 16 with d_channels 12
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
     mbstd_group: int = 4  # critic sees feature spread within groups of this many images (0: off)
     arch: str = "upconv"  # "upconv": x2 resize + 3x3 conv per stage; "dcgan": the reference's transposed convs
@@ -114,6 +115,8 @@ class CGANConfig:
         for name, hi in (("nz", 4096), ("embed_dim", 4096), ("g_channels", 1024), ("d_channels", 1024)):
             if not 1 <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name} must be between 1 and {hi}, got {getattr(self, name)}.")
+        if not 0 <= self.d_full_res <= 1024:
+            raise ConfigError(f"d_full_res must be between 0 (as d_channels) and 1024, got {self.d_full_res}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
         _check_names(self.class_names, "class_names")

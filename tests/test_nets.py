@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from gan_core.config import CGANConfig, RunConfig, SGANConfig
+from gan_core.errors import ConfigError
 from gan_core.losses import d_loss, gradient_penalty
 from gan_core.nets import build_discriminator, build_generator
 from gan_core.nets.sgan import ResizeConv, UpConv
@@ -129,6 +130,18 @@ def test_gradient_penalty_uses_each_images_own_label():
     # d/dx of sum(x)*(y+1) has norm (y+1)*sqrt(48): the penalty follows the per-image labels
     norms = (y.float() + 1) * 48**0.5
     assert torch.allclose(gp, ((norms - 1) ** 2).mean(), rtol=1e-4)
+
+
+def test_the_critics_full_resolution_layer_can_be_wider_than_its_stages():
+    cfg = RunConfig("cgan", CGANConfig(resolution=32, g_channels=4, d_channels=3, d_full_res=8, class_names=["a", "b"]))
+    cfg.validate()
+    D = build_discriminator(cfg)
+    convs = [m for m in D.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 6, 12, 24]  # 8 at full resolution, then 3 x 2, 4, 8
+    assert convs[1].in_channels == 8
+    assert D(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])).shape == (4,)
+    with pytest.raises(ConfigError, match="d_full_res"):
+        RunConfig("cgan", CGANConfig(resolution=32, d_full_res=-1, class_names=["a", "b"])).validate()
 
 
 def test_critic_steps_reduce_loss_on_separable_data():

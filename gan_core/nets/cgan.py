@@ -206,6 +206,9 @@ class CondDiscriminator(nn.Module):
         self.cfg = cfg
         stages = int(math.log2(cfg.resolution)) - 2
         ch = [min(cfg.d_channels * 2**i, 512) for i in range(stages + 1)]
+        # The full-resolution layer may be wider than d_channels: it is the layer that sees
+        # pixel-scale patterns, and with three input channels a small share of the critic's work.
+        ch[0] = cfg.d_full_res or ch[0]
         self.concat = cfg.conditioning == "concat"
         in_ch = 3 + (cfg.embed_dim if self.concat else 0)
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(in_ch, ch[0], 3, 1, 1)), nn.LeakyReLU(0.2, True)]
