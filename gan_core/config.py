@@ -112,11 +112,10 @@ class CGANConfig:
             raise ConfigError("conditioning must be 'projection' or 'concat'.")
         if self.g_padding not in ("zeros", "reflect"):
             raise ConfigError(f"g_padding must be 'zeros' or 'reflect', got {self.g_padding!r}.")
-        for name, hi in (("nz", 4096), ("embed_dim", 4096), ("g_channels", 1024), ("d_channels", 1024)):
-            if not 1 <= getattr(self, name) <= hi:
-                raise ConfigError(f"{name} must be between 1 and {hi}, got {getattr(self, name)}.")
-        if not 0 <= self.d_full_res <= 1024:
-            raise ConfigError(f"d_full_res must be between 0 (as d_channels) and 1024, got {self.d_full_res}.")
+        for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
+                             ("d_full_res", 0, 1024)):  # d_full_res 0: as d_channels
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
         _check_names(self.class_names, "class_names")
