@@ -265,26 +265,25 @@ class Project(Contender):
         return torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
 
 
-PACE_WARMUP, PACE_STEPS = 3, 8
+PACE_WARMUP, PACE_STEPS = 3, 8  # 8 steps: a whole number of the default's R1 + R2 intervals (4)
 
 
 def default_step_seconds(folder: Path, run_dir: Path, res: int = 64) -> float:
-    """How long one training step of the default recipe takes on this machine now (median of
-    PACE_STEPS after PACE_WARMUP of warm-up), so that runs on different days can be compared: a
-    slower day buys fewer steps with the same budget. The throwaway run is deleted."""
+    """How long a training step of the default recipe takes on this machine now: the mean of
+    PACE_STEPS steps after PACE_WARMUP of warm-up, with R1 + R2 in the same share of them as in a
+    run (augmentation, which a run adds as it goes, is not yet on). Runs on different days can then
+    be compared: a slower day buys fewer steps with the same budget. The throwaway run is deleted."""
     probe = Project("studio", folder, run_dir, seed=0, res=res)
     try:
         for _ in range(PACE_WARMUP):
             probe.loop.train_step()
-        times = []
+        t0 = time.perf_counter()
         for _ in range(PACE_STEPS):
-            t0 = time.perf_counter()
             probe.loop.train_step()
-            times.append(time.perf_counter() - t0)
+        return (time.perf_counter() - t0) / PACE_STEPS
     finally:
         del probe
         shutil.rmtree(run_dir, ignore_errors=True)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -353,8 +352,8 @@ def run(a, tmp: Path) -> int:
         if n != "seed" and n not in CONTENDERS:
             raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
     pace = default_step_seconds(train_dir, tmp / "pace", a.res)
-    print(f"pace: {pace:.3f} s per default step on this machine now (median of {PACE_STEPS}, "
-          f"after {PACE_WARMUP} of warm-up)", flush=True)
+    print(f"pace: {pace:.3f} s per default step on this machine now (mean of {PACE_STEPS} after "
+          f"{PACE_WARMUP} of warm-up, without augmentation)", flush=True)
     train_seed = a.seed if a.train_seed is None else a.train_seed
     cs: list[Contender] = []
     for n in names:
@@ -391,7 +390,8 @@ def run(a, tmp: Path) -> int:
     print(f"\n## Time to quality on `{data_name}` (`bench/time_to_quality.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU during the run. Pace before the run: {pace:.3f} s per step of "
-          f"the default recipe at {a.res} px (median of {PACE_STEPS} after {PACE_WARMUP} of warm-up; the same "
+          f"the default recipe at {a.res} px (mean of {PACE_STEPS} after {PACE_WARMUP} of warm-up, without "
+          "augmentation, which a run adds as it goes; the same "
           "machine type has differed by about 15% between days, which moves the steps a budget buys).\n")
     print(f"Command: `{command_line()}`\n")
     print(f"{len(tr)} training / {len(held)} held-out images; SWD x1000 of {len(held)} samples against the held-out "
