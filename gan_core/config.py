@@ -90,6 +90,7 @@ class CGANConfig:
     upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
     cond_bn: bool = False  # the class sets each upsampling stage's BatchNorm gain and bias
+    latent_bn: bool = False  # z sets each upsampling stage's BatchNorm gain and bias (with cond_bn: z and the class)
     noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
     noise_last: bool = True  # with noise_maps: the last (full-resolution) stage gets one too
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel

@@ -216,6 +216,29 @@ def test_conditional_batchnorm_carries_the_class_to_every_stage_and_blends():
     assert D(a, torch.tensor([0, 1, 0])).shape == (3,)
 
 
+def test_latent_batchnorm_carries_the_seed_to_every_stage_with_or_without_the_class():
+    from gan_core.nets.cgan import CondBatchNorm
+
+    z1, z2 = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(0))
+    y0, y1 = torch.tensor([0, 0, 0]), torch.tensor([1, 1, 1])
+    for cond_bn in (False, True):
+        cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4,
+                                           latent_bn=True, cond_bn=cond_bn))
+        G = build_generator(cfg).eval()
+        cbns = [m for m in G.modules() if isinstance(m, CondBatchNorm)]
+        assert len(cbns) == 4 and all(m.gain.in_features == 8 + 4 * cond_bn for m in cbns)
+        with torch.no_grad():
+            G.fc.weight.zero_()  # neither z nor the class enters at the start ...
+            assert torch.equal(G(z1, y0), G(z2, y1))  # ... and a new model's gains are plain
+            for m in cbns:
+                m.gain.weight.normal_(0, 0.5)
+                m.bias.weight.normal_(0, 0.5)
+            a = G(z1, y0)
+            assert (a - G(z2, y0)).abs().mean() > 0.01  # the seed now acts through the stages alone
+            assert torch.equal(a, G(z1, y0))  # the same seed, the same image
+            assert ((a - G(z1, y1)).abs().mean() > 0.01) == cond_bn  # the class too, with cond_bn
+
+
 def test_noise_maps_give_each_seed_its_own_detail_and_stay_a_function_of_the_seed():
     cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True))
     G = build_generator(cfg).eval()

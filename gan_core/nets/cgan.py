@@ -10,6 +10,10 @@ has no such pattern (Odena et al. 2016).
 With `cond_bn` the class also sets each upsampling stage's BatchNorm gain and bias (conditional
 BatchNorm, as in SNGAN's and BigGAN's class-conditional generators: a linear map of the class
 embedding per stage), so the class shapes every scale rather than the 4x4 start alone.
+With `latent_bn` z also sets each upsampling stage's BatchNorm gain and bias (with `cond_bn`, z and
+the class together), as BigGAN feeds its latent to every stage: the seed reaches each scale through a
+path of its own instead of only through the 4x4 start, where a young generator's stages tend to lose
+it (every seed of a class drawing one picture).
 With `noise_maps` each upsampling convolution's output gets a per-pixel noise map with a learned
 gain per channel (starting at zero), as StyleGAN's noise inputs give local detail (where a joint or
 a stone edge falls) a source of its own. The map is a fixed random projection of z, not fresh noise:
@@ -61,13 +65,15 @@ class CondGenerator(nn.Module):
         self.fc = nn.Linear(cfg.nz + cfg.embed_dim, ch[0] * 16)
         self.bn0 = nn.BatchNorm2d(ch[0])
         layers: list[nn.Module] = []
+        # what sets the stages' BatchNorm gains and biases: the class (cond_bn), z (latent_bn), or both
+        cbn_dim = (cfg.embed_dim if cfg.cond_bn else 0) + (cfg.nz if cfg.latent_bn else 0)
         for cin, cout in zip(ch[:-1], ch[1:]):
             if cfg.arch == "upconv":  # resize, then a 3x3 convolution: no stride pattern
                 layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(cin, cout, 3, 1, 1, bias=False,
                                                                                    padding_mode=cfg.g_padding)]
             else:
                 layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
-            layers += [CondBatchNorm(cout, cfg.embed_dim) if cfg.cond_bn else nn.BatchNorm2d(cout), nn.ReLU(True)]
+            layers += [CondBatchNorm(cout, cbn_dim) if cbn_dim else nn.BatchNorm2d(cout), nn.ReLU(True)]
         self.up = nn.Sequential(*layers)
         self.noise_gain = nn.ParameterList()
         if cfg.noise_maps:  # fixed projections z -> (size x size) map per stage, from a fixed seed
@@ -108,8 +114,10 @@ class CondGenerator(nn.Module):
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
         outs: list[torch.Tensor] = []  # each finished stage's output; its length is the current stage
-        for m in self.up:  # conditional BatchNorm (cond_bn) also takes the class
-            h = m(h, e) if isinstance(m, CondBatchNorm) else m(h)
+        parts = ([e.to(z.dtype)] if self.cfg.cond_bn else []) + ([z] if self.cfg.latent_bn else [])
+        c = torch.cat(parts, 1) if parts else None
+        for m in self.up:  # conditional BatchNorm (cond_bn, latent_bn) also takes the class and/or z
+            h = m(h, c) if isinstance(m, CondBatchNorm) else m(h)
             k = len(outs)
             if isinstance(m, nn.ReLU):  # the end of stage k
                 if 2 <= k < len(self.sle) + 2:
