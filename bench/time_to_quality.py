@@ -393,8 +393,7 @@ def run(a, tmp: Path) -> int:
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
           f"used {100 * ol.share:.0f}% of the CPU during the run. Pace before the run: {pace:.3f} s per step of "
           f"the default recipe at {a.res} px (mean of {PACE_STEPS} after {PACE_WARMUP} of warm-up, without "
-          "augmentation, which a run adds as it goes; the same "
-          "machine type has differed by about 15% between days, which moves the steps a budget buys).\n")
+          "the augmentation a run adds as it goes).\n")
     print(f"Command: `{command_line()}`\n")
     print(f"{len(tr)} training / {len(held)} held-out images; SWD x1000 of {len(held)} samples against the held-out "
           f"images (lower is better). Floor (held-out vs training images, mean of {a.draws} draws): **{floor:.1f}**.\n")

@@ -142,20 +142,21 @@ class CondGenerator(nn.Module):
 
 
 class CondBatchNorm(nn.Module):
-    """BatchNorm without its own affine parameters; gain 1 + A e and bias B e from the class
-    embedding e (B, embed_dim). A and B start at zero: a new model starts as a plain BatchNorm."""
+    """BatchNorm without its own affine parameters; gain 1 + A c and bias B c from a condition c
+    (B, cond_dim): the class embedding, z, or both side by side. A and B start at zero: a new model
+    starts as a plain BatchNorm."""
 
-    def __init__(self, channels: int, embed_dim: int):
+    def __init__(self, channels: int, cond_dim: int):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
-        self.gain = nn.Linear(embed_dim, channels, bias=False)
-        self.bias = nn.Linear(embed_dim, channels, bias=False)
+        self.gain = nn.Linear(cond_dim, channels, bias=False)
+        self.bias = nn.Linear(cond_dim, channels, bias=False)
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        e = e.to(h.dtype)
-        return self.bn(h) * (1 + self.gain(e))[:, :, None, None] + self.bias(e)[:, :, None, None]
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        c = c.to(h.dtype)
+        return self.bn(h) * (1 + self.gain(c))[:, :, None, None] + self.bias(c)[:, :, None, None]
 
 
 def _opponent_basis() -> torch.Tensor:
