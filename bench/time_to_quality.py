@@ -86,10 +86,6 @@ generator, with those half-lives (thousands of images; at most RAMP x the images
 them at the end beside the contender's own average. --keep DIR saves each contender's final
 averaged generator (BatchNorm recalibrated) as DIR/<contender>/ (a model folder the studio opens).
 
-Before any contender trains, a throwaway run of the default recipe times a few steps ("pace", in the
-output's first lines and its Machine line): the same machine type has run 15% slower on some days,
-which buys fewer steps with the same budget, so the pace tells a slow day from a slow setting.
-
 --sheets DIR writes each contender's final samples (a row per class) as DIR/<data>_<contender>.png.
 """
 from __future__ import annotations
@@ -267,27 +263,6 @@ class Project(Contender):
         return torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
 
 
-PACE_WARMUP, PACE_STEPS = 3, 8  # 8 steps: a whole number of the default's R1 + R2 intervals (4)
-
-
-def default_step_seconds(folder: Path, run_dir: Path, res: int = 64) -> float:
-    """How long a training step of the default recipe takes on this machine now: the mean of
-    PACE_STEPS steps after PACE_WARMUP of warm-up, with R1 + R2 in the same share of them as in a
-    run (augmentation, which a run adds as it goes, is not yet on). Runs on different days can then
-    be compared: a slower day buys fewer steps with the same budget. The throwaway run is deleted."""
-    probe = Project("studio", folder, run_dir, seed=0, res=res)
-    try:
-        for _ in range(PACE_WARMUP):
-            probe.loop.train_step()
-        t0 = time.perf_counter()
-        for _ in range(PACE_STEPS):
-            probe.loop.train_step()
-        return (time.perf_counter() - t0) / PACE_STEPS
-    finally:
-        del probe
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="demo", help="class folder, 'demo' (assets/demo/classes) or 'photos' "
@@ -350,19 +325,15 @@ def run(a, tmp: Path) -> int:
           f"real-vs-real SWD (floor) {floor:.1f}", flush=True)
 
     names = [n.strip() for n in a.contenders.split(",") if n.strip()]
-    for n in names:
-        if n != "seed" and n not in CONTENDERS:
-            raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
-    pace = default_step_seconds(train_dir, tmp / "pace", a.res)
-    print(f"pace: {pace:.3f} s per default step on this machine now (mean of {PACE_STEPS} after "
-          f"{PACE_WARMUP} of warm-up, without augmentation)", flush=True)
     train_seed = a.seed if a.train_seed is None else a.train_seed
     cs: list[Contender] = []
     for n in names:
         if n == "seed":
             cs.append(Seed(train_dir, train_seed))
-        else:
+        elif n in CONTENDERS:
             cs.append(Project(n, train_dir, tmp / n, train_seed, a.res))
+        else:
+            raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
 
     def evaluate(c: Contender) -> torch.Tensor:
         fake = c.sample(z, y)
@@ -391,9 +362,7 @@ def run(a, tmp: Path) -> int:
 
     print(f"\n## Time to quality on `{data_name}` (`bench/time_to_quality.py`)\n")
     print(f"Machine: {machine()}. Load average {load0:.2f} at the start, {load1:.2f} at the end; other processes "
-          f"used {100 * ol.share:.0f}% of the CPU during the run. Pace before the run: {pace:.3f} s per step of "
-          f"the default recipe at {a.res} px (mean of {PACE_STEPS} after {PACE_WARMUP} of warm-up, without "
-          "the augmentation a run adds as it goes).\n")
+          f"used {100 * ol.share:.0f}% of the CPU during the run.\n")
     print(f"Command: `{command_line()}`\n")
     print(f"{len(tr)} training / {len(held)} held-out images; SWD x1000 of {len(held)} samples against the held-out "
           f"images (lower is better). Floor (held-out vs training images, mean of {a.draws} draws): **{floor:.1f}**.\n")
