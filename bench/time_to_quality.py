@@ -59,6 +59,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-notch-noise32  studio-notch with the noise maps of studio-noise32
   studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
   studio-zbn     studio whose noise z also sets the generator's BatchNorm gains and biases (latent_bn)
+  studio-coarse-noise  studio whose noise maps at the coarse stages (8 and 16 px at 64 px) start at
+                 gain 0.2 instead of 0 (noise_start), so the seed sets the layout from the first step
   studio-noflip  studio without the random horizontal flips of the real images
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
@@ -140,6 +142,7 @@ CONTENDERS = {
     "studio-notch-noise32": ("studio", {"rgb_notch": True, "noise_last": False}, {}),
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-zbn": ("studio", {"latent_bn": True}, {}),
+    "studio-coarse-noise": ("studio", {"noise_start": 0.2}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
     "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
     "studio-nosle": ("studio", {"sle": False}, {}),

@@ -93,6 +93,7 @@ class CGANConfig:
     latent_bn: bool = False  # z sets each upsampling stage's BatchNorm gain and bias (with cond_bn: z and the class)
     noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
     noise_last: bool = True  # with noise_maps: the last (full-resolution) stage gets one too
+    noise_start: float = 0.0  # with noise_maps: the starting gain of the coarse stages' maps (all but the last two)
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
     half_chroma: bool = False  # colour (beyond grey) drawn by the stage before the last, at half resolution
     g_padding: str = "zeros"  # the generator's convolutions pad their borders with "zeros" or "reflect"
@@ -119,6 +120,8 @@ class CGANConfig:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
+        if not 0.0 <= self.noise_start <= 10.0:  # also false for NaN
+            raise ConfigError(f"noise_start must be between 0 and 10, got {self.noise_start}.")
         _check_names(self.class_names, "class_names")
 
 
