@@ -18,9 +18,9 @@ With `noise_maps` each upsampling convolution's output gets a per-pixel noise ma
 gain per channel (starting at zero), as StyleGAN's noise inputs give local detail (where a joint or
 a stone edge falls) a source of its own. The map is a fixed random projection of z, not fresh noise:
 an image stays a function of its seed and class, so seeds, truncation and interpolation behave as
-without it. `noise_last=False` leaves the last, full-resolution stage without a map. `noise_start` starts the
-gains of the coarse stages' maps (all but the last two: at 64 px those at 8 and 16 px, where the
-layout is set) at that value instead of zero.
+without it. `noise_last=False` leaves the last, full-resolution stage without a map. `noise_start`
+starts the gains of the coarse stages' maps (all but the last two: at 64 px those at 8 and 16 px,
+where the layout is set) at that value instead of zero.
 With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, pooled to 4x4, set a
 gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
 (a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
