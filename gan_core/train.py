@@ -126,7 +126,8 @@ def speed_note(device: str | None = None) -> str:
         return (f"This CPU trains in bf16 (AVX512-BF16): on 2 cores a 10-minute 64 px run makes about "
                 f"{STEPS_10MIN_BF16} steps, enough for recognisable pictures.")
     return (f"This CPU has no AVX512-BF16, so training runs in fp32, 4-5x slower than on one that has: on 2 "
-            f"cores a 10-minute 64 px run makes about {STEPS_10MIN_FP32} steps (colours and rough layout); "
+            f"cores a 10-minute 64 px run makes about {STEPS_10MIN_FP32} steps (colours and rough layout, the "
+            "seeds of a class often alike); "
             "45 minutes here make about as many steps as 10 minutes on a CPU with AVX512-BF16 (walls with joints, "
             "stones).")
 
