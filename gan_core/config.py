@@ -115,13 +115,11 @@ class CGANConfig:
         if self.g_padding not in ("zeros", "reflect"):
             raise ConfigError(f"g_padding must be 'zeros' or 'reflect', got {self.g_padding!r}.")
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
-                             ("d_full_res", 0, 1024)):  # d_full_res 0: as d_channels
-            if not lo <= getattr(self, name) <= hi:
+                             ("d_full_res", 0, 1024), ("noise_start", 0, 10)):  # d_full_res 0: as d_channels
+            if not lo <= getattr(self, name) <= hi:  # also false for NaN
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
-        if not 0.0 <= self.noise_start <= 10.0:  # also false for NaN
-            raise ConfigError(f"noise_start must be between 0 and 10, got {self.noise_start}.")
         _check_names(self.class_names, "class_names")
 
 
