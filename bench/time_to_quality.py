@@ -374,6 +374,9 @@ def run(a, tmp: Path) -> int:
             for i, c0 in ((i, cs[0]) for i in range(a.points + 1))]
     rows.append(["steps / real images at the end"] + [f"{c.curve[-1][2]} / {c.curve[-1][3]}" for c in cs])
     print(md_table(header, rows))
+    # the held-out images' own spread per class, plain and over 8 x 8 averages: the samples' is read against it
+    real_spread = [(spread(real[y == ci]), spread(real[y == ci], pool=8)) for ci in range(len(names_c))]
+
     def final_figures(c: Contender, probe: str | None) -> tuple[list[str], str]:
         with (c.as_average(probe) if probe else contextlib.nullcontext()):
             fakes = [c.sample(zz, y) for zz in zs]
@@ -383,8 +386,8 @@ def run(a, tmp: Path) -> int:
             r = [image_swd(f[m], real[m]) / floor_cm[ci] for f in fakes]
             gm = grid_artifacts(torch.cat([f[m] for f in fakes]), real[m])
             cells.append(f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); spread "
-                         f"{spread(fakes[0][m]) / spread(real[m]):.2f} (8 px: "
-                         f"{spread(fakes[0][m], pool=8) / spread(real[m], pool=8):.2f}); grid {gm['mean']:.2f} "
+                         f"{spread(fakes[0][m]) / real_spread[ci][0]:.2f} (8 px: "
+                         f"{spread(fakes[0][m], pool=8) / real_spread[ci][1]:.2f}); grid {gm['mean']:.2f} "
                          f"(max {gm['max']:.1f} at {gm['at']})")
         r = [image_swd(f, real) / floor for f in fakes]
         gm = grid_artifacts(torch.cat(fakes), real)
