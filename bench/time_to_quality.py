@@ -61,6 +61,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-zbn     studio whose noise z also sets the generator's BatchNorm gains and biases (latent_bn)
   studio-coarse-noise  studio whose noise maps at the coarse stages (8 and 16 px at 64 px) start at
                  gain 0.2 instead of 0 (noise_start), so the seed sets the layout from the first step
+  studio-skip    studio whose coarse stages (8, 16 and 32 px at 64 px) also draw images of their own,
+                 resized up and added to the picture (skip_rgb 32, StyleGAN2's skip generator)
+  studio-skip16  studio-skip with images from the 8 and 16 px stages only, where the layout is set (skip_rgb 16)
   studio-noflip  studio without the random horizontal flips of the real images
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
@@ -143,6 +146,8 @@ CONTENDERS = {
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-zbn": ("studio", {"latent_bn": True}, {}),
     "studio-coarse-noise": ("studio", {"noise_start": 0.2}, {}),
+    "studio-skip": ("studio", {"skip_rgb": 32}, {}),
+    "studio-skip16": ("studio", {"skip_rgb": 16}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
     "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
     "studio-nosle": ("studio", {"sle": False}, {}),

@@ -372,6 +372,48 @@ def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel
         assert (grey - grey.mean(1, keepdim=True)).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("half_chroma", [False, True])
+def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma):
+    """With the last stage's output convolutions at zero, a skip generator still draws each seed's
+    own picture (from the 8-32 px stages' images), with nothing at the 2 px period; without skip
+    images the same generator draws nothing. With half_chroma, zero colour planes still give greys."""
+    from gan_core.losses import pixel_grid_power
+    kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, half_chroma=half_chroma)
+    torch.manual_seed(0)
+    G = build_generator(RunConfig("cgan", CGANConfig(skip_rgb=32, **kw))).eval()
+    plain = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
+    assert [m.in_channels for m in G.skip] == [32, 16, 8]  # the 8, 16 and 32 px stages at 64 px
+    assert [m.in_channels for m in build_generator(RunConfig("cgan", CGANConfig(skip_rgb=16, **kw))).skip] == [32, 16]
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("skip.")})
+    z, y = torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1] * 3)
+    heads = [G.to_rgb, plain.to_rgb] + ([G.to_chroma, plain.to_chroma] if half_chroma else [])
+    with torch.no_grad():
+        for m in [*G.up, *G.skip]:  # weights of a trained size
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(2))
+        plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("skip.")})
+        for m in heads:
+            m.weight.zero_()
+            m.bias.zero_()
+        assert plain(z, y).abs().max() == 0  # tanh(0): the finest stage drew it all
+        x = G(z, y).double()
+        assert (x[1:] - x[:1]).abs().amax((1, 2, 3)).min() > 1e-2  # each seed its own picture
+        centred = x - x.mean((2, 3), keepdim=True)
+        win = torch.hann_window(64, periodic=False, dtype=torch.float64)
+        total = centred.square().mean((2, 3))
+        assert (pixel_grid_power(centred * win[:, None] * win[None, :]) < 1e-3 * total.mean()).all()
+        if half_chroma:
+            for m in G.skip:
+                m.weight[1:].zero_()
+                m.bias[1:].zero_()
+            grey = G(z, y)
+            assert (grey - grey.mean(1, keepdim=True)).abs().max() < 1e-6
+    for bad in (4, 12, 64, 128):  # not a stage below the 64 px output
+        with pytest.raises(ConfigError, match="skip_rgb"):
+            CGANConfig(class_names=["a", "b"], skip_rgb=bad).validate()
+    CGANConfig(class_names=["a", "b"], resolution=128, skip_rgb=64).validate()
+
+
 def test_a_notched_generator_trains_after_its_first_picture_was_drawn_in_inference_mode():
     """The notch's fixed basis is computed once; a sample drawn first (in inference mode, as the
     studio's previews are) must not leave behind a tensor that training cannot use."""

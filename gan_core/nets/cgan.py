@@ -32,6 +32,10 @@ its last, finest features makes pixel-sized colour speckle on grey subjects (pur
 walls and gravel) and most of its 2 px diagonal checkerboard (in the colour, not the brightness).
 Brightness is the direction (1, 1, 1) of RGB and colour the two directions across it, so a zero
 colour map draws exact greys; the three are added before the tanh.
+With `skip_rgb` (a size in px) every stage up to that size also draws a small image of its own (a
+1x1 convolution to three planes), and these are resized x2 bilinearly and summed stage by stage into
+the final picture (StyleGAN2's "skip" generator): the coarse stages, which set the layout, then reach the image
+and the critic's gradient directly rather than only through the finer stages.
 `g_padding="reflect"` pads the generator's convolutions by mirroring instead of with zeros, so the
 image has no border for the generator to draw from (an option; it did not remove the checkerboard).
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
@@ -92,6 +96,11 @@ class CondGenerator(nn.Module):
             nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(ch[k + 1], ch[k + 3], 4), nn.LeakyReLU(0.1),
                           nn.Conv2d(ch[k + 3], ch[k + 3], 1), nn.Sigmoid())
             for k in range(stages - 2)) if cfg.sle else nn.ModuleList()
+        # skip images (StyleGAN2's "skip" generator): every stage before the last draws a 3-plane image
+        # of its own size, in the generator's colour space (opponent planes with half_chroma, else RGB),
+        # resized x2 bilinearly and added stage by stage to the final picture
+        n_skip = int(math.log2(cfg.skip_rgb)) - 2 if cfg.skip_rgb else 0  # the stages of 8 .. skip_rgb px
+        self.skip = nn.ModuleList(nn.Conv2d(c, 3, 1) for c in ch[1:1 + n_skip])
         if cfg.half_chroma:  # brightness from the last stage, colour from the one before (half size)
             self.to_rgb = nn.Conv2d(ch[-1], 1, 3, 1, 1, padding_mode=cfg.g_padding)
             self.to_chroma = nn.Conv2d(ch[-2], 2, 3, 1, 1, padding_mode=cfg.g_padding)
@@ -117,6 +126,7 @@ class CondGenerator(nn.Module):
         h = self.fc(torch.cat([z, e.to(z.dtype)], 1)).view(z.shape[0], -1, 4, 4)
         h = torch.relu(self.bn0(h))
         outs: list[torch.Tensor] = []  # each finished stage's output; its length is the current stage
+        skip: torch.Tensor | None = None  # with skip_rgb: the coarse stages' images so far
         parts = ([e.to(z.dtype)] if self.cfg.cond_bn else []) + ([z] if self.cfg.latent_bn else [])
         c = torch.cat(parts, 1) if parts else None
         for m in self.up:  # conditional BatchNorm (cond_bn, latent_bn) also takes the class and/or z
@@ -126,6 +136,9 @@ class CondGenerator(nn.Module):
                 if 2 <= k < len(self.sle) + 2:
                     h = h * self.sle[k - 2](outs[k - 2])
                 outs.append(h)
+                if k < len(self.skip):
+                    pic = self.skip[k](h)
+                    skip = pic if skip is None else pic + _up2(skip)
             elif k < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 size = h.shape[-1]
                 noise = (z.float() @ getattr(self, f"noise_proj{k}")).view(-1, 1, size, size)
@@ -135,13 +148,25 @@ class CondGenerator(nn.Module):
         else:
             h = F.pad(h, (1, 1, 1, 1), mode="reflect" if self.cfg.g_padding == "reflect" else "constant")
             x = F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias)
+        if skip is not None:
+            skip = _up2(skip).to(x.dtype)
         if self.cfg.half_chroma:
-            x = self.opponent_to_rgb(x, F.interpolate(self.to_chroma(outs[-2]), scale_factor=2, mode="bilinear"))
+            chroma = _up2(self.to_chroma(outs[-2]))
+            if skip is not None:
+                x, chroma = x + skip[:, :1], chroma + skip[:, 1:].to(chroma.dtype)
+            x = self.opponent_to_rgb(x, chroma)
+        elif skip is not None:
+            x = x + skip
         return torch.tanh(x)
 
     def opponent_to_rgb(self, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
         """Brightness (B, 1, H, W) and two colour planes (B, 2, H, W) -> RGB (before the tanh)."""
         return torch.einsum("kc,bkhw->bchw", self.opponent.to(luma.dtype), torch.cat([luma, chroma.to(luma.dtype)], 1))
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    """x2 bilinear resize: smooth, so it adds nothing at the 2 px period."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear")
 
 
 class CondBatchNorm(nn.Module):
