@@ -383,7 +383,8 @@ def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma
     G = build_generator(RunConfig("cgan", CGANConfig(skip_rgb=32, **kw))).eval()
     plain = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
     assert [m.in_channels for m in G.skip] == [32, 16, 8]  # the 8, 16 and 32 px stages at 64 px
-    assert [m.in_channels for m in build_generator(RunConfig("cgan", CGANConfig(skip_rgb=16, **kw))).skip] == [32, 16]
+    G16 = build_generator(RunConfig("cgan", CGANConfig(skip_rgb=16, **kw))).eval()
+    assert [m.in_channels for m in G16.skip] == [32, 16]  # the 8 and 16 px stages
     plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("skip.")})
     z, y = torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1] * 3)
     heads = [G.to_rgb, plain.to_rgb] + ([G.to_chroma, plain.to_chroma] if half_chroma else [])
@@ -396,6 +397,7 @@ def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma
             m.weight.zero_()
             m.bias.zero_()
         assert plain(z, y).abs().max() == 0  # tanh(0): the finest stage drew it all
+        assert G16(z, y).shape == (6, 3, 64, 64)
         x = G(z, y).double()
         assert (x[1:] - x[:1]).abs().amax((1, 2, 3)).min() > 1e-2  # each seed its own picture
         centred = x - x.mean((2, 3), keepdim=True)

@@ -148,8 +148,10 @@ class CondGenerator(nn.Module):
         else:
             h = F.pad(h, (1, 1, 1, 1), mode="reflect" if self.cfg.g_padding == "reflect" else "constant")
             x = F.conv2d(h, notch_2px(self.to_rgb.weight), self.to_rgb.bias)
-        if skip is not None:
-            skip = _up2(skip).to(x.dtype)
+        if skip is not None:  # resized up to the picture's size from the last stage that drew one
+            while skip.shape[-1] < x.shape[-1]:
+                skip = _up2(skip)
+            skip = skip.to(x.dtype)
         if self.cfg.half_chroma:
             chroma = _up2(self.to_chroma(outs[-2]))
             if skip is not None:
