@@ -34,8 +34,8 @@ Brightness is the direction (1, 1, 1) of RGB and colour the two directions acros
 colour map draws exact greys; the three are added before the tanh.
 With `skip_rgb` (a size in px) every stage up to that size also draws a small image of its own (a
 1x1 convolution to three planes), and these are resized x2 bilinearly and summed stage by stage into
-the final picture (StyleGAN2's "skip" generator): the coarse stages, which set the layout, then reach the image
-and the critic's gradient directly rather than only through the finer stages.
+the final picture (StyleGAN2's "skip" generator): the coarse stages, which set the layout, then
+reach the image and the critic's gradient directly rather than only through the finer stages.
 `g_padding="reflect"` pads the generator's convolutions by mirroring instead of with zeros, so the
 image has no border for the generator to draw from (an option; it did not remove the checkerboard).
 Critic: spectral normalization on every weight layer, LeakyReLU(0.2), no BatchNorm (the gradient
@@ -96,7 +96,7 @@ class CondGenerator(nn.Module):
             nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Conv2d(ch[k + 1], ch[k + 3], 4), nn.LeakyReLU(0.1),
                           nn.Conv2d(ch[k + 3], ch[k + 3], 1), nn.Sigmoid())
             for k in range(stages - 2)) if cfg.sle else nn.ModuleList()
-        # skip images (StyleGAN2's "skip" generator): every stage before the last draws a 3-plane image
+        # skip images (StyleGAN2's "skip" generator): each stage up to skip_rgb px draws a 3-plane image
         # of its own size, in the generator's colour space (opponent planes with half_chroma, else RGB),
         # resized x2 bilinearly and added stage by stage to the final picture
         n_skip = int(math.log2(cfg.skip_rgb)) - 2 if cfg.skip_rgb else 0  # the stages of 8 .. skip_rgb px
