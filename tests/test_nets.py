@@ -338,11 +338,19 @@ def test_skip_layer_excitation_gates_a_finer_stage_by_a_coarser_one():
         assert (plain(z, y) - plain(z[:1], y[:1])).abs().max() > 1e-2
 
 
+def windowed_2px_power(v: torch.Tensor) -> torch.Tensor:
+    """pixel_grid_power of square images with their mean taken out, under a Hann window: the window
+    keeps the image's edges, where any picture that is not periodic changes abruptly, from counting
+    as a 2 px pattern."""
+    from gan_core.losses import pixel_grid_power
+    win = torch.hann_window(v.shape[-1], periodic=False, dtype=v.dtype)
+    return pixel_grid_power((v - v.mean((2, 3), keepdim=True)) * (win[:, None] * win[None, :]))
+
+
 def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel_period():
     """Brightness comes from the last stage, colour from the stage before, resized x2 bilinearly:
     a zero colour map gives exact greys, and the colour of any image has no 2 px pattern (the
     purple-green dots of the full-resolution head), while its brightness may."""
-    from gan_core.losses import pixel_grid_power
     kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4)
     torch.manual_seed(0)  # the same weights in any test order
     G = build_generator(RunConfig("cgan", CGANConfig(half_chroma=True, **kw))).eval()
@@ -358,14 +366,8 @@ def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel
         brightness = logits.mean(1, keepdim=True)
         colour = logits - brightness
         assert colour.abs().mean() > 0.05 * brightness.abs().mean()  # there is colour to speak of
-        # bilinear x2 leaves nothing at the 2 px period; a window keeps the image's edges, where any
-        # picture that is not periodic changes abruptly, from counting as such a pattern
-        win = torch.hann_window(64, periodic=False, dtype=torch.float64)
-        win = win[:, None] * win[None, :]
-
-        def grid(v):
-            return pixel_grid_power((v - v.mean((2, 3), keepdim=True)) * win)
-        assert (grid(colour) < 1e-2 * grid(brightness)).all()  # full resolution: about 2x
+        # bilinear x2 leaves nothing at the 2 px period
+        assert (windowed_2px_power(colour) < 1e-2 * windowed_2px_power(brightness)).all()  # full resolution: about 2x
         G.to_chroma.weight.zero_()
         G.to_chroma.bias.zero_()
         grey = G(z, y)
@@ -377,7 +379,6 @@ def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma
     """With the last stage's output convolutions at zero, a skip generator still draws each seed's
     own picture (from the 8-32 px stages' images), with nothing at the 2 px period; without skip
     images the same generator draws nothing. With half_chroma, zero colour planes still give greys."""
-    from gan_core.losses import pixel_grid_power
     kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, half_chroma=half_chroma)
     torch.manual_seed(0)
     G = build_generator(RunConfig("cgan", CGANConfig(skip_rgb=32, **kw))).eval()
@@ -399,10 +400,8 @@ def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma
         assert G16(z, y).shape == (6, 3, 64, 64)
         x = G(z, y).double()
         assert (x[1:] - x[:1]).abs().amax((1, 2, 3)).min() > 1e-2  # each seed its own picture
-        centred = x - x.mean((2, 3), keepdim=True)
-        win = torch.hann_window(64, periodic=False, dtype=torch.float64)
-        total = centred.square().mean((2, 3))
-        assert (pixel_grid_power(centred * win[:, None] * win[None, :]) < 1e-3 * total.mean()).all()
+        total = (x - x.mean((2, 3), keepdim=True)).square().mean()
+        assert (windowed_2px_power(x) < 1e-3 * total).all()
         if half_chroma:
             for m in G.skip:
                 m.weight[1:].zero_()

@@ -155,7 +155,7 @@ class CondGenerator(nn.Module):
         if self.cfg.half_chroma:
             chroma = _up2(self.to_chroma(outs[-2]))
             if skip is not None:
-                x, chroma = x + skip[:, :1], chroma + skip[:, 1:].to(chroma.dtype)
+                x, chroma = x + skip[:, :1], chroma + skip[:, 1:]
             x = self.opponent_to_rgb(x, chroma)
         elif skip is not None:
             x = x + skip
