@@ -148,6 +148,7 @@ CONTENDERS = {
     "studio-coarse-noise": ("studio", {"noise_start": 0.2}, {}),
     "studio-skip": ("studio", {"skip_rgb": 32}, {}),
     "studio-skip16": ("studio", {"skip_rgb": 16}, {}),
+    "studio-gate": ("studio", {"colour_gate": True}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
     "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
     "studio-nosle": ("studio", {"sle": False}, {}),

@@ -96,6 +96,7 @@ class CGANConfig:
     noise_start: float = 0.0  # with noise_maps: the starting gain of the coarse stages' maps (all but the last two)
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
     half_chroma: bool = False  # colour (beyond grey) drawn by the stage before the last, at half resolution
+    colour_gate: bool = False  # with half_chroma: the class sets how much colour is drawn (0-2x), so grey classes can be grey
     skip_rgb: int = 0  # stages up to this size (px, below the resolution) also draw an image, resized up and added (0: off)
     g_padding: str = "zeros"  # the generator's convolutions pad their borders with "zeros" or "reflect"
     class_names: list[str] = field(default_factory=list)
@@ -118,6 +119,8 @@ class CGANConfig:
         if self.skip_rgb and self.skip_rgb not in [2 ** k for k in range(3, int(math.log2(self.resolution)))]:
             raise ConfigError(f"skip_rgb must be 0 (off) or a stage's size below the resolution (8, 16, ... "
                               f"{self.resolution // 2}), got {self.skip_rgb}.")
+        if self.colour_gate and not self.half_chroma:
+            raise ConfigError("colour_gate needs half_chroma (it scales the colour planes).")
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
                              ("d_full_res", 0, 1024), ("noise_start", 0, 10)):  # d_full_res 0: as d_channels
             if not lo <= getattr(self, name) <= hi:  # also false for NaN

@@ -374,6 +374,51 @@ def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel
         assert (grey - grey.mean(1, keepdim=True)).abs().max() < 1e-6
 
 
+def test_the_colour_gate_lets_a_class_turn_its_colour_off_and_blends_with_the_classes():
+    """A new gated generator draws what the same weights draw without the gate (gain 1). Pushed
+    down for one class, the gate makes that class exact greys while the other keeps its colour,
+    and a 50/50 blend of the two draws half the colour; the gradient of a class's colour reaches
+    the gate with the sign that turns it down. Without half_chroma the gate is refused."""
+    kw = dict(class_names=["grey", "colour"], nz=8, embed_dim=4, g_channels=4, half_chroma=True)
+    torch.manual_seed(0)
+    G = build_generator(RunConfig("cgan", CGANConfig(colour_gate=True, **kw))).eval()
+    plain = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
+    plain.load_state_dict({k: v for k, v in G.state_dict().items() if not k.startswith("colour_gate")})
+    z = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    grey, colour = torch.zeros(6, dtype=torch.long), torch.ones(6, dtype=torch.long)
+
+    def colour_of(x):
+        return (x - x.mean(1, keepdim=True)).abs().mean()
+
+    with torch.no_grad():
+        assert torch.equal(G(z, colour), plain(z, colour))
+        assert colour_of(G(z, colour)) > 1e-3  # a new model draws some colour
+    # the gradient of the grey class's colour: gradient descent moves its gain down
+    G.zero_grad()
+    colour_of(G(z, grey)).backward()
+    e = G.embed.weight[0].detach()
+    assert float(G.colour_gate.weight.grad[0] @ e + G.colour_gate.bias.grad[0]) > 0
+    with torch.no_grad():
+        G.colour_gate.weight.zero_()
+        G.colour_gate.bias.zero_()
+        # a logit of -3 (grey class) and +3 (colour class) along the embeddings' difference
+        d = G.embed.weight[1] - G.embed.weight[0]
+        G.colour_gate.weight.copy_((d / d.dot(d))[None] * 6 / 4)  # COLOUR_GATE_LR = 4
+        G.colour_gate.bias.fill_(-float(G.colour_gate.weight[0] @ (G.embed.weight[0] + G.embed.weight[1])) / 2)
+        gains = G.colour_gain(G.embed.weight)
+        assert gains[0] < 0.1 and gains[1] > 1.9
+        G.colour_gate.bias.sub_(50)  # the grey class's gain 0 (within float precision)
+        x = G(z, grey)
+        assert (x - x.mean(1, keepdim=True)).abs().max() < 1e-5
+        G.colour_gate.bias.add_(50)
+        full, none = G(z, colour), plain(z, colour)
+        assert colour_of(full) > 1.5 * colour_of(none)
+        half = G(z, embedding=G.class_embedding(torch.tensor([[0.5, 0.5]]).expand(6, 2)))
+        assert colour_of(half) < 0.8 * colour_of(full)
+    with pytest.raises(ConfigError, match="colour_gate needs half_chroma"):
+        CGANConfig(colour_gate=True, **{**kw, "half_chroma": False}).validate()
+
+
 @pytest.mark.parametrize("half_chroma", [False, True])
 def test_skip_images_bring_the_coarse_stages_to_the_picture_smoothly(half_chroma):
     """With the last stage's output convolutions at zero, a skip generator still draws each seed's

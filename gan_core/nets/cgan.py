@@ -32,6 +32,11 @@ its last, finest features makes pixel-sized colour speckle on grey subjects (pur
 walls and gravel) and most of its 2 px diagonal checkerboard (in the colour, not the brightness).
 Brightness is the direction (1, 1, 1) of RGB and colour the two directions across it, so a zero
 colour map draws exact greys; the three are added before the tanh.
+With `colour_gate` (and `half_chroma`) the class embedding also sets a gain between 0 and 2 on the
+colour planes (1 for a new model). A class of grey photos (walls, gravel) can then switch its colour
+off with one number, where otherwise the colour planes must learn to be zero from its features
+alone. The gain's logit is a linear map of the embedding, scaled by COLOUR_GATE_LR so that it moves
+about as fast per step as the rest of the network's output; blended classes blend their logits.
 With `skip_rgb` (a size in px) every stage up to that size also draws a small image of its own (a
 1x1 convolution to three planes), and these are resized x2 bilinearly and summed stage by stage into
 the final picture (StyleGAN2's "skip" generator): the coarse stages, which set the layout, then
@@ -54,6 +59,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import CGANConfig
+
+
+COLOUR_GATE_LR = 4.0  # the gate's logit is this times a linear map of the embedding (equalised learning rate)
 
 
 def _widths(base: int, stages: int, cap: int = 512) -> list[int]:
@@ -105,6 +113,8 @@ class CondGenerator(nn.Module):
             self.to_rgb = nn.Conv2d(ch[-1], 1, 3, 1, 1, padding_mode=cfg.g_padding)
             self.to_chroma = nn.Conv2d(ch[-2], 2, 3, 1, 1, padding_mode=cfg.g_padding)
             self.register_buffer("opponent", _opponent_basis(), persistent=False)
+            if cfg.colour_gate:
+                self.colour_gate = nn.Linear(cfg.embed_dim, 1)
         else:
             self.to_rgb = nn.Conv2d(ch[-1], 3, 3, 1, 1, padding_mode=cfg.g_padding)
         nn.init.xavier_uniform_(self.fc.weight)
@@ -112,6 +122,9 @@ class CondGenerator(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
+        if cfg.colour_gate:  # a gain of exactly 1 to start with
+            nn.init.zeros_(self.colour_gate.weight)
+            nn.init.zeros_(self.colour_gate.bias)
 
     def class_embedding(self, weights: torch.Tensor) -> torch.Tensor:
         """Blend class embeddings: weights (B, n_classes), normalised to sum 1 per row."""
@@ -156,10 +169,16 @@ class CondGenerator(nn.Module):
             chroma = _up2(self.to_chroma(outs[-2]))
             if skip is not None:
                 x, chroma = x + skip[:, :1], chroma + skip[:, 1:]
+            if self.cfg.colour_gate:
+                chroma = chroma * self.colour_gain(e).to(chroma.dtype).view(-1, 1, 1, 1)
             x = self.opponent_to_rgb(x, chroma)
         elif skip is not None:
             x = x + skip
         return torch.tanh(x)
+
+    def colour_gain(self, e: torch.Tensor) -> torch.Tensor:
+        """The colour gate's gain (B,) for class embeddings e (B, embed_dim): between 0 and 2."""
+        return 2 * torch.sigmoid(COLOUR_GATE_LR * self.colour_gate(e.float()).squeeze(1))
 
     def opponent_to_rgb(self, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
         """Brightness (B, 1, H, W) and two colour planes (B, 2, H, W) -> RGB (before the tanh)."""
