@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip-layer excitation in the generator (default: the recipe's; on in studio)")
     c.add_argument("--half-chroma", action=argparse.BooleanOptionalAction, default=None,
                    help="colour drawn at half the resolution of brightness (default: the recipe's; on in studio)")
+    c.add_argument("--colour-gate", action=argparse.BooleanOptionalAction, default=None,
+                   help="the class sets how much colour is drawn, so grey classes can be grey (needs half-chroma; "
+                        "default: the recipe's; on in studio)")
     _add_train_options(c, TrainConfig.for_variant("cgan"))
 
     s = tsub.add_parser("sgan", help="spatial (texture) GAN on one or several texture images",

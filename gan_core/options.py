@@ -134,7 +134,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
-    conditional models also noise_maps, sle and half_chroma (on/off); textures also patch, max_side, depth.
+    conditional models also noise_maps, sle, half_chroma and colour_gate (on/off); textures also patch, max_side, depth.
     With `check`, the data is read as training will read it (datacheck.check_data), and data that
     cannot train is refused here, before a run starts.
     With `form` (the values of a form the user filled in), an empty field is refused, naming it,
@@ -193,6 +193,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         for name in MODEL_SWITCHES:
             if name in s:
                 setattr(model, name, bool(s[name]))
+        if not model.half_chroma and "colour_gate" not in s:  # the gate scales the half-resolution colour
+            model.colour_gate = False
         paths = [str(Path(data[0]).expanduser().resolve())]
     else:
         for name in ("patch", "max_side"):
@@ -254,7 +256,7 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
 
 
 # Conditional generator parts a run switches on or off (CGANConfig fields; the recipe's value otherwise).
-MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma")
+MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma", "colour_gate")
 _KNOWN = {*MODEL_SWITCHES, "steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning",
           "lr", "lr_d", "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
           "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma"}

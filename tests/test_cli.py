@@ -99,12 +99,13 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     ref = _config("sgan", tex, "--n-critic", "3", "--recipe", "reference").train
     assert (ref.loss, ref.lr_g, ref.beta1, ref.gp_lambda, ref.n_critic, ref.batch) == ("wgan-gp", 1e-4, 0.1, 5.0, 3, 8)
     studio = _config("cgan", class_dir, "--batch", "4")
-    assert (studio.train.r1_gamma, studio.model.noise_maps, studio.model.sle, studio.model.half_chroma) == \
-        (1.0, True, True, True)
+    assert (studio.train.r1_gamma, studio.model.noise_maps, studio.model.sle, studio.model.half_chroma,
+            studio.model.colour_gate) == (1.0, True, True, True, True)
     bare = _config("cgan", class_dir, "--batch", "4", "--r1-gamma", "0.1", "--no-noise-maps", "--no-sle",
-                   "--no-half-chroma")
-    assert (bare.train.r1_gamma, bare.model.noise_maps, bare.model.sle, bare.model.half_chroma) == \
-        (0.1, False, False, False)
+                   "--no-half-chroma")  # the colour gate goes with the half-resolution colour
+    assert (bare.train.r1_gamma, bare.model.noise_maps, bare.model.sle, bare.model.half_chroma,
+            bare.model.colour_gate) == (0.1, False, False, False, False)
+    assert not _config("cgan", class_dir, "--batch", "4", "--no-colour-gate").model.colour_gate
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4", "--sle").model.sle
 
 

@@ -415,7 +415,7 @@ def test_the_colour_gate_lets_a_class_turn_its_colour_off_and_blends_with_the_cl
         assert colour_of(full) > 1.5 * colour_of(none)
         half = G(z, embedding=G.class_embedding(torch.tensor([[0.5, 0.5]]).expand(6, 2)))
         assert colour_of(half) < 0.8 * colour_of(full)
-    with pytest.raises(ConfigError, match="colour_gate needs half_chroma"):
+    with pytest.raises(ConfigError, match="colour_gate needs half_chroma.*--no-colour-gate"):
         CGANConfig(colour_gate=True, **{**kw, "half_chroma": False}).validate()
 
 
