@@ -149,6 +149,7 @@ CONTENDERS = {
     "studio-skip": ("studio", {"skip_rgb": 32}, {}),
     "studio-skip16": ("studio", {"skip_rgb": 16}, {}),
     "studio-gate": ("studio", {"colour_gate": True}, {}),
+    "studio-nogate": ("studio", {"colour_gate": False}, {}),
     "studio-noflip": ("studio", {}, {"mirror": False}),
     "studio-prev": ("studio", {"noise_maps": False, "sle": False}, {"r1_gamma": 0.1}),
     "studio-nosle": ("studio", {"sle": False}, {}),
@@ -162,7 +163,7 @@ CONTENDERS = {
     "studio-noreuse": ("studio", {}, {"reuse_batch": False}),
     "studio-ttur": ("studio", {}, {"lr_d": 3e-4}),
     "studio-chroma": ("studio", {"half_chroma": True}, {}),
-    "studio-fullchroma": ("studio", {"half_chroma": False}, {}),
+    "studio-fullchroma": ("studio", {"half_chroma": False, "colour_gate": False}, {}),
     "studio-reg16": ("studio", {}, {"reg_every": 16}),
 }
 
