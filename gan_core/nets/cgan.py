@@ -35,8 +35,8 @@ colour map draws exact greys; the three are added before the tanh.
 With `colour_gate` (and `half_chroma`) the class embedding also sets a gain between 0 and 2 on the
 colour planes (1 for a new model). A class of grey photos (walls, gravel) can then switch its colour
 off with one number, where otherwise the colour planes must learn to be zero from its features
-alone. The gain's logit is a linear map of the embedding, scaled by COLOUR_GATE_LR so that it moves
-about as fast per step as the rest of the network's output; blended classes blend their logits.
+alone. The gain's logit is a linear map of the embedding times COLOUR_GATE_LR, so that a class can
+turn its colour off within a few hundred steps; blended classes blend their logits.
 With `skip_rgb` (a size in px) every stage up to that size also draws a small image of its own (a
 1x1 convolution to three planes), and these are resized x2 bilinearly and summed stage by stage into
 the final picture (StyleGAN2's "skip" generator): the coarse stages, which set the layout, then
