@@ -53,9 +53,9 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # Colour at half resolution (half_chroma): over four 10-minute fp32 runs its largest grid
         # frequencies were a third to a half of the full-resolution head's in three, and its worst class
         # closer in three, at a pooled distance within the runs' spread.
-        # The colour gate (colour_gate): over three 10-minute bf16 runs every class within 2.5x of the
-        # real-vs-real distance (14 of 14, the generator without it 13), its worst class's grid mean
-        # 1.23-1.95 against 1.58-2.74, and the grey classes drawn grey, at a pooled distance 0.06-0.39x further.
+        # The colour gate (colour_gate): over four 10-minute bf16 runs every class within 2.5x of the
+        # real-vs-real distance (18 of 18, the generator without it 17), its worst class's grid mean lower
+        # in three, and the grey classes drawn grey, at a pooled distance 0.06-0.39x further.
         "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True, "sle": True,
                            "half_chroma": True, "colour_gate": True},
                   "sgan": {"upsample": "nearest", "margin": 1}},
