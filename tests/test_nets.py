@@ -378,8 +378,8 @@ def test_half_resolution_colour_draws_greys_exactly_and_no_colour_at_the_2_pixel
 def test_the_colour_gate_lets_a_class_turn_its_colour_off_and_blends_with_the_classes():
     """A new gated generator draws what the same weights draw without the gate (gain 1). Pushed
     down for one class, the gate makes that class exact greys while the other keeps its colour,
-    and a 50/50 blend of the two gets the gain halfway in logit; the gradient of a class's colour reaches
-    the gate with the sign that turns it down. Without half_chroma the gate is refused."""
+    and a 50/50 blend of the two gets the gain halfway in logit; the gradient of a class's colour
+    reaches the gate with the sign that turns it down. Without half_chroma the gate is refused."""
     kw = dict(class_names=["grey", "colour"], nz=8, embed_dim=4, g_channels=4, half_chroma=True)
     torch.manual_seed(0)
     G = build_generator(RunConfig("cgan", CGANConfig(colour_gate=True, **kw))).eval()
