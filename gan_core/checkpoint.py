@@ -5,7 +5,8 @@ A run folder keeps its checkpoints in `checkpoints/step_NNNNNNNN/`, each holding
 (optimizers, step, RNG states, loss history; read with `weights_only=True`). A checkpoint is built
 in a hidden temporary folder and renamed into place, so a crash leaves either the previous
 checkpoint or the complete new one, never a partial one. A model folder (such as a shipped demo)
-needs only `config.json` and `G_ema.safetensors` (or `G.safetensors`).
+needs only `config.json` and `G_ema.safetensors` (or `G.safetensors`). `RUN/best/` is one: the
+averaged generator at the quality gauge's closest reading so far, with that reading in `best.json`.
 
 Model files are judged by their bytes: a file that is not a well-formed safetensors file (for
 example a pickle renamed to .safetensors) is refused without being unpickled.
@@ -27,6 +28,8 @@ from .io import atomic_write, fsync_dir
 from .nets import build_generator
 
 CKPT_SUBDIR = "checkpoints"
+BEST_SUBDIR = "best"  # RUN/best: a model folder of the weights closest to the held-back images so far
+BEST_INFO = "best.json"
 WEIGHT_FILES = ("G.safetensors", "G_ema.safetensors", "D.safetensors")
 STATE_FILE = "train_state.pt"
 MAX_HEADER = 100_000_000
@@ -213,8 +216,6 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
     folder carries no absolute paths of the machine it was trained on. Written to a temporary
     folder and renamed into place; an existing `out` is refused rather than overwritten.
     """
-    from safetensors.torch import save_file
-
     G, cfg = load_generator(src)
     out = Path(out).expanduser()
     if out.exists():
@@ -229,21 +230,63 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
             rel.append(p.name)
     cfg.data = rel
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in _plain_state(G).items()}
+    _write_model_folder(out, cfg, weights, "float16" if half else "float32")
+    return out
+
+
+def save_best(run_dir: str | os.PathLike, cfg: RunConfig, G_ema: nn.Module, reading: dict) -> Path:
+    """Write RUN/best: the averaged generator as a model folder (float32), with the gauge `reading`
+    it scored in best.json, in place of the earlier best. Built in a temporary folder and swapped in,
+    so a crash leaves the earlier best or the new one whole."""
+    out = Path(run_dir) / BEST_SUBDIR
+    try:
+        _write_model_folder(out, cfg, _plain_state(G_ema), "float32", {BEST_INFO: reading})
+    except Exception as e:
+        raise CheckpointError(f"Could not write the closest model so far to {out}: {_reason(e)}. Free some "
+                              "disk space or make the folder writable, then resume the run.") from None
+    return out
+
+
+def read_best(run_dir: str | os.PathLike) -> dict | None:
+    """The gauge reading of RUN/best ({"step", "swd", ...}), or None without a readable one."""
+    d = Path(run_dir) / BEST_SUBDIR
+    try:
+        info = json.loads((d / BEST_INFO).read_text(encoding="utf-8"))
+        ok = (d / "G_ema.safetensors").is_file() and float(info["swd"]) >= 0 and int(info["step"]) >= 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if ok else None
+
+
+def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tensor], dtype: str,
+                        extra: dict[str, dict] | None = None) -> None:
+    """config.json + G_ema.safetensors (+ `extra` JSON files) written to a temporary folder, synced
+    and renamed to `out`; an existing `out` is moved aside first and removed once the new one is in."""
+    from safetensors.torch import save_file
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp_{out.name}_{os.getpid()}"
+    old = out.parent / f".old_{out.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         (tmp / "config.json").write_text(cfg.to_json() + "\n")
-        save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": "float16" if half else "float32"})
+        save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": dtype})
+        for name, obj in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
             _fsync_file(f)
+        fsync_dir(tmp)
+        if out.exists():
+            os.replace(out, old)
         os.replace(tmp, out)
         fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():  # put the earlier folder back
+            os.replace(old, out)
         raise
-    return out
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _reason(e: Exception) -> str:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import checkpoint
 from . import train as training
 from .config import RunConfig
 from .errors import StudioError, os_error_text
-from .runs import RunDir
+from .runs import RunDir, best_label
 
 
 @dataclass
@@ -100,6 +101,10 @@ class Jobs:
             self.step = res.step
             self.state = "stopped" if res.stopped else "finished"
             self.message = f"{self.state} at step {res.step}; checkpoint saved ({res.checkpoint.name})"
+            best = checkpoint.read_best(self.run.path)
+            if best and int(best["step"]) != res.step:  # the run drifted away from its closest reading
+                self.message += (f". It came closest to your images at step {best['step']}: the model lists "
+                                 f"offer that one as '{best_label(self.run.name, int(best['step']))}'")
         except StudioError as e:
             self.state, self.message = "failed", str(e)
         except OSError as e:

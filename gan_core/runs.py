@@ -5,6 +5,7 @@
     RUN/quality.jsonl          the quality gauge (distance to held-back images, grid measure)
     RUN/samples/latest.png     the newest sample grid (and step_NNNNNNNN.png)
     RUN/checkpoints/step_N/    complete checkpoints (see checkpoint.py)
+    RUN/best/                  a model folder: the weights of the gauge's closest reading so far
 
 `RunDir` reads them (tolerating a line being written or torn by a crash), `list_models` finds the
 models of a variant and `load_model` loads one, cached.
@@ -204,7 +205,15 @@ def list_models(variant: str, models_dir: Path | None, runs_dir: Path | None) ->
                 continue
             if cfg.variant == variant:
                 runs.append((f"{run.name}  (run, step {run.latest_step()})", str(d)))
+                best = checkpoint.read_best(d)
+                if best and int(best["step"]) != run.latest_step():  # an earlier step was closer
+                    runs.append((best_label(run.name, int(best["step"])), str(d / checkpoint.BEST_SUBDIR)))
     return shipped + runs
+
+
+def best_label(run_name: str, step: int) -> str:
+    """How the model lists name a run's closest model so far (RUN/best)."""
+    return f"{run_name}  (run, best: step {step})"
 
 
 def find_model(text: str | os.PathLike, runs: Path | None, models_dir: Path | None) -> Path:

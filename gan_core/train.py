@@ -17,6 +17,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -475,6 +476,20 @@ class Trainer:
         idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[:64]]
         return to_float(self.images[idx]), self.labels[idx], None
 
+    def keep_best(self, reading: dict) -> bool:
+        """After a gauge reading of the averaged generator: if it is the run's closest to the
+        held-back images so far (resumed runs included), write those weights to RUN/best, so a run
+        that drifts away later (a critic overfitting a small set) still leaves its best model.
+        Readings of the untrained generator (step 0) and without a real-vs-real floor (every image
+        trained on) do not count. True when it wrote."""
+        if not self.share.lead or reading["step"] == 0 or "swd_floor" not in reading:
+            return False
+        best = ckpt.read_best(self.run_dir)
+        if best is not None and float(best["swd"]) <= reading["swd"]:
+            return False
+        ckpt.save_best(self.run_dir, self.cfg, self.G_ema, reading)
+        return True
+
     def update_ema(self) -> None:
         average_into(self.G_ema, self.G, self.ema_decay())
 
@@ -680,6 +695,7 @@ def _train(cfg, run_dir, on_progress, should_stop, device) -> TrainResult:
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
         (run_dir / "stats.jsonl").unlink(missing_ok=True)
         (run_dir / "quality.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / ckpt.BEST_SUBDIR, ignore_errors=True)  # from an earlier run in this folder
         if loop.skipped:
             ckpt.write_json(run_dir / "skipped.json", [list(s) for s in loop.skipped])
     return _run(loop, on_progress, should_stop)
@@ -761,6 +777,7 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
             rec = loop.quality()
             with open(quality_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            loop.keep_best(rec)
             emit("quality", record=rec)
 
     if start is None and t.quality_every:

@@ -26,6 +26,26 @@ def test_a_disk_error_in_the_studio_worker_is_a_message(tmp_path):
     assert "No space left on device" in jobs.message and "resume" in jobs.message
 
 
+def test_a_run_that_drifted_from_its_closest_reading_says_where_that_model_is(tmp_path):
+    from gan_core.runs import best_label
+    run = RunDir(tmp_path / "my-run")
+    (run.path / "best").mkdir(parents=True)
+    (run.path / "best" / "G_ema.safetensors").write_bytes(b"")
+    (run.path / "best" / "best.json").write_text('{"step": 250, "swd": 50.2, "swd_floor": 58.7}')
+
+    class Res:
+        stopped, checkpoint = False, Path("step_00000500")
+
+        def __init__(self, step):
+            self.step = step
+    for step, told in ((500, True), (250, False)):  # told only when the closest step is not the last
+        jobs = Jobs()
+        jobs.start(lambda **_: Res(step), run, "train")
+        assert jobs.wait(10) and jobs.state == "finished"
+        assert jobs.message.startswith(f"finished at step {step}")
+        assert (best_label("my-run", 250) in jobs.message) == told
+
+
 def test_two_starts_at_the_same_moment_exactly_one_runs(tmp_path):
     jobs = Jobs()
     release = threading.Event()

@@ -374,6 +374,40 @@ def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
     assert [r["step"] for r in read_quality(run)] == [0, 2, 4, 6]
 
 
+def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path):
+    import shutil
+    from tests.conftest import make_class_folder
+    from gan_core.runs import list_models, read_quality
+    from gan_core.train import Trainer
+    data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
+    runs = tmp_path / "runs"
+    run = runs / "r"
+    train(tiny_cgan(data, steps=6, quality_every=2, keep_checkpoints=10), run)
+    closest = min((r for r in read_quality(run) if r["step"] > 0), key=lambda r: r["swd"])
+    best = ckpt.read_best(run)
+    assert (best["step"], best["swd"]) == (closest["step"], closest["swd"])
+    # the averaged generator's weights at that step, BatchNorm statistics included, as its checkpoint holds them
+    kept = ckpt.read_safetensors(run / "best" / "G_ema.safetensors")
+    then = ckpt.read_safetensors(ckpt.checkpoint_path(run, best["step"]) / "G_ema.safetensors")
+    assert kept.keys() == then.keys() and all(torch.equal(kept[k], then[k]) for k in kept)
+    assert ckpt.load_generator(run / "best")[1].variant == "cgan"  # a model folder, as every command takes
+
+    loop = Trainer(ckpt.read_config(run), run, torch.device("cpu"))
+    weights = (run / "best" / "G_ema.safetensors").read_bytes()
+    assert not loop.keep_best({**closest, "step": 8, "swd": closest["swd"] + 1})  # farther: kept as it was
+    assert ckpt.read_best(run)["step"] == best["step"] and (run / "best" / "G_ema.safetensors").read_bytes() == weights
+    assert not loop.keep_best({**closest, "step": 0, "swd": 0.0})  # the untrained generator does not count
+    assert loop.keep_best({**closest, "step": 8, "swd": closest["swd"] / 2})  # closer: replaces it
+    assert ckpt.read_best(run)["step"] == 8 and not list((run).glob(".tmp_*")) and not list(run.glob(".old_*"))
+    # the studio's model lists offer it beside the run when it is not the run's newest step
+    assert ("r  (run, best: step 8)", str(run / "best")) in list_models("cgan", None, runs)
+
+    # a new run in a folder that holds a best model from before starts without it
+    shutil.copytree(run / "best", runs / "r2" / "best")
+    train(tiny_cgan(data, steps=2), runs / "r2")
+    assert ckpt.read_best(runs / "r2") is None and not (runs / "r2" / "best").exists()
+
+
 def test_ema_half_life_is_measured_in_images_with_a_ramp_up(class_dir, tmp_path):
     from gan_core.train import Trainer
     cfg = tiny_cgan(class_dir, batch=4, ema_kimg=0.1, ema_rampup=0.5)
