@@ -157,6 +157,7 @@ CONTENDERS = {
     "studio-nonoise-r1-3": ("studio", {"noise_maps": False}, {"r1_gamma": 3.0}),
     "studio-slow-g": ("studio", {}, {"lr_g": 5e-5}),
     "studio-reflect": ("studio", {"g_padding": "reflect"}, {}),
+    "studio-bilinear-reflect": ("studio", {"upsample": "bilinear", "g_padding": "reflect"}, {}),
     "studio-reflect-notch": ("studio", {"g_padding": "reflect", "rgb_notch": True}, {}),
     "studio-sle": ("studio", {"sle": True}, {}),
     "studio-reuse": ("studio", {}, {}),
