@@ -244,6 +244,8 @@ def save_best(run_dir: str | os.PathLike, cfg: RunConfig, G_ema: nn.Module, read
     except Exception as e:
         raise CheckpointError(f"Could not write the closest model so far to {out}: {_reason(e)}. Free some "
                               "disk space or make the folder writable, then resume the run.") from None
+    for leftover in list(out.parent.glob(f".tmp_{BEST_SUBDIR}_*")) + list(out.parent.glob(f".old_{BEST_SUBDIR}_*")):
+        shutil.rmtree(leftover, ignore_errors=True)  # from a process killed during an earlier write
     return out
 
 

@@ -397,6 +397,7 @@ def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path)
     assert not loop.keep_best({**closest, "step": 8, "swd": closest["swd"] + 1})  # farther: kept as it was
     assert ckpt.read_best(run)["step"] == best["step"] and (run / "best" / "G_ema.safetensors").read_bytes() == weights
     assert not loop.keep_best({**closest, "step": 0, "swd": 0.0})  # the untrained generator does not count
+    (run / ".tmp_best_999").mkdir()  # left by a process killed while it wrote
     assert loop.keep_best({**closest, "step": 8, "swd": closest["swd"] / 2})  # closer: replaces it
     assert ckpt.read_best(run)["step"] == 8 and not list((run).glob(".tmp_*")) and not list(run.glob(".old_*"))
     # the studio's model lists offer it beside the run when it is not the run's newest step
