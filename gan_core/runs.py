@@ -170,7 +170,12 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The folder's name; a run's closest model (RUN/best) is RUN-best, so exports and favourites
+        of two runs' best models do not share a name (find_model takes it back)."""
+        p = self.path
+        if p.name == checkpoint.BEST_SUBDIR and (p.parent / checkpoint.CKPT_SUBDIR).is_dir():
+            return f"{p.parent.name}-{checkpoint.BEST_SUBDIR}"
+        return p.name
 
     @property
     def class_names(self) -> list[str]:
@@ -225,6 +230,9 @@ def find_model(text: str | os.PathLike, runs: Path | None, models_dir: Path | No
         for root in (models_dir, runs):
             if root and (root / t).is_dir():
                 return root / t
+        best = f"-{checkpoint.BEST_SUBDIR}"
+        if runs and t.endswith(best) and (runs / t[:-len(best)] / checkpoint.BEST_SUBDIR).is_dir():
+            return runs / t[:-len(best)] / checkpoint.BEST_SUBDIR  # a run's closest model, as Model.name writes it
     p = Path(t).expanduser()
     if t and p.exists():
         return p

@@ -377,7 +377,7 @@ def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
 def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path):
     import shutil
     from tests.conftest import make_class_folder
-    from gan_core.runs import list_models, read_quality
+    from gan_core.runs import find_model, list_models, load_model, read_quality
     from gan_core.train import Trainer
     data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
     runs = tmp_path / "runs"
@@ -402,6 +402,8 @@ def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path)
     assert ckpt.read_best(run)["step"] == 8 and not list((run).glob(".tmp_*")) and not list(run.glob(".old_*"))
     # the studio's model lists offer it beside the run when it is not the run's newest step
     assert ("r  (run, best: step 8)", str(run / "best")) in list_models("cgan", None, runs)
+    model = load_model(str(run / "best"), "cgan")
+    assert model.name == "r-best" and find_model(model.name, runs, None) == run / "best"  # exports and favourites name it so
 
     # a new run in a folder that holds a best model from before starts without it
     shutil.copytree(run / "best", runs / "r2" / "best")
