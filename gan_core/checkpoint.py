@@ -79,14 +79,7 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         for f in tmp.iterdir():
             _fsync_file(f)
         fsync_dir(tmp)
-        if final.exists():  # re-saving the same step: move the old one aside first
-            old = root / f".old_{final.name}_{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        fsync_dir(root)
+        _swap_in(tmp, final)  # re-saving the same step replaces the old one
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if not isinstance(e, Exception):  # Ctrl-C, exit: nothing to explain
@@ -268,7 +261,6 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp_{out.name}_{os.getpid()}"
-    old = out.parent / f".old_{out.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -279,15 +271,26 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
         for f in tmp.iterdir():
             _fsync_file(f)
         fsync_dir(tmp)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        fsync_dir(out.parent)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():  # put the earlier folder back
-            os.replace(old, out)
         raise
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename the finished folder `tmp` to `final`. An existing `final` is moved aside first (put
+    back if the rename fails) and removed once the new one is in, so `final` is never half old, half
+    new."""
+    old = final.parent / f".old_{final.name}_{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        raise
+    fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
