@@ -391,14 +391,14 @@ def _quality_line(q: dict) -> str:
 
 def _report(res) -> None:
     from . import checkpoint
-    from .runs import read_quality
+    from .runs import earlier_best, read_quality
     state = "stopped" if res.stopped else "finished"
     print(f"{state} at step {res.step}; checkpoint {res.checkpoint}")
     q = read_quality(res.run_dir)
     if q:
         print(_quality_line(q[-1]))
-    best = checkpoint.read_best(res.run_dir)
-    if best and int(best["step"]) != res.step:
+    best = earlier_best(res.run_dir, res.step)
+    if best:
         print(f"closest at step {best['step']}: {_quality_line(best)}; that model is "
               f"{res.run_dir / checkpoint.BEST_SUBDIR} (sample or export it like any model folder)")
     print(f"samples: {res.run_dir / 'samples'}   loss plot: {res.run_dir / 'loss_plot.png'}   "

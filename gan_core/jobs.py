@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import checkpoint
 from . import train as training
 from .config import RunConfig
 from .errors import StudioError, os_error_text
-from .runs import RunDir, best_label
+from .runs import RunDir, best_label, earlier_best
 
 
 @dataclass
@@ -101,8 +100,8 @@ class Jobs:
             self.step = res.step
             self.state = "stopped" if res.stopped else "finished"
             self.message = f"{self.state} at step {res.step}; checkpoint saved ({res.checkpoint.name})"
-            best = checkpoint.read_best(self.run.path)
-            if best and int(best["step"]) != res.step:  # the run drifted away from its closest reading
+            best = earlier_best(self.run.path, res.step)
+            if best:
                 self.message += (f". It came closest to your images at step {best['step']}: the model lists "
                                  f"offer that one as '{best_label(self.run.name, int(best['step']))}'")
         except StudioError as e:

@@ -210,10 +210,17 @@ def list_models(variant: str, models_dir: Path | None, runs_dir: Path | None) ->
                 continue
             if cfg.variant == variant:
                 runs.append((f"{run.name}  (run, step {run.latest_step()})", str(d)))
-                best = checkpoint.read_best(d)
-                if best and int(best["step"]) != run.latest_step():  # an earlier step was closer
+                best = earlier_best(d, run.latest_step())
+                if best:
                     runs.append((best_label(run.name, int(best["step"])), str(d / checkpoint.BEST_SUBDIR)))
     return shipped + runs
+
+
+def earlier_best(run_dir: str | os.PathLike, step: int) -> dict | None:
+    """RUN/best's gauge reading when it comes from another step than `step` (the run's last: it
+    drifted away from its closest model), else None."""
+    best = checkpoint.read_best(run_dir)
+    return best if best and int(best["step"]) != step else None
 
 
 def best_label(run_name: str, step: int) -> str:
