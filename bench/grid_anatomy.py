@@ -3,7 +3,8 @@
     python bench/grid_anatomy.py                          # the shipped demo-classes model
     python bench/grid_anatomy.py --cgan RUN_OR_MODEL --data CLASS_FOLDER --n 150
 
-Per class, `n` samples of the averaged generator against the real images of that class, and as a
+Per class, `n` samples of the averaged generator (as drawn, without the spectral equaliser, whose
+work is to take these patterns away) against the real images of that class, and as a
 reference one half of the real images against the other (what the measure gives between two sets of
 real photos). Columns:
 - grid mean (largest single frequency, at): gan_core.metrics.grid_artifacts on the whole image, then
@@ -60,7 +61,7 @@ def main() -> None:
     p.add_argument("--cache", default="/tmp/gan-studio-bench-cache", help="folder for the preprocessed crops")
     a = p.parse_args()
     torch.set_grad_enabled(False)
-    G, cfg = checkpoint.load_generator(a.cgan)
+    G, cfg = checkpoint.load_generator(a.cgan, equalise=False)  # the generator's own pictures
     ds = load_class_dataset(Path(a.data), cfg.model.resolution, cache_dir=Path(a.cache))
     if ds.class_names != cfg.model.class_names:
         raise SystemExit(f"{a.data} has classes {ds.class_names}, the model {cfg.model.class_names}")

@@ -69,7 +69,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
-statistics recomputed, as the studio shows it; the seed's generator in eval mode) are scored against
+statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
+seed's generator in eval mode) are scored against
 the held-out images: the sliced Wasserstein distance (gan_core.metrics.image_swd, x1000; as many
 samples as held-out images, same classes, fixed noise). At the end also per class, and the
 grid-artifact measure (gan_core.metrics.grid_artifacts: spectral power at the periods stride-2
@@ -114,7 +115,10 @@ from gan_core.data import is_image_name, load_class_dataset, to_float
 from gan_core.sampling import grid, save_png
 from gan_core.metrics import grid_artifacts, image_swd, spread
 from gan_core.checkpoint import export_model
+from gan_core.spectrum import equalise
 from gan_core.train import Trainer, average_into
+
+RAW = "without the equaliser"  # a column of the final table: the averaged generator's pictures as drawn
 
 # name -> (recipe, model overrides, training overrides)
 CONTENDERS = {
@@ -269,9 +273,13 @@ class Project(Contender):
         return self.per_step
 
     @torch.inference_mode()
-    def sample(self, z, y):
+    def sample(self, z, y, raw: bool = False):
+        """Samples as the studio shows them: through the spectral equaliser fitted at this step, as
+        a checkpoint of this step would hold it (untimed, as checkpoints are here); `raw`: without."""
         self.loop.recalibrate_bn()
-        return torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
+        fake = torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
+        gains = None if raw else self.loop.spectrum_gains()
+        return fake if gains is None else equalise(fake, gains[y])
 
 
 def main(argv=None) -> int:
@@ -386,8 +394,8 @@ def run(a, tmp: Path) -> int:
     real_spread = [(spread(real[y == ci]), spread(real[y == ci], pool=8)) for ci in range(len(names_c))]
 
     def final_figures(c: Contender, probe: str | None) -> tuple[list[str], str]:
-        with (c.as_average(probe) if probe else contextlib.nullcontext()):
-            fakes = [c.sample(zz, y) for zz in zs]
+        with (c.as_average(probe) if probe and probe != RAW else contextlib.nullcontext()):
+            fakes = [c.sample(zz, y, raw=True) if probe == RAW else c.sample(zz, y) for zz in zs]
         cells = []
         for ci in range(len(names_c)):
             m = y == ci
@@ -402,7 +410,8 @@ def run(a, tmp: Path) -> int:
         return cells, (f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); grid {gm['mean']:.2f} "
                        f"(max {gm['max']:.1f} at {gm['at']})")
 
-    columns = [(c, None) for c in cs] + [(c, p) for c in cs if isinstance(c, Project) for p in c.probes]
+    columns = ([(c, None) for c in cs] + [(c, RAW) for c in cs if isinstance(c, Project)]
+               + [(c, p) for c in cs if isinstance(c, Project) for p in c.probes])
     results = [final_figures(c, p) for c, p in columns]
     print(f"\nAt the end, per class, means over {a.draws} draws of samples and of floor images: SWD / floor "
           "(the range over the draws); spread (how much the samples of the class differ from each other, over "

@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--n", type=options.arg("images"), default=16, help="images (per class row) (default %(default)s)")
     sm.add_argument("--seed", type=int, default=0, help="first seed; image i uses seed+i (default %(default)s)")
     sm.add_argument("--truncation", type=options.arg("truncation"), default=1.0, help="0 < t <= 1; lower is less varied (default %(default)s)")
+    sm.add_argument("--raw", action="store_true",
+                    help="the generator's pictures as drawn, without the model's spectral equaliser (see README)")
     sm.add_argument("--out", required=True, help="PNG file to write")
 
     an = sub.add_parser("animate", help="write a looping animation (MP4, GIF or WebP) from a conditional model",
@@ -203,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("--height", type=options.arg("height"), default=1024, help="pixels, up to 8192 (default %(default)s)")
     texture_command.add_arguments(tx)
 
+    eq = sub.add_parser("equalise", help="fit a conditional model's spectral equaliser to its class folder "
+                                         "(for models saved before it existed; training fits its own)")
+    eq.add_argument("run", metavar="MODEL", help="model folder, run folder (its newest checkpoint) or a model's name")
+    eq.add_argument("--data", help="the class folder it was trained on (default: the one in its config.json)")
+    eq.add_argument("--workspace", default="workspace", help="where runs are found by name (default %(default)s)")
     ex = sub.add_parser("export", help="write a small model folder (config.json + float16 EMA generator) from a run",
                         description="Copy a run's newest generator into a model folder for sharing or for the "
                                     "studio's model list: config.json and G_ema.safetensors in float16, "
@@ -334,7 +341,7 @@ def _dispatch(a) -> int:
         print(f"wrote {a.out} ({len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]})")
         return 0
     if a.command == "sample":
-        G, cfg = checkpoint.load_generator(cli_explore.resolve(a.run, a.workspace))
+        G, cfg = checkpoint.load_generator(cli_explore.resolve(a.run, a.workspace), equalise=not a.raw)
         if cfg.variant != "cgan":
             raise StudioError(f"{a.run} is a texture model; use the texture command.")
         names = cfg.model.class_names
@@ -347,11 +354,22 @@ def _dispatch(a) -> int:
             img = sampling.grid(sampling.generate(G, z, sampling.class_weights(names, blend)), min(a.n, 8))
             spec = json.dumps(blend)
         sampling.save_png(a.out, img, {"model": str(a.run), "classes": spec, "seed": str(a.seed),
-                                      "n": str(a.n), "truncation": str(a.truncation)})
+                                      "n": str(a.n), "truncation": str(a.truncation),
+                                      "equaliser": "off" if a.raw or G.spectral_gain is None else "on"})
         print(f"wrote {a.out} ({img.shape[1]}x{img.shape[0]})")
         return 0
     if a.command == "texture":
         return texture_command.run(a)
+    if a.command == "equalise":
+        from .spectrum import SPECTRUM_FILE, fit_folder
+        folder = checkpoint.resolve_model_dir(cli_explore.resolve(a.run, a.workspace))
+        data = a.data or checkpoint.read_config(folder).data[0]
+        if not Path(data).is_dir():
+            raise StudioError(f"The class folder {data} is not there; give it with --data.")
+        gains = fit_folder(folder, data)
+        print(f"wrote {folder / SPECTRUM_FILE}: gains {float(gains.min()):.2f}-1 at fine frequencies of "
+              f"{len(gains)} classes (1 = left as drawn)")
+        return 0
     if a.command == "export":
         out = checkpoint.export_model(cli_explore.resolve(a.run, a.workspace), a.out, half=not a.fp32)
         size = sum(f.stat().st_size for f in out.iterdir())

@@ -26,6 +26,8 @@ from .config import RunConfig
 from .errors import CheckpointError, ConfigError
 from .io import atomic_write, fsync_dir
 from .nets import build_generator
+from . import spectrum
+from .spectrum import SPECTRUM_FILE
 
 CKPT_SUBDIR = "checkpoints"
 BEST_SUBDIR = "best"  # RUN/best: a model folder of the weights closest to the held-back images so far
@@ -56,8 +58,9 @@ def _fsync_file(path: Path) -> None:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_ema: nn.Module,
-                    D: nn.Module, state: dict, keep: int = 2) -> Path:
-    """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`.
+                    D: nn.Module, state: dict, keep: int = 2, spectrum: torch.Tensor | None = None) -> Path:
+    """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`;
+    `spectrum`: the averaged generator's equaliser gains (gan_core.spectrum), written beside it.
 
     A failed write (disk full, read-only folder) raises CheckpointError and leaves the earlier
     checkpoints as they were.
@@ -75,6 +78,8 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         (tmp / "config.json").write_text(cfg.to_json())
         for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
             save_file(_plain_state(m), str(tmp / name))
+        if spectrum is not None:
+            _save_spectrum(tmp, spectrum)
         torch.save(state, tmp / STATE_FILE)
         for f in tmp.iterdir():
             _fsync_file(f)
@@ -190,14 +195,36 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
-                   ema: bool = True) -> tuple[nn.Module, RunConfig]:
-    """Rebuild the generator (EMA weights by default) from a model, checkpoint or run folder."""
+                   ema: bool = True, equalise: bool = True) -> tuple[nn.Module, RunConfig]:
+    """Rebuild the generator (EMA weights by default) from a model, checkpoint or run folder.
+    With `equalise` (and the EMA weights) a conditional generator gets the folder's spectral
+    equaliser gains as `G.spectral_gain`, which sampling.generate applies (gan_core.spectrum)."""
     d = resolve_model_dir(path)
     cfg = read_config(d)
     G = build_generator(cfg)
     name = "G_ema.safetensors" if ema and (d / "G_ema.safetensors").is_file() else "G.safetensors"
     load_weights(G, read_safetensors(d / name), name)
+    if equalise and name == "G_ema.safetensors" and cfg.variant == "cgan":
+        G.spectral_gain = read_spectrum(d, cfg)
     return G.to(device).eval(), cfg
+
+
+def read_spectrum(folder: Path, cfg: RunConfig) -> torch.Tensor | None:
+    """The equaliser gains (classes, 3, R, R) of a model or checkpoint folder, float32; None if it
+    has none (folders written before the equaliser existed draw unfiltered)."""
+    path = folder / SPECTRUM_FILE
+    if not path.is_file():
+        return None
+    gains = read_safetensors(path).get("gain")
+    why = "it holds no \"gain\" tensor" if gains is None else spectrum.check(gains, cfg.model.n_classes, cfg.model.resolution)
+    if why:
+        raise CheckpointError(f"{SPECTRUM_FILE} in {folder} does not fit the model: {why}. Delete that file "
+                              "to use the model without its equaliser, or resume the run to fit a new one.")
+    return gains.float()
+
+
+def _save_spectrum(folder: Path, gains: torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
+    spectrum.write(folder / SPECTRUM_FILE, gains, dtype)
 
 
 def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = True) -> Path:
@@ -223,17 +250,19 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
             rel.append(p.name)
     cfg.data = rel
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in _plain_state(G).items()}
-    _write_model_folder(out, cfg, weights, "float16" if half else "float32")
+    _write_model_folder(out, cfg, weights, "float16" if half else "float32",
+                        spectrum=getattr(G, "spectral_gain", None), spectrum_dtype=torch.float16 if half else torch.float32)
     return out
 
 
-def save_best(run_dir: str | os.PathLike, cfg: RunConfig, G_ema: nn.Module, reading: dict) -> Path:
-    """Write RUN/best: the averaged generator as a model folder (float32), with the gauge `reading`
-    it scored in best.json, in place of the earlier best. Built in a temporary folder and swapped in,
-    so a crash leaves the earlier best or the new one whole."""
+def save_best(run_dir: str | os.PathLike, cfg: RunConfig, G_ema: nn.Module, reading: dict,
+              spectrum: torch.Tensor | None = None) -> Path:
+    """Write RUN/best: the averaged generator as a model folder (float32; with its equaliser gains
+    `spectrum`), with the gauge `reading` it scored in best.json, in place of the earlier best. Built
+    in a temporary folder and swapped in, so a crash leaves the earlier best or the new one whole."""
     out = Path(run_dir) / BEST_SUBDIR
     try:
-        _write_model_folder(out, cfg, _plain_state(G_ema), "float32", {BEST_INFO: reading})
+        _write_model_folder(out, cfg, _plain_state(G_ema), "float32", {BEST_INFO: reading}, spectrum=spectrum)
     except Exception as e:
         raise CheckpointError(f"Could not write the closest model so far to {out}: {_reason(e)}. Free some "
                               "disk space or make the folder writable, then resume the run.") from None
@@ -254,9 +283,11 @@ def read_best(run_dir: str | os.PathLike) -> dict | None:
 
 
 def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tensor], dtype: str,
-                        extra: dict[str, dict] | None = None) -> None:
-    """config.json + G_ema.safetensors (+ `extra` JSON files) written to a temporary folder, synced
-    and renamed to `out`; an existing `out` is moved aside first and removed once the new one is in."""
+                        extra: dict[str, dict] | None = None, spectrum: torch.Tensor | None = None,
+                        spectrum_dtype: torch.dtype = torch.float32) -> None:
+    """config.json + G_ema.safetensors (+ the equaliser's gains, + `extra` JSON files) written to a
+    temporary folder, synced and renamed to `out`; an existing `out` is moved aside first and removed
+    once the new one is in."""
     from safetensors.torch import save_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +297,8 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
     try:
         (tmp / "config.json").write_text(cfg.to_json() + "\n")
         save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": dtype})
+        if spectrum is not None:
+            _save_spectrum(tmp, spectrum, spectrum_dtype)
         for name, obj in (extra or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():

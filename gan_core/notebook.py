@@ -144,13 +144,14 @@ class GAN:
                               f"{call} needs a {'conditional' if variant == 'cgan' else 'texture'} model; "
                               f"use {other}.")
 
-    def images(self, classes: dict[str, float] | str, seeds: list[int] | int = 8, truncation: float = 1.0
-               ) -> torch.Tensor:
-        """Images (B, 3, R, R) in [-1, 1] as a plain tensor: one per seed (a number n: seeds 0..n-1)."""
+    def images(self, classes: dict[str, float] | str, seeds: list[int] | int = 8, truncation: float = 1.0,
+               equalise: bool = True) -> torch.Tensor:
+        """Images (B, 3, R, R) in [-1, 1] as a plain tensor: one per seed (a number n: seeds 0..n-1).
+        `equalise=False`: as the generator draws them, without the model's spectral equaliser."""
         self._need("cgan", "images()")
         seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
         z = sampling.noise(seeds, self.m.cfg.model.nz, truncation)
-        return sampling.generate(self.G, z, sampling.class_weights(self.classes, classes))
+        return sampling.generate(self.G, z, sampling.class_weights(self.classes, classes), equalise)
 
     def samples(self, n: int = 8, seed: int = 0, truncation: float = 1.0) -> Picture:
         """One row per class, `n` seeds from `seed` (the same noise in every row)."""

@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 from .data import to_uint8
 from .errors import ConfigError
 from .io import atomic_write
+from . import spectrum
 
 
 def noise(seeds: list[int], nz: int, truncation: float = 1.0) -> torch.Tensor:
@@ -75,11 +76,18 @@ def class_weights(class_names: list[str], spec: dict[str, float] | str) -> torch
 
 
 @torch.inference_mode()
-def generate(G, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Images (B, 3, R, R) in [-1, 1] for latents z (B, nz) and class weights (1 or B, n_classes)."""
+def generate(G, z: torch.Tensor, weights: torch.Tensor, equalise: bool = True) -> torch.Tensor:
+    """Images (B, 3, R, R) in [-1, 1] for latents z (B, nz) and class weights (1 or B, n_classes),
+    through the generator's spectral equaliser where it has one (gan_core.spectrum) unless not
+    `equalise`."""
     dev = next(G.parameters()).device
     emb = G.class_embedding(weights.to(dev)).expand(z.shape[0], -1)
-    return G(z.to(dev), embedding=emb).float().cpu()
+    x = G(z.to(dev), embedding=emb).float().cpu()
+    gains = getattr(G, "spectral_gain", None) if equalise else None
+    if gains is not None:
+        w = weights.float().cpu()
+        x = spectrum.equalise(x, spectrum.blend(gains, w / w.sum(1, keepdim=True)))
+    return x
 
 
 def grid(images: torch.Tensor, ncol: int, pad: int = 2) -> np.ndarray:

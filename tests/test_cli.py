@@ -71,15 +71,17 @@ def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir
     monkeypatch.chdir(tmp_path)
     model = tmp_path / "models" / "mine"
     assert main(["export", str(run), "--out", str(model)]) == 0
-    assert sorted(p.name for p in model.iterdir()) == ["G_ema.safetensors", "config.json"]
-    with safe_open(str(model / "G_ema.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    assert sorted(p.name for p in model.iterdir()) == ["G_ema.safetensors", "config.json", "spectrum.safetensors"]
+    for name in ("G_ema.safetensors", "spectrum.safetensors"):
+        with safe_open(str(model / name), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
     assert json.loads((model / "config.json").read_text())["data"] == ["data"]  # relative, no absolute path
     G1, cfg = ckpt.load_generator(run)
     G2, _ = ckpt.load_generator(model)
     z, y = torch.randn(4, cfg.model.nz), torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
         assert (G1(z, y) - G2(z, y)).abs().max() < 0.02
+    assert (G1.spectral_gain - G2.spectral_gain).abs().max() < 1e-3  # the equaliser travels with the model
     out = tmp_path / "s.png"
     assert main(["sample", str(model), "--n", "2", "--out", str(out)]) == 0
     assert main(["export", str(run), "--out", str(model)]) == 2  # never overwrites

@@ -42,7 +42,7 @@ def test_run_folder_has_everything(class_dir, tmp_path):
     d = ckpt.checkpoint_dirs(run)[0]
     assert d.name == "step_00000004"
     assert {p.name for p in d.iterdir()} == {"config.json", "G.safetensors", "G_ema.safetensors",
-                                             "D.safetensors", "train_state.pt"}
+                                             "D.safetensors", "spectrum.safetensors", "train_state.pt"}
     assert len(ckpt.checkpoint_dirs(run)) == 2  # older ones pruned
     assert {"log", "sample", "checkpoint", "done"} <= set(events)
 
@@ -620,8 +620,8 @@ class _DiskFull:
 def test_disk_full_or_read_only_keeps_the_previous_checkpoint(class_dir, tmp_path, monkeypatch, err, capsys):
     import safetensors.torch
     run = tmp_path / "run"
-    # step 0 and step 2 are saved (3 files each); the save of step 4 fails on its second file
-    monkeypatch.setattr(safetensors.torch, "save_file", _DiskFull(safetensors.torch.save_file, 8, err))
+    # step 0 and step 2 are saved (4 safetensors files each); the save of step 4 fails on its second file
+    monkeypatch.setattr(safetensors.torch, "save_file", _DiskFull(safetensors.torch.save_file, 10, err))
     code = cli(["train", "cgan", class_dir, "--out", str(run), "--res", "32", "--g-channels", "4",
                 "--d-channels", "4", "--batch", "4", "--steps", "6", "--ckpt-every", "2"])
     out = capsys.readouterr().err

@@ -70,6 +70,10 @@ def _widths(base: int, stages: int, cap: int = 512) -> list[int]:
 
 
 class CondGenerator(nn.Module):
+    # the spectral equaliser's gains (classes, 3, R, R) that sampling.generate applies to the
+    # pictures, set by checkpoint.load_generator and the trainer; None: pictures as drawn
+    spectral_gain: torch.Tensor | None = None
+
     def __init__(self, cfg: CGANConfig):
         super().__init__()
         self.cfg = cfg

@@ -1,0 +1,148 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_core import checkpoint as ckpt
+from gan_core import spectrum
+from gan_core.errors import CheckpointError
+from gan_core.metrics import grid_artifacts
+from gan_core.sampling import class_weights, generate
+from gan_core.train import train
+
+from conftest import tiny_cgan
+
+
+def _photos(n, seed):
+    """Smooth random colour images (n, 3, 32, 32) with a little fine grain, in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
+    x = torch.nn.functional.interpolate(low, size=32, mode="bilinear", align_corners=False)
+    return (0.8 * x + 0.03 * torch.randn(n, 3, 32, 32, generator=g)).clamp(-1, 1)
+
+
+def _with_grid(x):
+    """What a generator's last stages leave: a faint 2 px checkerboard and lines 4 px apart."""
+    out = x.clone()
+    out[..., ::2, ::2] += 0.04
+    out[..., :, ::4] -= 0.03
+    return out.clamp(-1, 1)
+
+
+def test_the_equaliser_takes_a_fine_grid_away_and_leaves_everything_coarser_as_it_was():
+    real, held = _photos(128, 0), _photos(128, 1)
+    fit_fake, fake = _with_grid(_photos(128, 2)), _with_grid(_photos(128, 3))
+    gains = spectrum.fit_gains(spectrum.channel_power(fit_fake), spectrum.real_power(real, mirror=False))
+    assert gains.shape == (3, 32, 32) and gains.min() >= spectrum.MIN_GAIN and gains.max() <= 1
+    out = spectrum.equalise(fake, gains[None])
+    before, after = grid_artifacts(fake, held), grid_artifacts(out, held)
+    assert before["max"] > 20 and after["max"] < 3 and after["mean"] < 1.5
+    # frequencies up to FINE_FROM cycles per pixel (layout, colour, shapes) are untouched
+    f = torch.fft.fftfreq(32).abs()
+    coarse = torch.maximum(f[:, None], f[None, :]) <= spectrum.FINE_FROM
+    diff = torch.fft.fft2(out - fake).abs()
+    assert diff[..., coarse].max() < 1e-3 * torch.fft.fft2(fake).abs()[..., coarse].max()
+    # images without a grid stay as they are: the gains are 1 where the power is like the photos'
+    clean = spectrum.fit_gains(spectrum.channel_power(_photos(128, 4)), spectrum.real_power(real, mirror=False))
+    assert (spectrum.equalise(held, clean[None]) - held).abs().max() < 0.02
+
+
+def test_mirrored_training_compares_with_the_spectrum_of_both_flips():
+    x = _with_grid(_photos(8, 5))
+    x[..., :, ::4] -= 0.1  # lines: a spectrum that is not left-right symmetric on its own
+    p = spectrum.channel_power(x)
+    both = (p + spectrum.channel_power(x.flip(-1))) / 2
+    assert torch.allclose(spectrum.mirrored(p), both, rtol=1e-4, atol=1e-4)
+
+
+def test_a_blend_of_classes_is_filtered_by_the_same_blend_of_their_gains():
+    gains = torch.rand(3, 3, 8, 8) * 0.5 + 0.5
+    w = torch.tensor([[0.3, 0.0, 0.7], [0.0, 1.0, 0.0]])
+    b = spectrum.blend(gains, w)
+    assert torch.allclose(b[0], 0.3 * gains[0] + 0.7 * gains[2]) and torch.allclose(b[1], gains[1])
+
+
+def test_a_trained_model_carries_its_equaliser_and_sampling_applies_it(class_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir), run)
+    G, cfg = ckpt.load_generator(run)
+    raw_G, _ = ckpt.load_generator(run, equalise=False)
+    assert G.spectral_gain.shape == (3, 3, 32, 32) and raw_G.spectral_gain is None
+    assert G.spectral_gain.min() < 1  # an untrained generator is far from the photos' spectrum
+    z = torch.randn(6, cfg.model.nz)
+    w = class_weights(cfg.model.class_names, {"blue": 0.3, "red": 0.7})
+    shown, raw = generate(G, z, w), generate(raw_G, z, w)
+    assert torch.allclose(shown, spectrum.equalise(raw, spectrum.blend(G.spectral_gain, w)), atol=1e-5)
+    assert (shown - raw).abs().max() > 1e-3
+    # a notebook draws the same, and without the equaliser when asked
+    from gan_core import notebook
+    from gan_core.sampling import noise
+    nb = notebook.model(str(run))
+    z3, blue = noise([0, 1, 2], cfg.model.nz), class_weights(cfg.model.class_names, "blue")
+    assert torch.allclose(nb.images("blue", 3), generate(G, z3, blue), atol=1e-6)
+    assert torch.allclose(nb.images("blue", 3, equalise=False), generate(raw_G, z3, blue), atol=1e-6)
+    # the gains are those of the checkpoint's own step: the best model and exports carry theirs
+    d = ckpt.checkpoint_dirs(run)[0]
+    assert torch.equal(ckpt.read_spectrum(d, cfg), G.spectral_gain)
+    # the command line's sample uses it too, and --raw leaves it out (the PNG says which)
+    import numpy as np
+    from PIL import Image
+
+    from gan_core.__main__ import main
+    shots = {}
+    for flag in ([], ["--raw"]):
+        out = tmp_path / f"s{len(flag)}.png"
+        assert main(["sample", str(run), "--n", "4", "--out", str(out), *flag]) == 0
+        shots[bool(flag)] = Image.open(out)
+    assert shots[False].info["equaliser"] == "on" and shots[True].info["equaliser"] == "off"
+    assert np.abs(np.asarray(shots[False], dtype=int) - np.asarray(shots[True], dtype=int)).max() > 0
+
+
+def test_a_damaged_equaliser_file_is_refused_with_what_to_do(class_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from gan_core.__main__ import main
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir), run)
+    d = ckpt.checkpoint_dirs(run)[0]
+    save_file({"gain": torch.full((2, 3, 32, 32), 0.5)}, str(d / spectrum.SPECTRUM_FILE))  # two classes, not three
+    with pytest.raises(CheckpointError, match="Delete that file"):
+        ckpt.load_generator(run)
+    (d / spectrum.SPECTRUM_FILE).write_bytes(b"\x80\x04not safetensors")
+    assert main(["sample", str(run), "--n", "2", "--out", str(tmp_path / "s.png")]) == 2
+    (d / spectrum.SPECTRUM_FILE).unlink()  # without it the model draws unfiltered
+    assert ckpt.load_generator(run)[0].spectral_gain is None
+
+
+def test_the_gauge_reads_the_pictures_as_shown_and_keeps_the_raw_grid_beside(class_dir, tmp_path):
+    import json
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir, quality_every=2, steps=4), run)
+    recs = [json.loads(line) for line in (run / "quality.jsonl").read_text().splitlines()]
+    assert "grid_raw" not in recs[0]  # step 0: measured before the first fit
+    later = [r for r in recs if r["step"] > 0]
+    assert later and all({"grid", "grid_raw", "grid_max", "grid_max_raw"} <= set(r) for r in later)
+
+
+def test_a_model_saved_without_an_equaliser_gets_one_from_its_class_folder(class_dir, tmp_path, capsys):
+    from gan_core.__main__ import main
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir), run)
+    model = tmp_path / "model"
+    assert main(["export", str(run), "--out", str(model)]) == 0
+    (model / spectrum.SPECTRUM_FILE).unlink()
+    assert ckpt.load_generator(model)[0].spectral_gain is None
+    assert main(["equalise", str(model), "--data", class_dir]) == 0
+    G, cfg = ckpt.load_generator(model)
+    assert G.spectral_gain.shape == (3, 3, 32, 32) and G.spectral_gain.min() < 1
+    # another class folder is refused, saying which classes the model needs
+    other = tmp_path / "other"
+    for name in ("cats", "dogs"):
+        (other / name).mkdir(parents=True)
+        for f in sorted((Path(class_dir) / "red").iterdir())[:3]:
+            (other / name / f.name).write_bytes(f.read_bytes())
+    capsys.readouterr()
+    assert main(["equalise", str(model), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "cats, dogs" in err and "blue, green, red" in err and "Traceback" not in err
+    assert G.spectral_gain.shape == ckpt.load_generator(model)[0].spectral_gain.shape  # the fitted one is kept
