@@ -45,12 +45,15 @@ def test_texture_demo_fuses_two_sources_and_tiles():
 def test_shipped_models_are_float16_safetensors_under_40_mib():
     from safetensors import safe_open
     total = 0
-    for d in (CGAN, SGAN):
-        assert sorted(p.name for p in d.iterdir()) == ["G_ema.safetensors", "config.json"]
-        with safe_open(str(d / "G_ema.safetensors"), "pt") as f:
-            assert all(f.get_slice(k).get_dtype() in ("F16", "I64") for k in f.keys())
+    for d, extra in ((CGAN, ["spectrum.safetensors"]), (SGAN, [])):  # the conditional one with its equaliser
+        assert sorted(p.name for p in d.iterdir()) == ["G_ema.safetensors", "config.json", *extra]
+        for name in ["G_ema.safetensors", *extra]:
+            with safe_open(str(d / name), "pt") as f:
+                assert all(f.get_slice(k).get_dtype() in ("F16", "I64") for k in f.keys())
         total += sum(p.stat().st_size for p in d.iterdir())
     assert total < 40 * 2**20
+    G, cfg = checkpoint.load_generator(CGAN)
+    assert G.spectral_gain.shape == (cfg.model.n_classes, 3, 64, 64) and G.spectral_gain.min() < 0.9
 
 
 def test_every_shipped_image_and_model_is_in_the_licence_file():
