@@ -249,13 +249,14 @@ class Project(Contender):
 
     @contextlib.contextmanager
     def as_average(self, probe: str):
-        """The loop's averaged generator replaced by a probe while inside (its BatchNorm recalibrated)."""
+        """The loop's averaged generator replaced by a probe while inside (its BatchNorm recalibrated
+        and its equaliser fitted for it)."""
         own, self.loop.G_ema = self.loop.G_ema, self.probes[probe][2]
-        self.loop._bn_step = None
+        self.loop._bn_step = self.loop._gains_step = None
         try:
             yield self
         finally:
-            self.loop.G_ema, self.loop._bn_step = own, None
+            self.loop.G_ema, self.loop._bn_step, self.loop._gains_step = own, None, None
 
     def keep(self, folder: Path) -> None:
         """The averaged generator as a model folder (config.json + G_ema.safetensors, float32): a

@@ -58,9 +58,9 @@ def _fsync_file(path: Path) -> None:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_ema: nn.Module,
-                    D: nn.Module, state: dict, keep: int = 2, spectrum: torch.Tensor | None = None) -> Path:
+                    D: nn.Module, state: dict, keep: int = 2, spectral_gain: torch.Tensor | None = None) -> Path:
     """Write a complete checkpoint for `state['step']` and prune all but the newest `keep`;
-    `spectrum`: the averaged generator's equaliser gains (gan_core.spectrum), written beside it.
+    `spectral_gain`: the averaged generator's equaliser gains (gan_core.spectrum), written beside it.
 
     A failed write (disk full, read-only folder) raises CheckpointError and leaves the earlier
     checkpoints as they were.
@@ -78,8 +78,8 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         (tmp / "config.json").write_text(cfg.to_json())
         for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
             save_file(_plain_state(m), str(tmp / name))
-        if spectrum is not None:
-            _save_spectrum(tmp, spectrum)
+        if spectral_gain is not None:
+            _save_spectrum(tmp, spectral_gain)
         torch.save(state, tmp / STATE_FILE)
         for f in tmp.iterdir():
             _fsync_file(f)
@@ -251,18 +251,19 @@ def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = Tr
     cfg.data = rel
     weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in _plain_state(G).items()}
     _write_model_folder(out, cfg, weights, "float16" if half else "float32",
-                        spectrum=getattr(G, "spectral_gain", None), spectrum_dtype=torch.float16 if half else torch.float32)
+                        spectral_gain=getattr(G, "spectral_gain", None), gain_dtype=torch.float16 if half else torch.float32)
     return out
 
 
 def save_best(run_dir: str | os.PathLike, cfg: RunConfig, G_ema: nn.Module, reading: dict,
-              spectrum: torch.Tensor | None = None) -> Path:
+              spectral_gain: torch.Tensor | None = None) -> Path:
     """Write RUN/best: the averaged generator as a model folder (float32; with its equaliser gains
-    `spectrum`), with the gauge `reading` it scored in best.json, in place of the earlier best. Built
+    `spectral_gain`), with the gauge `reading` it scored in best.json, in place of the earlier best. Built
     in a temporary folder and swapped in, so a crash leaves the earlier best or the new one whole."""
     out = Path(run_dir) / BEST_SUBDIR
     try:
-        _write_model_folder(out, cfg, _plain_state(G_ema), "float32", {BEST_INFO: reading}, spectrum=spectrum)
+        _write_model_folder(out, cfg, _plain_state(G_ema), "float32", {BEST_INFO: reading},
+                            spectral_gain=spectral_gain)
     except Exception as e:
         raise CheckpointError(f"Could not write the closest model so far to {out}: {_reason(e)}. Free some "
                               "disk space or make the folder writable, then resume the run.") from None
@@ -283,8 +284,8 @@ def read_best(run_dir: str | os.PathLike) -> dict | None:
 
 
 def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tensor], dtype: str,
-                        extra: dict[str, dict] | None = None, spectrum: torch.Tensor | None = None,
-                        spectrum_dtype: torch.dtype = torch.float32) -> None:
+                        extra: dict[str, dict] | None = None, spectral_gain: torch.Tensor | None = None,
+                        gain_dtype: torch.dtype = torch.float32) -> None:
     """config.json + G_ema.safetensors (+ the equaliser's gains, + `extra` JSON files) written to a
     temporary folder, synced and renamed to `out`; an existing `out` is moved aside first and removed
     once the new one is in."""
@@ -297,8 +298,8 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
     try:
         (tmp / "config.json").write_text(cfg.to_json() + "\n")
         save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": dtype})
-        if spectrum is not None:
-            _save_spectrum(tmp, spectrum, spectrum_dtype)
+        if spectral_gain is not None:
+            _save_spectrum(tmp, spectral_gain, gain_dtype)
         for name, obj in (extra or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():

@@ -554,7 +554,7 @@ class Trainer:
         if not self.share.lead:  # the lead process writes it; the others hold the same state
             return ckpt.checkpoint_path(self.run_dir, self.step)
         path = ckpt.save_checkpoint(self.run_dir, self.cfg, self.G, self.G_ema, self.D, self.state(),
-                                    keep=self.cfg.train.keep_checkpoints, spectrum=self.spectrum_gains())
+                                    keep=self.cfg.train.keep_checkpoints, spectral_gain=self.spectrum_gains())
         self.plot()
         return path
 
