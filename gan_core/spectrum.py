@@ -34,7 +34,7 @@ import torch.nn.functional as F
 SPECTRUM_FILE = "spectrum.safetensors"
 TOLERANCE = 1.5  # generated / real power ratio (normalised) left alone
 FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # cycles per pixel (largest of x and y): where the filter starts, where it is full
-FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.2 s per class on 2 cores in bf16)
+FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16)
 REAL_LIMIT = 256  # training images per class whose spectrum the fit compares with
 MIN_GAIN = 0.05  # a gain is never below this: a damaged fit cannot blank a frequency out entirely
 

@@ -504,7 +504,7 @@ class Trainer:
         """Fit the averaged generator's spectral equaliser (gan_core.spectrum) to the training images,
         attach it to G_ema (so the run's sample sheets show it) and return the gains (classes, 3, R,
         R); once per step (sample sheet, checkpoint and RUN/best share a fit). Conditional runs only.
-        About 0.2 s per class on 2 cores in bf16; fitted with the checkpoints, not every step."""
+        About 0.06 s per class on 2 cores in bf16 (1% of a run); with the checkpoints, not every step."""
         if self.cfg.variant != "cgan":
             return None
         if self._gains_step == self.step:
