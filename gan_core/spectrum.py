@@ -34,7 +34,8 @@ import torch.nn.functional as F
 SPECTRUM_FILE = "spectrum.safetensors"
 TOLERANCE = 1.5  # generated / real power ratio (normalised) left alone
 FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # cycles per pixel (largest of x and y): where the filter starts, where it is full
-FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16)
+FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16), up to FIT_TOTAL in all
+FIT_TOTAL, FIT_MIN = 960, 32  # with many classes fewer per class, so that a fit stays about 1% of a run
 REAL_LIMIT = 256  # training images per class whose spectrum the fit compares with
 MIN_GAIN = 0.05  # a gain is never below this: a damaged fit cannot blank a frequency out entirely
 
@@ -107,9 +108,15 @@ def check(gains: torch.Tensor, n_classes: int, resolution: int) -> str | None:
     return None
 
 
+def fit_count(n_classes: int) -> int:
+    """Generated images per class for a fit: FIT_PER_CLASS, fewer (down to FIT_MIN) when there are
+    so many classes that FIT_TOTAL would be exceeded."""
+    return max(FIT_MIN, min(FIT_PER_CLASS, FIT_TOTAL // max(1, n_classes)))
+
+
 def fit_classes(draw, real_powers: list[torch.Tensor]) -> torch.Tensor:
-    """Gains (classes, C, H, W): `draw(c)` returns FIT_PER_CLASS generated images (B, C, H, W) of
-    class c, `real_powers[c]` is real_power of that class's training images."""
+    """Gains (classes, C, H, W): `draw(c)` returns fit_count(classes) generated images (B, C, H, W)
+    of class c, `real_powers[c]` is real_power of that class's training images."""
     return torch.stack([fit_gains(channel_power(draw(c)), real) for c, real in enumerate(real_powers)])
 
 
@@ -152,9 +159,11 @@ def fit_folder(folder, data) -> torch.Tensor:
     real = class_powers(ds.images, by_class, cfg.train.mirror, torch.Generator().manual_seed(cfg.train.seed + 6))
     gen = torch.Generator().manual_seed(cfg.train.seed + 7)
 
+    n = fit_count(cfg.model.n_classes)
+
     def draw(c: int) -> torch.Tensor:
-        z = torch.randn(FIT_PER_CLASS, cfg.model.nz, generator=gen)
-        return G(z, torch.full((FIT_PER_CLASS,), c, dtype=torch.long)).float()
+        z = torch.randn(n, cfg.model.nz, generator=gen)
+        return G(z, torch.full((n,), c, dtype=torch.long)).float()
 
     gains = fit_classes(draw, real)
     dtype = torch.float16 if any(v.dtype == torch.float16 for v in checkpoint.read_safetensors(

@@ -515,8 +515,10 @@ class Trainer:
                                                      torch.Generator().manual_seed(self.cfg.train.seed + 6))
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 7)
 
+        n = spectrum.fit_count(self.cfg.model.n_classes)
+
         def draw(c: int) -> torch.Tensor:
-            y = torch.full((spectrum.FIT_PER_CLASS,), c, dtype=torch.long)
+            y = torch.full((n,), c, dtype=torch.long)
             return torch.cat([self._ema_forward(len(part), gen, part).cpu() for part in y.split(48)])
 
         self.G_ema.spectral_gain = spectrum.fit_classes(draw, self._real_power)

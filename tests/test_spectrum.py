@@ -55,6 +55,13 @@ def test_mirrored_training_compares_with_the_spectrum_of_both_flips():
     assert torch.allclose(spectrum.mirrored(p), both, rtol=1e-4, atol=1e-4)
 
 
+def test_a_fit_draws_fewer_images_per_class_when_there_are_many_classes():
+    assert spectrum.fit_count(5) == spectrum.FIT_PER_CLASS
+    many = spectrum.fit_count(20)
+    assert spectrum.FIT_MIN < many < spectrum.FIT_PER_CLASS and 20 * many <= spectrum.FIT_TOTAL
+    assert spectrum.fit_count(1000) == spectrum.FIT_MIN
+
+
 def test_a_blend_of_classes_is_filtered_by_the_same_blend_of_their_gains():
     gains = torch.rand(3, 3, 8, 8) * 0.5 + 0.5
     w = torch.tensor([[0.3, 0.0, 0.7], [0.0, 1.0, 0.0]])
