@@ -20,9 +20,19 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+_UMASK = os.umask(0)  # read once, at import (setting it back at once; there is no way to only read it)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -> None:
-    """Write `data` (bytes, or a function that writes to the path it is given) to `path` atomically."""
+    """Write `data` (bytes, or a function that writes to the path it is given) to `path` atomically.
+    The file gets the permissions of the file it replaces, or those a plain open() would give a new
+    one (not the owner-only ones of the temporary file it is written as)."""
     path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         if callable(data):
@@ -35,6 +45,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -
                 f.write(data)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:

@@ -261,3 +261,18 @@ def test_export_names_never_reuse_a_file_or_set_already_in_exports(tmp_path, mon
     assert png.name == "wall-20260101-000000.png"  # a single file only avoids files of its own suffix
     png.write_bytes(b"x")
     assert ws.export_path("wall", ".png").name == "wall-20260101-000000-2.png"
+
+
+def test_atomic_writes_give_files_the_usual_permissions_not_the_temporary_files(tmp_path):
+    import os
+    import stat
+
+    from gan_core.io import atomic_write
+    new = tmp_path / "picture.png"
+    atomic_write(new, b"one")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask  # as open() would make it, not 0600
+    new.chmod(0o640)
+    atomic_write(new, b"two")  # a replaced file keeps the permissions it had
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640 and new.read_bytes() == b"two"
