@@ -3,6 +3,7 @@
     python bench/demo_quality.py                 # both demo models, printed as a Markdown table
     python bench/demo_quality.py --cgan RUN_OR_MODEL --sgan RUN_OR_MODEL --n 75
     python bench/demo_quality.py --draws 6        # conditional figures averaged over 6 draws
+    python bench/demo_quality.py --sgan '' --raw  # the conditional model only, without its equaliser
 
 Conditional model: per class, `n` generated images against `n` real crops of that class (half
 B of a fixed split); "overall" pools all classes. Texture model: per source, 64x64 patches of a
@@ -35,11 +36,12 @@ def _untrained(cfg):
     return build_generator(cfg).eval()
 
 
-def cgan_rows(model: str, data: Path, n: int, cache: Path, draws: int = 1) -> list[tuple[str, float, float, float]]:
+def cgan_rows(model: str, data: Path, n: int, cache: Path, draws: int = 1,
+              equalise: bool = True) -> list[tuple[str, float, float, float]]:
     """Per class and overall: SWD of the samples, the floor and the ceiling, and the grid measure.
     With `draws` > 1 each is the mean over that many draws (other seeds, another split of the real
     crops into halves, other SWD projections); the first draw is the single-draw figure."""
-    G, cfg = checkpoint.load_generator(model)
+    G, cfg = checkpoint.load_generator(model, equalise=equalise)
     G0 = _untrained(cfg)
     ds = load_class_dataset(data, cfg.model.resolution, cache_dir=cache)
     if ds.class_names != cfg.model.class_names:
@@ -84,7 +86,7 @@ def _patches(img) -> torch.Tensor:
 
 
 def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
-    G, cfg = checkpoint.load_generator(model)
+    G, cfg = checkpoint.load_generator(model, equalise=equalise)
     G0 = _untrained(cfg)
     files = [str(root / d) for d in cfg.data]
     textures, names, _ = load_textures(files, 64, 512)
@@ -103,8 +105,9 @@ def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cgan", default=str(ROOT / "checkpoints" / "demo-classes"))
-    p.add_argument("--sgan", default=str(ROOT / "checkpoints" / "demo-textures"))
+    p.add_argument("--cgan", default=str(ROOT / "checkpoints" / "demo-classes"), help="conditional model ('' to skip)")
+    p.add_argument("--sgan", default=str(ROOT / "checkpoints" / "demo-textures"), help="texture model ('' to skip)")
+    p.add_argument("--raw", action="store_true", help="the conditional model's pictures without its spectral equaliser")
     p.add_argument("--data", default=str(ROOT / "assets" / "demo" / "classes"))
     p.add_argument("--n", type=int, default=75, help="images per class on each side (default %(default)s)")
     p.add_argument("--cache", default="/tmp/gan-studio-bench-cache", help="folder for the preprocessed crops")
@@ -115,8 +118,10 @@ def main() -> None:
     print("| model | class / source | SWD generated vs real | floor: real vs real | ceiling: untrained vs real "
           "| grid mean (max) | seam ratio |")
     print("|---|---|---|---|---|---|---|")
-    for label, rows in ((Path(a.cgan).name, cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache), a.draws)),
-                        (Path(a.sgan).name, sgan_rows(a.sgan, ROOT))):
+    models = ([(Path(a.cgan).name, lambda: cgan_rows(a.cgan, Path(a.data), a.n, Path(a.cache), a.draws, not a.raw))]
+              if a.cgan else []) + ([(Path(a.sgan).name, lambda: sgan_rows(a.sgan, ROOT))] if a.sgan else [])
+    for label, measure in models:
+        rows = measure()
         for name, swd, floor, ceil, g in rows:
             seam = f"{g['seam']:.3f}" if "seam" in g else ""
             print(f"| {label} | {name} | {swd:.0f} | {floor:.0f} | {ceil:.0f} | {g['mean']:.2f} ({g['max']:.1f}) | {seam} |")
