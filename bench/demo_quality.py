@@ -86,7 +86,7 @@ def _patches(img) -> torch.Tensor:
 
 
 def sgan_rows(model: str, root: Path) -> list[tuple[str, float, float, float]]:
-    G, cfg = checkpoint.load_generator(model, equalise=equalise)
+    G, cfg = checkpoint.load_generator(model)
     G0 = _untrained(cfg)
     files = [str(root / d) for d in cfg.data]
     textures, names, _ = load_textures(files, 64, 512)
