@@ -79,7 +79,7 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
         for name, m in zip(WEIGHT_FILES, (G, G_ema, D)):
             save_file(_plain_state(m), str(tmp / name))
         if spectral_gain is not None:
-            _save_spectrum(tmp, spectral_gain)
+            spectrum.write(tmp / SPECTRUM_FILE, spectral_gain)
         torch.save(state, tmp / STATE_FILE)
         for f in tmp.iterdir():
             _fsync_file(f)
@@ -223,10 +223,6 @@ def read_spectrum(folder: Path, cfg: RunConfig) -> torch.Tensor | None:
     return gains.float()
 
 
-def _save_spectrum(folder: Path, gains: torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
-    spectrum.write(folder / SPECTRUM_FILE, gains, dtype)
-
-
 def export_model(src: str | os.PathLike, out: str | os.PathLike, half: bool = True) -> Path:
     """Write a model folder for sharing or shipping: config.json + G_ema.safetensors, nothing else.
 
@@ -299,7 +295,7 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
         (tmp / "config.json").write_text(cfg.to_json() + "\n")
         save_file(weights, str(tmp / "G_ema.safetensors"), metadata={"dtype": dtype})
         if spectral_gain is not None:
-            _save_spectrum(tmp, spectral_gain, gain_dtype)
+            spectrum.write(tmp / SPECTRUM_FILE, spectral_gain, gain_dtype)
         for name, obj in (extra or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():

@@ -142,6 +142,8 @@ def fit_folder(folder, data) -> torch.Tensor:
     it had). For models saved before the equaliser existed; training fits its own. Returns the gains."""
     from pathlib import Path
 
+    from safetensors import safe_open
+
     from . import checkpoint
     from .data import load_class_dataset
     from .errors import StudioError
@@ -166,8 +168,9 @@ def fit_folder(folder, data) -> torch.Tensor:
         return G(z, torch.full((n,), c, dtype=torch.long)).float()
 
     gains = fit_classes(draw, real)
-    dtype = torch.float16 if any(v.dtype == torch.float16 for v in checkpoint.read_safetensors(
-        folder / "G_ema.safetensors").values()) else torch.float32  # as compact as the weights beside it
+    with safe_open(str(folder / "G_ema.safetensors"), "pt") as f:  # the header only: the weights' dtypes
+        half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
+    dtype = torch.float16 if half else torch.float32  # as compact as the weights beside it
     atomic_write(folder / SPECTRUM_FILE, lambda tmp: write(tmp, gains, dtype))
     return gains
 

@@ -10,7 +10,7 @@ from gan_core.metrics import grid_artifacts
 from gan_core.sampling import class_weights, generate
 from gan_core.train import train
 
-from conftest import tiny_cgan
+from tests.conftest import tiny_cgan
 
 
 def _photos(n, seed):
