@@ -34,14 +34,19 @@ def cpu_flags() -> set[str]:
 
 
 def machine() -> str:
-    """One line: CPU, cores, relevant vector extensions, torch version and threads."""
+    """One line: CPU, cores, relevant vector extensions, torch version and threads, and the
+    kernels torch uses when they are held below what the CPU has (ATEN_CPU_CAPABILITY,
+    ONEDNN_MAX_CPU_ISA: how a CPU with AVX512 stands in for one with AVX2 only)."""
     import torch
 
     flags = cpu_flags()
     have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     lack = [f for f in ("avx512_bf16", "amx_tile") if f not in flags]
     ext = ", ".join(have) + (f"; no {'/'.join(lack)}" if lack else "")
-    return f"{cpu_name()}, {os.cpu_count()} cores ({ext}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    capped = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)]
+    kernels = f"; kernels held at {', '.join(capped)} (torch uses {torch.backends.cpu.get_cpu_capability()})" if capped else ""
+    return (f"{cpu_name()}, {os.cpu_count()} cores ({ext}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads{kernels}")
 
 
 def load_average() -> float:

@@ -170,6 +170,10 @@ CONTENDERS = {
     "studio-chroma": ("studio", {"half_chroma": True}, {}),
     "studio-fullchroma": ("studio", {"half_chroma": False, "colour_gate": False}, {}),
     "studio-reg16": ("studio", {}, {"reg_every": 16}),
+    # the default in fp32 on a CPU with bf16 instructions; with ATEN_CPU_CAPABILITY=avx2 and
+    # ONEDNN_MAX_CPU_ISA=AVX2 in the environment it stands in for a CPU without them
+    "studio-fp32": ("studio", {}, {"precision": "fp32"}),
+    "studio-ada25": ("studio", {}, {"ada_kimg": 25.0}),
 }
 
 

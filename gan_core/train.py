@@ -107,8 +107,9 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-# 64 px conditional steps (batch 32, the studio recipe) in 10 minutes on a 2-core AMD EPYC: in bf16
-# autocast with AVX512-BF16, and in fp32 with AVX2 only (bench/RESULTS.md, "Time to quality"). The
+# 64 px conditional steps (batch 32, the studio recipe) in 10 minutes on 2-core AMD EPYCs: in bf16
+# autocast with AVX512-BF16, and in fp32 on one with AVX2 only (bench/RESULTS.md, "Time to quality";
+# the bf16 CPU itself, in fp32 with its kernels held at AVX2, made about 2200). The
 # bf16 figure is from before one generated batch per step (reuse_batch), which made fp32 steps 14%
 # faster; it is kept as measured.
 STEPS_10MIN_BF16, STEPS_10MIN_FP32 = 3000, 760
@@ -116,8 +117,9 @@ STEPS_10MIN_BF16, STEPS_10MIN_FP32 = 3000, 760
 
 def speed_note(device: str | None = None) -> str:
     """One sentence on how far a 10-minute run gets on this machine, for the studio's Train tab: the
-    device training will use and, on a CPU, whether it has the bf16 instructions that make it about
-    4-5x faster (measured figures; a CPU with more cores is faster)."""
+    device training will use and, on a CPU, whether it has the bf16 instructions (measured figures:
+    the AVX512-BF16 CPU made about 4x the steps of the AVX2-only one, 1.7x its own in fp32; a CPU
+    with more cores is faster)."""
     dev = pick_device(device)
     if dev.type == "cuda":
         return f"Training runs on the GPU ({torch.cuda.get_device_name(dev)}), far faster than on a CPU."
@@ -126,11 +128,10 @@ def speed_note(device: str | None = None) -> str:
     if use_bf16("auto", dev):
         return (f"This CPU trains in bf16 (AVX512-BF16): on 2 cores a 10-minute 64 px run makes about "
                 f"{STEPS_10MIN_BF16} steps, enough for recognisable pictures.")
-    return (f"This CPU has no AVX512-BF16, so training runs in fp32, 4-5x slower than on one that has: on 2 "
-            f"cores a 10-minute 64 px run makes about {STEPS_10MIN_FP32} steps (colours and rough layout, the "
-            "seeds of a class often alike); "
-            "45 minutes here make about as many steps as 10 minutes on a CPU with AVX512-BF16 (walls with joints, "
-            "stones).")
+    return (f"This CPU has no AVX512-BF16, so training runs in fp32: on a 2-core CPU with AVX2 only a 10-minute "
+            f"64 px run makes about {STEPS_10MIN_FP32} steps (colours and rough layout, the seeds of a class often "
+            "alike), and 45 minutes about as many as 10 minutes on a CPU with AVX512-BF16 (walls with joints, "
+            "stones); AVX512 or more cores make more.")
 
 
 class Trainer:
