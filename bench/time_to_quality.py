@@ -174,6 +174,7 @@ CONTENDERS = {
     # ONEDNN_MAX_CPU_ISA=AVX2 in the environment it stands in for a CPU without them
     "studio-fp32": ("studio", {}, {"precision": "fp32"}),
     "studio-ada25": ("studio", {}, {"ada_kimg": 25.0}),
+    "studio-decay1": ("studio", {}, {"lr_decay": 1.0}),
 }
 
 
