@@ -67,6 +67,10 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-noflip  studio without the random horizontal flips of the real images
   studio-v1      the first candidate: hinge loss, the mode-seeking term, augmentation strength
                  rising 5x faster (0 to 1 over 20k images) and a constant learning rate
+  studio-fp32    studio in fp32 (with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 in the environment,
+                 a CPU with bf16 instructions stands in for one with AVX2 only)
+  studio-ada25   studio whose augmentation strength can move 4x faster (ada_kimg 25)
+  studio-decay1  studio whose learning rates fall linearly to zero from the first step (lr_decay 1.0)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -75,7 +79,11 @@ the held-out images: the sliced Wasserstein distance (gan_core.metrics.image_swd
 samples as held-out images, same classes, fixed noise). At the end also per class, and the
 grid-artifact measure (gan_core.metrics.grid_artifacts: spectral power at the periods stride-2
 stages leave, relative to the held-out images; about 1 = like real images). The floor is the
-held-out images against an equal, class-matched draw of training images (real vs real).
+held-out images against an equal, class-matched draw of training images (real vs real). Each
+point also prints the augmentation probability and the critic's r_v (ADA's validation heuristic:
+how much lower it scores held-out photos than its training photos, as a fraction of how much lower
+it scores generated images; 0 = it has not learnt its training images by heart, 1 = it scores
+unseen photos like fakes).
 
     python bench/time_to_quality.py --budget 600 --contenders reference,studio     # demo classes
     python bench/time_to_quality.py --data photos --budget 600 --contenders studio  # bench/photo_set.py
@@ -278,6 +286,19 @@ class Project(Contender):
         self.loop.update_ada(rec)
         return self.per_step
 
+    @torch.no_grad()
+    def critic_gap(self, train_x, held_x, fake, y) -> float:
+        """ADA's validation heuristic r_v: (E D(training) - E D(held-out)) / (E D(training) - E D(generated)),
+        the critic's scores of unaugmented images (same classes): 0 when it scores images it never saw
+        as it scores its training images, 1 when it scores them as it scores generated ones (it has
+        learnt its training images by heart). Untimed."""
+        def mean_score(x):
+            with self.loop.autocast():
+                return torch.cat([self.loop.D(xx, yy).float().flatten()
+                                  for xx, yy in zip(x.split(64), y.split(64))]).mean().item()
+        t, h, f = mean_score(train_x), mean_score(held_x), mean_score(fake)
+        return (t - h) / (t - f) if abs(t - f) > 1e-6 else float("nan")
+
     @torch.inference_mode()
     def sample(self, z, y, raw: bool = False):
         """Samples as the studio shows them: through the spectral equaliser fitted at this step, as
@@ -364,7 +385,8 @@ def run(a, tmp: Path) -> int:
         fake = c.sample(z, y)
         swd = image_swd(fake, real)
         c.curve.append((c.train_s, swd, c.steps, c.images))
-        aug = f"  aug p {c.loop.aug_p:.2f}" if isinstance(c, Project) else ""
+        aug = (f"  aug p {c.loop.aug_p:.2f}  critic r_v {c.critic_gap(other, real, fake, y):.2f}"
+               if isinstance(c, Project) else "")
         print(f"  {c.name:<14} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f} "
               f"({swd / floor:.2f}x floor){aug}", flush=True)
         return fake
