@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +20,6 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-_UMASK = os.umask(0)  # read once, at import (setting it back at once; there is no way to only read it)
-os.umask(_UMASK)
-
-
 def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -> None:
     """Write `data` (bytes, or a function that writes to the path it is given) to `path` atomically.
     The file gets the permissions of the file it replaces, or those a plain open() would give a new
@@ -32,8 +28,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:
-        mode = 0o666 & ~_UMASK
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        mode = None  # a new file: the temporary one is created as open() creates files (the umask applies)
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0),
+                 0o666)
     try:
         if callable(data):
             os.close(fd)
@@ -45,7 +43,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -
                 f.write(data)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
