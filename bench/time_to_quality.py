@@ -71,6 +71,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  a CPU with bf16 instructions stands in for one with AVX2 only)
   studio-ada25   studio whose augmentation strength can move 4x faster (ada_kimg 25)
   studio-decay1  studio whose learning rates fall linearly to zero from the first step (lr_decay 1.0)
+  studio-heldout studio whose augmentation follows the critic's memory of its training images, measured
+                 on the run's held-back images (ada_signal "heldout", target 0.6) instead of how sure it
+                 is of the training batch
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -183,6 +186,7 @@ CONTENDERS = {
     "studio-fp32": ("studio", {}, {"precision": "fp32"}),
     "studio-ada25": ("studio", {}, {"ada_kimg": 25.0}),
     "studio-decay1": ("studio", {}, {"lr_decay": 1.0}),
+    "studio-heldout": ("studio", {}, {"ada_signal": "heldout", "ada_target": 0.6}),
 }
 
 
@@ -392,6 +396,7 @@ def run(a, tmp: Path) -> int:
         swd = image_swd(fake, real)
         c.curve.append((c.train_s, swd, c.steps, c.images))
         aug = (f"  aug p {c.loop.aug_p:.2f}  critic r_v {c.critic_gap(other, real, fake, y):.2f}"
+               + (f"  memory {c.loop.memory:.2f}" if c.loop.memory is not None else "")
                if isinstance(c, Project) else "")
         print(f"  {c.name:<14} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f} "
               f"({swd / floor:.2f}x floor){aug}", flush=True)

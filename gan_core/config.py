@@ -18,6 +18,7 @@ LOSSES = ("wgan-gp", "hinge", "rpgan")
 RESOLUTIONS = (32, 64, 128)
 AUGMENTS = ("color", "translation", "cutout")
 PRECISIONS = ("auto", "fp32", "bf16")
+ADA_SIGNALS = ("rank", "heldout")
 NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 
 # Named sets of settings. Each recipe names its training settings ("train", on top of TrainConfig's
@@ -197,7 +198,11 @@ class TrainConfig:
     ema_beta: float = 0.999  # EMA decay per step, used when ema_kimg is 0
     ema_kimg: float = 0.0  # EMA half-life in thousands of images (StyleGAN2-ADA); 0: use ema_beta
     ema_rampup: float = 0.05  # the half-life is at most this fraction of the images seen so far
-    ada_target: float = 0.0  # adaptive augmentation: target of E[sign(D(real))]; 0: augment every image
+    ada_target: float = 0.0  # adaptive augmentation: target of the critic's overfitting signal; 0: augment every image
+    ada_signal: str = "rank"  # that signal: "rank", E[sign] of the critic's verdicts on the training batch
+    #                           (ADA's r_t); "heldout", the share of (training, held-back) image pairs of a class
+    #                           in which the critic scores the training image higher (0.5: no memory of them)
+    ada_every: int = 4  # steps between measurements of the held-back signal
     ada_kimg: float = 100.0  # thousands of images for the augmentation probability to go from 0 to 1
     lr_decay: float = 0.0  # last fraction of the run (of its time budget, else its steps) in which both
     #                        learning rates fall linearly to zero; 0: constant
@@ -243,7 +248,7 @@ class TrainConfig:
 
     def validate(self, variant: str) -> None:
         ints = ("steps", "batch", "n_critic", "log_every", "sample_every", "ckpt_every", "keep_checkpoints",
-                "reg_every")
+                "reg_every", "ada_every")
         for name in ints:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be a whole number of at least 1, "
@@ -273,6 +278,8 @@ class TrainConfig:
             raise ConfigError("lr-decay must be between 0 and 1.")
         if not 0 <= self.ada_target < 1:
             raise ConfigError("ada-target must be in [0, 1) (0: fixed augmentation).")
+        if self.ada_signal not in ADA_SIGNALS:
+            raise ConfigError(f"ada-signal must be one of {', '.join(ADA_SIGNALS)}, got {self.ada_signal!r}.")
         if not isinstance(self.quality_every, int) or self.quality_every < 0:
             raise ConfigError("quality-every must be a whole number of at least 0.")
         bad = [a for a in self.augment if a not in AUGMENTS]

@@ -172,6 +172,8 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent in training steps
         self.wall = 0.0  # seconds of the whole loop (steps, samples, checkpoints): the time budget's clock
         self.aug_p = 0.0 if t.ada_target else 1.0  # adaptive augmentation probability
+        self.memory: float | None = None  # the critic's last measured memory of its images (critic_memory)
+        self._memory_batch: torch.Tensor | None = None  # the held-back images it is measured on
         self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self._gains_step: int | None = None  # the step whose averaged weights the equaliser's gains fit
         self._real_power: list[torch.Tensor] | None = None  # per class: the training images' spectrum
@@ -190,13 +192,16 @@ class Trainer:
                     f"({', '.join(cfg.model.class_names)}). Restore the folder or start a new run.")
             cfg.model.class_names = ds.class_names
             self.images, self.labels = ds.images, ds.labels
-            self.held, self.train_idx = held_back_split(ds.labels, t.seed, t.quality_every > 0)
+            # held back for the quality gauge, and for the augmentation controller's "heldout" signal
+            hold = t.quality_every > 0 or (t.ada_signal == "heldout" and t.ada_target > 0 and bool(t.augment))
+            self.held, self.train_idx = held_back_split(ds.labels, t.seed, hold)
             self.by_class = [self.train_idx[self.labels[self.train_idx] == c] for c in range(len(ds.class_names))]
             self.skipped = ds.report.skipped
             self.summary = ds.report.summary()
             if len(self.held):
-                self.summary += (f"\n{len(self.held)} images held back (not trained on) to measure how close the "
-                                 "samples come to your images")
+                why = ("how close the samples come to your images" if t.quality_every
+                       else "whether the critic learns your images by heart")
+                self.summary += f"\n{len(self.held)} images held back (not trained on) to measure {why}"
             if t.batch > len(self.train_idx):
                 raise StudioError(f"batch ({t.batch}) is larger than the dataset ({len(self.train_idx)} images"
                                   f"{' to train on' if len(self.held) else ''}). Use a smaller batch or add images.")
@@ -393,14 +398,69 @@ class Trainer:
         return 0.5 ** (t.batch / max(half_life, 1e-8))
 
     def update_ada(self, rec: dict) -> None:
-        """ADA's controller: raise the augmentation probability while the critic is sure of the real
-        images (E[sign D(real)] above the target: it starts to memorise them), lower it otherwise.
-        `rec` is the step's record averaged over processes, so all processes agree."""
+        """ADA's controller: raise the augmentation probability while the critic's overfitting signal
+        is above the target (it starts to memorise its training images), lower it otherwise.
+        `rec` is the step's record averaged over processes, so all processes agree. The "heldout"
+        signal (critic_memory) is measured every ada_every steps on the held-back images; a run with
+        too few held back (a small dataset, or the gauge off) uses the "rank" signal."""
         t = self.cfg.train
         if not (t.ada_target and t.augment):
             return
         step = t.batch * t.n_critic / (t.ada_kimg * 1000)
-        self.aug_p = min(1.0, max(0.0, self.aug_p + step * (1 if rec["real_sign"] > t.ada_target else -1)))
+        if t.ada_signal == "heldout" and len(self.memory_batch()):
+            if self.step % t.ada_every:
+                return
+            self.memory = self.critic_memory()
+            signal, step = self.memory, step * t.ada_every
+        else:
+            signal = rec["real_sign"]
+        self.aug_p = min(1.0, max(0.0, self.aug_p + step * (1 if signal > t.ada_target else -1)))
+
+    def memory_batch(self) -> torch.Tensor:
+        """The held-back images critic_memory scores, laid out as a training batch: minibatch-std
+        groups (images i, i + n/g, ...) of one class each, so the critic's spread plane sees what it
+        sees in training. Per class, whole groups only; empty when no class has a whole group."""
+        if self._memory_batch is None:
+            g = (self.cfg.model.mbstd_group or 1) if self.cfg.variant == "cgan" else 0
+            groups = []
+            if g and len(self.held):
+                for c in self.labels[self.held].unique().tolist():
+                    members = self.held[self.labels[self.held] == c]
+                    groups += list(members[: len(members) // g * g].view(-1, g))
+            self._memory_batch = (torch.stack(groups).T.flatten() if groups
+                                  else torch.zeros(0, dtype=torch.long))
+        return self._memory_batch
+
+    @torch.no_grad()
+    def critic_memory(self, gen: torch.Generator | None = None, across: bool = True) -> float:
+        """How far the critic has learnt its training images by heart: over pairs of one training
+        and one held-back image of the same class, the share in which it scores the training image
+        higher (ties count half). 0.5: it scores images it never saw as it scores those it trains
+        on; 1: it tells them apart every time. ADA's validation heuristic r_v measures the same
+        thing on the critic's raw scores; a share needs no scale. Each held-back image stands beside
+        a training image of its class drawn afresh, in the same place of a batch of the same layout;
+        both batches are scored unaugmented, in eval mode (its spectral normalisation does no power
+        iteration here). The training images are drawn with `gen`, else with the run's own random
+        stream; `across`: averaged over processes (all of them must call it then)."""
+        held = self.memory_batch()
+        y = self.labels[held]
+        picks = torch.randint(1 << 30, (len(held),), generator=self.gen if gen is None else gen).tolist()
+        train = torch.stack([self.by_class[c][r % len(self.by_class[c])] for c, r in zip(y.tolist(), picks)])
+        D, was_training = self.D, self.D.training
+        D.eval()
+        try:
+            with self.autocast():
+                yd = y.to(self.device)
+                s_train, s_held = (D(to_float(self.images[i]).to(self.device, memory_format=self.mem), yd).float()
+                                   .flatten() for i in (train, held))
+        finally:
+            D.train(was_training)
+        same = (y[:, None] == y[None, :]).to(self.device)
+        wins = (s_train[:, None] > s_held[None, :]).float() + 0.5 * (s_train[:, None] == s_held[None, :]).float()
+        share = ((wins * same).sum() / same.sum()).item()
+        if across and self.share.world > 1:
+            share = parallel.mean_over_processes({"m": share}, self.device)["m"]
+        return share
 
     @torch.no_grad()
     def recalibrate_bn(self, batches: int = 4) -> None:
@@ -468,6 +528,10 @@ class Trainer:
             out.update(grid_raw=round(g["mean"], 3), grid_max_raw=round(g["max"], 3))
         if self._q_floor is not None:
             out["swd_floor"] = round(self._q_floor, 2)
+        if self.cfg.variant == "cgan" and len(self.memory_batch()):  # its own draw: training's stream stays as it was
+            # (the gauge runs in the lead process alone: nothing to average over processes)
+            gen = torch.Generator().manual_seed(self.cfg.train.seed + 6)
+            out["critic_memory"] = round(self.critic_memory(gen, across=False), 3)
         return out
 
     def _quality_reference(self):
@@ -866,6 +930,8 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
                           used_s=round(loop.wall, 1))
             if t.augment and t.ada_target:
                 record["aug_p"] = round(loop.aug_p, 4)
+            if loop.memory is not None:
+                record["critic_memory"] = round(loop.memory, 4)
             loop.history.append(record)
             if loop.share.lead:
                 with open(stats_path, "a") as f:

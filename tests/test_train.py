@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from gan_core import checkpoint as ckpt
-from gan_core.errors import CheckpointError
+from gan_core.data import to_float
+from gan_core.errors import CheckpointError, ConfigError
 from gan_core.__main__ import main as cli
 from gan_core.sampling import class_grid
 from gan_core.texture import generate_texture, wrap_error
@@ -368,6 +370,7 @@ def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
     assert [r["step"] for r in q] == [0, 2, 4]
     assert all(r["swd"] > 0 and r["swd_floor"] > 0 and r["grid"] > 0 for r in q)
     assert q[0]["swd"] > q[0]["swd_floor"]  # an untrained generator is far from the images
+    assert all(0.0 <= r["critic_memory"] <= 1.0 for r in q)  # the critic's memory of its images, beside
     # a resumed run keeps records only up to its checkpoint, then adds its own
     (run / "quality.jsonl").open("a").write('{"step": 99, "swd": 1.0}\n{"torn')
     resume(run, steps=6)
@@ -409,6 +412,15 @@ def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path)
     shutil.copytree(run / "best", runs / "r2" / "best")
     train(tiny_cgan(data, steps=2), runs / "r2")
     assert ckpt.read_best(runs / "r2") is None and not (runs / "r2" / "best").exists()
+
+
+def test_the_gauges_memory_reading_leaves_the_training_stream_alone(tmp_path):
+    loop = _heldout_trainer(tmp_path, ada_target=0.0, quality_every=2)
+    before = loop.gen.get_state()
+    reading = loop.quality()
+    assert 0.0 <= reading["critic_memory"] <= 1.0 and torch.equal(loop.gen.get_state(), before)
+    loop.D = _KnowsItsImages(loop.images[loop.train_idx])
+    assert loop.quality()["critic_memory"] == 1.0
 
 
 def test_ema_half_life_is_measured_in_images_with_a_ramp_up(class_dir, tmp_path):
@@ -458,6 +470,77 @@ def test_adaptive_augmentation_follows_the_critics_confidence(class_dir, tmp_pat
     assert torch.equal(augment(x, ["color", "cutout"], torch.Generator().manual_seed(0), p=0.0), x)
     full = augment(x, ["color"], torch.Generator().manual_seed(0))
     assert not torch.equal(full, x)
+
+
+class _KnowsItsImages(nn.Module):
+    """A stand-in critic that scores the images it was given (by their pixel sum) 1 and others 0."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.known = {round(x.sum().item(), 2) for x in to_float(images)}
+
+    def forward(self, x, y):
+        return torch.tensor([float(round(v.sum().item(), 2) in self.known) for v in x.float()])
+
+
+def _heldout_trainer(tmp_path, **train):
+    from gan_core.train import Trainer
+    from tests.conftest import make_class_folder
+    data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
+    settings = dict(augment=["color"], ada_target=0.6, ada_signal="heldout", ada_kimg=0.04, n_critic=1, precision="fp32")
+    cfg = tiny_cgan(data, **{**settings, **train})
+    cfg.validate(require_names=False)
+    return Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+
+
+def test_critic_memory_tells_a_critic_that_learnt_its_images_from_one_that_did_not(tmp_path):
+    loop = _heldout_trainer(tmp_path)  # the gauge is off: the held-back signal alone holds images back
+    assert len(loop.held) == 12 and set(loop.held.tolist()).isdisjoint(loop.train_idx.tolist())
+    assert "12 images held back (not trained on) to measure whether the critic learns" in loop.summary
+    batch = loop.memory_batch()  # laid out as minibatch-std groups (i, i + n/g, ...) of one class
+    assert sorted(batch.tolist()) == loop.held.tolist()
+    assert all(len(set(col.tolist())) == 1 for col in loop.labels[batch].view(4, -1).T)
+    loop.D = _KnowsItsImages(loop.images[loop.train_idx])
+    assert loop.critic_memory() == 1.0  # every training image outranks every held-back one of its class
+    loop.D = _KnowsItsImages(loop.images)
+    assert loop.critic_memory() == 0.5  # it scores unseen images as it scores its own
+    loop.D = _KnowsItsImages(loop.images[loop.held])
+    assert loop.critic_memory() == 0.0
+
+
+def test_heldout_signal_drives_augmentation_every_few_steps(tmp_path):
+    loop = _heldout_trainer(tmp_path, ada_every=2)
+    loop.D = _KnowsItsImages(loop.images[loop.train_idx])  # memorised: augment more
+    for step, expected in [(0, 0.2), (1, 0.2), (2, 0.4)]:  # 4 images of 40, twice per measurement
+        loop.step = step
+        loop.update_ada({"real_sign": -1.0})  # the batch signal is not used
+        assert abs(loop.aug_p - expected) < 1e-9 and loop.memory == 1.0
+    loop.D = _KnowsItsImages(loop.images)  # no memory of them (0.5, under the target 0.6): less
+    loop.step = 4
+    loop.update_ada({"real_sign": 1.0})
+    assert abs(loop.aug_p - 0.2) < 1e-9 and loop.memory == 0.5
+
+
+def test_without_held_back_images_the_controller_uses_the_batch_signal(class_dir, tmp_path):
+    from gan_core.train import Trainer
+    cfg = tiny_cgan(class_dir, augment=["color"], ada_target=0.6, ada_signal="heldout", ada_kimg=0.04, n_critic=1)
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))  # 18 images: none held back
+    assert len(loop.held) == 0
+    loop.update_ada({"real_sign": 0.9})
+    assert abs(loop.aug_p - 0.1) < 1e-9 and loop.memory is None
+    with pytest.raises(ConfigError, match="ada-signal must be one of rank, heldout"):
+        tiny_cgan(class_dir, ada_signal="critic").validate(require_names=False)
+
+
+def test_a_run_on_the_heldout_signal_logs_the_critics_memory(tmp_path):
+    from tests.conftest import make_class_folder
+    data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
+    train(tiny_cgan(data, augment=["color"], ada_target=0.6, ada_signal="heldout", steps=6, ada_every=2, n_critic=1),
+          tmp_path / "run")
+    stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [("critic_memory" in s) for s in stats] == [False] + [True] * 5  # measured from step 2 on
+    assert all(0.0 <= s["critic_memory"] <= 1.0 and 0.0 <= s["aug_p"] <= 1.0 for s in stats[1:])
 
 
 def test_rpgan_loss_trains_with_lazy_penalties(class_dir, tmp_path):
