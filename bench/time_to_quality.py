@@ -74,6 +74,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-heldout studio whose augmentation follows the critic's memory of its training images, measured
                  on the run's held-back images (ada_signal "heldout", target 0.6) instead of how sure it
                  is of the training batch
+  studio-mirror  studio with the generator's term against a lasting one-way diagonal grain per class
+                 (mirror_balance 1.0, losses.mirror_asymmetry)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -110,6 +112,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import math
 import random
 import shutil
 import statistics
@@ -123,6 +126,7 @@ import torch
 
 from gan_core.config import CGANConfig, RunConfig, TrainConfig, recipe_model
 from gan_core.data import is_image_name, load_class_dataset, to_float
+from gan_core.losses import mirror_asymmetry
 from gan_core.sampling import grid, save_png
 from gan_core.metrics import grid_artifacts, image_swd, spread
 from gan_core.checkpoint import export_model
@@ -187,6 +191,7 @@ CONTENDERS = {
     "studio-ada25": ("studio", {}, {"ada_kimg": 25.0}),
     "studio-decay1": ("studio", {}, {"lr_decay": 1.0}),
     "studio-heldout": ("studio", {}, {"ada_signal": "heldout", "ada_target": 0.6}),
+    "studio-mirror": ("studio", {}, {"mirror_balance": 1.0}),
 }
 
 
@@ -397,6 +402,7 @@ def run(a, tmp: Path) -> int:
         c.curve.append((c.train_s, swd, c.steps, c.images))
         aug = (f"  aug p {c.loop.aug_p:.2f}  critic r_v {c.critic_gap(other, real, fake, y):.2f}"
                + (f"  memory {c.loop.memory:.2f}" if c.loop.memory is not None else "")
+               + (f"  lean {c.loop.mirror_bias.abs().mean():.2f}" if c.loop.mirror_bias is not None else "")
                if isinstance(c, Project) else "")
         print(f"  {c.name:<14} {c.train_s:7.1f} s  {c.steps:6d} steps  {c.images:7d} img  SWD {swd:7.1f} "
               f"({swd / floor:.2f}x floor){aug}", flush=True)
@@ -432,6 +438,12 @@ def run(a, tmp: Path) -> int:
     # the held-out images' own spread per class, plain and over 8 x 8 averages: the samples' is read against it
     real_spread = [(spread(real[y == ci]), spread(real[y == ci], pool=8)) for ci in range(len(names_c))]
 
+    def lean(images: torch.Tensor) -> float:
+        """How much more power the images' diagonals carry one way than the other (losses.mirror_asymmetry,
+        averaged over its bands): 1 = even, as photos flipped at random are; 2 or 0.5 = twice as much."""
+        r, _ = mirror_asymmetry(images, torch.zeros(len(images), dtype=torch.long), 1)
+        return math.exp(r.mean().item())
+
     def final_figures(c: Contender, probe: str | None) -> tuple[list[str], str]:
         with (c.as_average(probe) if probe and probe != RAW else contextlib.nullcontext()):
             fakes = [c.sample(zz, y, raw=True) if probe == RAW else c.sample(zz, y) for zz in zs]
@@ -443,7 +455,7 @@ def run(a, tmp: Path) -> int:
             cells.append(f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); spread "
                          f"{spread(fakes[0][m]) / real_spread[ci][0]:.2f} (8 px: "
                          f"{spread(fakes[0][m], pool=8) / real_spread[ci][1]:.2f}); grid {gm['mean']:.2f} "
-                         f"(max {gm['max']:.1f} at {gm['at']})")
+                         f"(max {gm['max']:.1f} at {gm['at']}); lean {lean(torch.cat([f[m] for f in fakes])):.2f}")
         r = [image_swd(f, real) / floor for f in fakes]
         gm = grid_artifacts(torch.cat(fakes), real)
         return cells, (f"{statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f}); grid {gm['mean']:.2f} "
@@ -461,7 +473,7 @@ def run(a, tmp: Path) -> int:
     rows = []
     for ci, cname in enumerate(names_c):
         gf = grid_artifacts(other[y == ci], real[y == ci])
-        rows.append([cname, f"{floor_cm[ci]:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"]
+        rows.append([cname, f"{floor_cm[ci]:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f}); lean {lean(real[y == ci]):.2f}"]
                     + [cells[ci] for cells, _ in results])
     gf = grid_artifacts(other, real)
     rows.append(["all", f"{floor:.1f}", f"{gf['mean']:.2f} (max {gf['max']:.1f})"] + [pooled for _, pooled in results])

@@ -211,6 +211,8 @@ class TrainConfig:
     minutes: float = 0.0  # time budget: stop with a checkpoint after this much training time (0: steps only)
     quality_every: int = 250  # steps between quality checks (SWD to held-back images; 0: off)
     diversity: float = 0.0  # weight of the mode-seeking term against collapse within a class (0: off)
+    mirror_balance: float = 0.0  # conditional models: weight of the generator's term against a lasting one-way
+    #                              diagonal grain in a class (losses.mirror_asymmetry; 0: off)
     augment: list[str] = field(default_factory=list)
     grid_penalty: float = 0.0  # weight of the generator's penalty on power at the 2 px period above the real images'
     aug_groups: bool = False  # conditional models: the images of a minibatch-std group share their augmentation
@@ -268,7 +270,7 @@ class TrainConfig:
             raise ConfigError("gp-lambda must not be negative.")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("ema-beta must be in [0, 1).")
-        for name in ("ema_kimg", "ema_rampup", "ada_kimg", "r1_gamma", "minutes"):
+        for name in ("ema_kimg", "ema_rampup", "ada_kimg", "r1_gamma", "minutes", "mirror_balance"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a finite number of at least 0, got {v!r}.")

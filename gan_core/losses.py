@@ -1,6 +1,7 @@
 """Adversarial losses and the gradient penalty. Always computed in float32."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -77,3 +78,30 @@ def pixel_grid_excess(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     it does nothing to any other frequency."""
     eps = 1e-8
     return F.relu(torch.log(pixel_grid_power(fake) + eps) - torch.log(pixel_grid_power(real.detach()) + eps)).sum()
+
+
+def mirror_asymmetry(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much more power images (B, C, H, W) of each class carry along one diagonal than along its
+    mirror image, per class and per octave band of frequency (2-4, 4-8, ... up to the Nyquist
+    frequency, in cycles per image): the log of the power in the quadrant (fx > 0, fy > 0) over that
+    in (fx < 0, fy > 0), the same frequencies mirrored left to right. Images flipped left-right at
+    random, as the real ones are in training, give about 0; a generator whose pictures all carry
+    diagonal streaks one way gives a clear sign, and the mirror images of a set give its negative.
+    Returns (n_classes, bands) and a mask (n_classes,) of the classes present in y (H = W >= 8)."""
+    h = x.shape[-1]
+    x = x.float() - x.float().mean(dim=(2, 3), keepdim=True)
+    p = torch.fft.fft2(x).abs().pow(2).mean(1)  # (B, H, W)
+    k = torch.arange(1, h // 2, device=x.device)
+    q_plus = p[:, 1:h // 2, 1:h // 2]  # fy = 1..h/2-1, fx = 1..h/2-1
+    q_minus = p[:, 1:h // 2, h // 2 + 1:].flip(2)  # the same fy, fx = -1..-(h/2-1)
+    radius = torch.maximum(k[:, None], k[None, :])
+    edges = [2 ** i for i in range(1, int(math.log2(h)))]  # 2, 4, ..., h/2
+    bands = [(radius >= lo) & (radius < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    onehot = F.one_hot(y.long(), n_classes).to(p.dtype)  # (B, n_classes)
+    count = onehot.sum(0)
+    out = []
+    for band in bands:
+        plus = onehot.T @ (q_plus * band).sum((1, 2))  # (n_classes,) summed over the class's images
+        minus = onehot.T @ (q_minus * band).sum((1, 2))
+        out.append(torch.log(plus + 1e-8) - torch.log(minus + 1e-8))
+    return torch.stack(out, 1), count > 0

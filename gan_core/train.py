@@ -34,7 +34,7 @@ from .config import NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
 from .errors import CheckpointError, ConfigError, StudioError
 from .io import atomic_write
-from .losses import d_loss, g_loss, gradient_penalty, pixel_grid_excess, zero_centred_penalty
+from .losses import d_loss, g_loss, gradient_penalty, mirror_asymmetry, pixel_grid_excess, zero_centred_penalty
 from .metrics import grid_artifacts, image_swd
 from .nets import build_discriminator, build_generator
 from .nets.cgan import group_size
@@ -49,6 +49,7 @@ LOCK_FILE = ".lock"
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
 PLOT_EVERY_S = 60.0  # the loss plot is redrawn at a checkpoint at most once a minute, and at the end
+MIRROR_RATE = 0.02  # per step: the generator's diagonal lean is averaged over about the last 50 steps
 _plot_clock = time.monotonic
 
 
@@ -174,6 +175,7 @@ class Trainer:
         self.aug_p = 0.0 if t.ada_target else 1.0  # adaptive augmentation probability
         self.memory: float | None = None  # the critic's last measured memory of its images (critic_memory)
         self._memory_batch: torch.Tensor | None = None  # the held-back images it is measured on
+        self.mirror_bias: torch.Tensor | None = None  # per class and band: the generator's recent diagonal lean
         self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self._gains_step: int | None = None  # the step whose averaged weights the equaliser's gains fit
         self._real_power: list[torch.Tensor] | None = None  # per class: the training images' spectrum
@@ -371,6 +373,8 @@ class Trainer:
             ge = pixel_grid_excess(fake, real)
             lg = lg + t.grid_penalty * ge
             rec["grid_excess"] = ge.item()
+        if t.mirror_balance and self.cfg.variant == "cgan":
+            lg = lg + t.mirror_balance * self.mirror_term(fake, y, rec)
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float(), y)
             lg = lg + t.diversity * ms
@@ -382,6 +386,23 @@ class Trainer:
         self.update_ema()
         self.step += 1
         return rec
+
+    def mirror_term(self, fake: torch.Tensor, y: torch.Tensor, rec: dict) -> torch.Tensor:
+        """The generator's term against a one-way diagonal grain. The real images are flipped left to
+        right at random, so every class's diagonals carry equal power both ways; the critic judges
+        one picture at a time, and a picture with streaks one way looks as real as its mirror image,
+        so nothing stops a generator whose every picture (often of every class) leans one way. Its
+        lean per class and octave band (losses.mirror_asymmetry) is averaged over the last ~50
+        steps (mirror_bias); the term is this batch's lean times that average, held fixed: its
+        gradient pulls against a lean that lasts, not against the batch-to-batch wobble of a few
+        images (which pulling r^2 to zero would do, pushing every picture to be symmetric)."""
+        r, present = mirror_asymmetry(fake.float(), y, self.cfg.model.n_classes)
+        if self.mirror_bias is None:
+            self.mirror_bias = torch.zeros_like(r.detach())
+        with torch.no_grad():
+            self.mirror_bias[present] += MIRROR_RATE * (r[present] - self.mirror_bias[present])
+        rec["mirror_bias"] = self.mirror_bias.abs().mean().item()
+        return (r[present] * self.mirror_bias[present]).sum() / present.sum()
 
     def ema_decay(self, kimg: float | None = None, ramp: float | None = None) -> float:
         """Per-step decay of the averaged generator. With ema_kimg: a half-life of ema_kimg thousand
@@ -597,7 +618,8 @@ class Trainer:
     def state(self) -> dict:
         return {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
-                "history": self.history, "rollbacks": self.rollbacks, "wall": self.wall, "aug_p": self.aug_p}
+                "history": self.history, "rollbacks": self.rollbacks, "wall": self.wall, "aug_p": self.aug_p,
+                **({"mirror_bias": self.mirror_bias} if self.mirror_bias is not None else {})}
 
     def load(self, path: Path) -> None:
         self._bn_step = self._gains_step = None  # the loaded buffers are the checkpoint's
@@ -610,6 +632,7 @@ class Trainer:
         self.history, self.rollbacks = list(st["history"]), int(st.get("rollbacks", 0))
         self.wall = float(st.get("wall", self.elapsed))
         self.aug_p = float(st.get("aug_p", self.aug_p))
+        self.mirror_bias = st.get("mirror_bias")
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.G_ema) for p in m.parameters())

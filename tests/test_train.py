@@ -543,6 +543,21 @@ def test_a_run_on_the_heldout_signal_logs_the_critics_memory(tmp_path):
     assert all(0.0 <= s["critic_memory"] <= 1.0 and 0.0 <= s["aug_p"] <= 1.0 for s in stats[1:])
 
 
+def test_a_run_with_the_mirror_term_logs_its_lean_and_a_resumed_run_keeps_it(class_dir, tmp_path):
+    from gan_core.train import Trainer
+    run = tmp_path / "run"
+    train(tiny_cgan(class_dir, mirror_balance=1.0, steps=4, n_critic=1), run)
+    stats = [json.loads(l) for l in (run / "stats.jsonl").read_text().splitlines()]
+    assert all(s["mirror_bias"] > 0 for s in stats)
+    last = ckpt.checkpoint_dirs(run)[0]
+    saved = torch.load(last / ckpt.STATE_FILE, weights_only=True)["mirror_bias"]
+    cfg = tiny_cgan(class_dir, mirror_balance=1.0, steps=4, n_critic=1)
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path / "other", torch.device("cpu"))
+    loop.load(last)
+    assert loop.mirror_bias is not None and torch.equal(loop.mirror_bias, saved) and saved.abs().sum() > 0
+
+
 def test_rpgan_loss_trains_with_lazy_penalties(class_dir, tmp_path):
     train(tiny_cgan(class_dir, loss="rpgan", reg_every=2, n_critic=1, steps=4), tmp_path / "run")
     stats = [json.loads(l) for l in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
