@@ -111,7 +111,7 @@ def test_gradient_penalty_is_finite_and_zero_gradient_safe():
     w = torch.zeros(1, requires_grad=True)
     critic = lambda x: (x * w).sum((1, 2, 3))  # gradient w.r.t. x is w = 0: a plain norm's grad is NaN here
     gp = gradient_penalty(critic, real, fake)
-    assert torch.isfinite(gp) and abs(float(gp) - 1.0) < 1e-5  # (0 - 1)^2
+    assert torch.isfinite(gp) and abs(gp.item() - 1.0) < 1e-5  # (0 - 1)^2
     gp.backward()
     assert torch.isfinite(w.grad).all()
 
