@@ -632,7 +632,8 @@ class Trainer:
         self.history, self.rollbacks = list(st["history"]), int(st.get("rollbacks", 0))
         self.wall = float(st.get("wall", self.elapsed))
         self.aug_p = float(st.get("aug_p", self.aug_p))
-        self.mirror_bias = st.get("mirror_bias")
+        bias = st.get("mirror_bias")
+        self.mirror_bias = None if bias is None else bias.to(self.device)
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.G_ema) for p in m.parameters())
