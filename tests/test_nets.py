@@ -159,7 +159,7 @@ def test_critic_steps_reduce_loss_on_separable_data():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
 
 
