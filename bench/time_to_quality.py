@@ -300,18 +300,11 @@ class Project(Contender):
         """ADA's validation heuristic r_v: (E D(training) - E D(held-out)) / (E D(training) - E D(generated)),
         the critic's scores of unaugmented images (same classes): 0 when it scores images it never saw
         as it scores its training images, 1 when it scores them as it scores generated ones (it has
-        learnt its training images by heart). Untimed; in eval mode, so its spectral normalisation
-        does no power iteration here and training goes on as it would without the measurement."""
-        D = self.loop.D
-
+        learnt its training images by heart). Untimed; scored as Trainer.critic_scores scores them (in
+        eval mode: training goes on as it would without the measurement)."""
         def mean_score(x):
-            with self.loop.autocast():
-                return torch.cat([D(xx, yy).float().flatten() for xx, yy in zip(x.split(64), y.split(64))]).mean().item()
-        D.eval()
-        try:
-            t, h, f = mean_score(train_x), mean_score(held_x), mean_score(fake)
-        finally:
-            D.train()
+            return torch.cat([self.loop.critic_scores(xx, yy) for xx, yy in zip(x.split(64), y.split(64))]).mean().item()
+        t, h, f = mean_score(train_x), mean_score(held_x), mean_score(fake)
         return (t - h) / (t - f) if abs(t - f) > 1e-6 else float("nan")
 
     @torch.inference_mode()

@@ -453,6 +453,19 @@ class Trainer:
         return self._memory_batch
 
     @torch.no_grad()
+    def critic_scores(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The critic's scores (B,) of images x (B, 3, R, R) in [-1, 1] with classes y, as one batch
+        (its minibatch-std groups are those of the batch), in eval mode: its spectral normalisation
+        does no power iteration here, so a measurement leaves training as it would have gone."""
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            with self.autocast():
+                return self.D(x.to(self.device, memory_format=self.mem), y.to(self.device)).float().flatten()
+        finally:
+            self.D.train(was_training)
+
+    @torch.no_grad()
     def critic_memory(self, gen: torch.Generator | None = None, across: bool = True) -> float:
         """How far the critic has learnt its training images by heart: over pairs of one training
         and one held-back image of the same class, the share in which it scores the training image
@@ -460,22 +473,13 @@ class Trainer:
         on; 1: it tells them apart every time. ADA's validation heuristic r_v measures the same
         thing on the critic's raw scores; a share needs no scale. Each held-back image stands beside
         a training image of its class drawn afresh, in the same place of a batch of the same layout;
-        both batches are scored unaugmented, in eval mode (its spectral normalisation does no power
-        iteration here). The training images are drawn with `gen`, else with the run's own random
+        both batches are scored unaugmented (critic_scores). The training images are drawn with `gen`, else with the run's own random
         stream; `across`: averaged over processes (all of them must call it then)."""
         held = self.memory_batch()
         y = self.labels[held]
         picks = torch.randint(1 << 30, (len(held),), generator=self.gen if gen is None else gen).tolist()
         train = torch.stack([self.by_class[c][r % len(self.by_class[c])] for c, r in zip(y.tolist(), picks)])
-        D, was_training = self.D, self.D.training
-        D.eval()
-        try:
-            with self.autocast():
-                yd = y.to(self.device)
-                s_train, s_held = (D(to_float(self.images[i]).to(self.device, memory_format=self.mem), yd).float()
-                                   .flatten() for i in (train, held))
-        finally:
-            D.train(was_training)
+        s_train, s_held = (self.critic_scores(to_float(self.images[i]), y) for i in (train, held))
         same = (y[:, None] == y[None, :]).to(self.device)
         wins = (s_train[:, None] > s_held[None, :]).float() + 0.5 * (s_train[:, None] == s_held[None, :]).float()
         share = ((wins * same).sum() / same.sum()).item()
@@ -549,7 +553,7 @@ class Trainer:
             out.update(grid_raw=round(g["mean"], 3), grid_max_raw=round(g["max"], 3))
         if self._q_floor is not None:
             out["swd_floor"] = round(self._q_floor, 2)
-        if self.cfg.variant == "cgan" and len(self.memory_batch()):  # its own draw: training's stream stays as it was
+        if len(self.memory_batch()):  # (conditional models) its own draw: training's stream stays as it was
             # (the gauge runs in the lead process alone: nothing to average over processes)
             gen = torch.Generator().manual_seed(self.cfg.train.seed + 6)
             out["critic_memory"] = round(self.critic_memory(gen, across=False), 3)
