@@ -76,6 +76,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  is of the training batch
   studio-mirror  studio with the generator's term against a lasting one-way diagonal grain per class
                  (mirror_balance 1.0, losses.mirror_asymmetry)
+  studio-mirror03 studio-mirror with the term at 0.3 of its weight (mirror_balance 0.3)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -192,6 +193,7 @@ CONTENDERS = {
     "studio-decay1": ("studio", {}, {"lr_decay": 1.0}),
     "studio-heldout": ("studio", {}, {"ada_signal": "heldout", "ada_target": 0.6}),
     "studio-mirror": ("studio", {}, {"mirror_balance": 1.0}),
+    "studio-mirror03": ("studio", {}, {"mirror_balance": 0.3}),
 }
 
 
