@@ -231,6 +231,12 @@ class TrainConfig:
     patch: int = 128
     max_side: int = 512
 
+    @property
+    def heldout_signal(self) -> bool:
+        """Whether the augmentation controller follows the critic's memory of its training images,
+        which needs images held back from training (whether or not the quality gauge is on)."""
+        return self.ada_signal == "heldout" and self.ada_target > 0 and bool(self.augment)
+
     @classmethod
     def recipe(cls, name: str, variant: str = "cgan", **overrides) -> "TrainConfig":
         """Defaults of a variant with a named recipe's settings (RECIPES) and then `overrides`."""

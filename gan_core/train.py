@@ -195,8 +195,7 @@ class Trainer:
             cfg.model.class_names = ds.class_names
             self.images, self.labels = ds.images, ds.labels
             # held back for the quality gauge, and for the augmentation controller's "heldout" signal
-            hold = t.quality_every > 0 or (t.ada_signal == "heldout" and t.ada_target > 0 and bool(t.augment))
-            self.held, self.train_idx = held_back_split(ds.labels, t.seed, hold)
+            self.held, self.train_idx = held_back_split(ds.labels, t.seed, t.quality_every > 0 or t.heldout_signal)
             self.by_class = [self.train_idx[self.labels[self.train_idx] == c] for c in range(len(ds.class_names))]
             self.skipped = ds.report.skipped
             self.summary = ds.report.summary()
@@ -428,7 +427,7 @@ class Trainer:
         if not (t.ada_target and t.augment):
             return
         step = t.batch * t.n_critic / (t.ada_kimg * 1000)
-        if t.ada_signal == "heldout" and len(self.memory_batch()):
+        if t.heldout_signal and len(self.memory_batch()):
             if self.step % t.ada_every:
                 return
             self.memory = self.critic_memory()
