@@ -76,7 +76,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  is of the training batch
   studio-mirror  studio with the generator's term against a lasting one-way diagonal grain per class
                  (mirror_balance 1.0, losses.mirror_asymmetry)
-  studio-mirror03 studio-mirror with the term at 0.3 of its weight (mirror_balance 0.3)
+  studio-mirror03 studio-mirror with the term at 0.3 of its weight (mirror_balance 0.3, the default's)
+  studio-nomirror studio without the mirror term (mirror_balance 0: the default before it)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -194,6 +195,7 @@ CONTENDERS = {
     "studio-heldout": ("studio", {}, {"ada_signal": "heldout", "ada_target": 0.6}),
     "studio-mirror": ("studio", {}, {"mirror_balance": 1.0}),
     "studio-mirror03": ("studio", {}, {"mirror_balance": 0.3}),
+    "studio-nomirror": ("studio", {}, {"mirror_balance": 0.0}),
 }
 
 

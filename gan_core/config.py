@@ -44,6 +44,12 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # conditional models it pushed images apart by brightness and, after 3 minutes, made the
         # distance to the real images grow again: 2x -> 5x the floor in 10 minutes.) The hinge loss:
         # on the brick photo the relativistic loss drew more of the joints but left a 4 px grid.
+        # The mirror term (mirror_balance, conditional models): the generator drew every picture of a
+        # class with its diagonal detail leaning one way (hatching, single grid frequencies up to 6.7x
+        # the photos'), which a critic judging one picture at a time cannot see. At 0.3 over four
+        # 10-minute bf16 runs every class within 2.5x of the real-vs-real distance (18 of 18), pooled
+        # 0.96-1.86x; at 1.0 the photo set's space class came out further and less varied.
+        "train_cgan": {"mirror_balance": 0.3},
         "train_sgan": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "augment": [], "ada_target": 0.0,
                        "diversity": 0.2},
         # Texture models draw a noise cell beyond each side of what the critic sees (SGANConfig.margin):
