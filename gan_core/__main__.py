@@ -89,6 +89,10 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--diversity", type=options.arg("diversity"),
                    help="weight of a mode-seeking term that keeps samples of one class from collapsing into "
                         "one image (e.g. 0.2; 0: off)")
+    g.add_argument("--mirror-balance", type=options.arg("mirror_balance"),
+                   help="conditional models: weight of the generator's term against every picture of a class "
+                        "leaning its diagonal detail one way (studio recipe: "
+                        f"{RECIPES['studio']['train_cgan']['mirror_balance']}; 0: off)")
     g.add_argument("--no-mirror", action="store_true", help="do not flip real images at random")
     g.add_argument("--ema", type=options.arg("ema"),
                    help=f"EMA decay per step of the sampling generator, instead of the recipe's half-life in "
@@ -383,7 +387,7 @@ def _run_config(a) -> RunConfig:
     given = {k: getattr(a, k, None) for k in ("steps", "minutes", "batch", "g_channels", "d_channels", "loss",
                                               "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
                                               "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
-                                              "patch", "max_side", "depth", "r1_gamma",
+                                              "patch", "max_side", "depth", "r1_gamma", "mirror_balance",
                                               *options.MODEL_SWITCHES)}
     given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":

@@ -58,6 +58,7 @@ FIELDS = {
     "gp_lambda": Field("Gradient penalty weight", whole=False, lo=0, hi=1e6),
     "r1_gamma": Field("R1 + R2 weight", whole=False, lo=0, hi=1e6),
     "diversity": Field("Diversity", whole=False, lo=0, hi=100),
+    "mirror_balance": Field("Mirror balance", whole=False, lo=0, hi=100),
     "ema": Field("EMA decay", whole=False, lo=0, hi=1, hi_open=True),
     "width": Field("Width", lo=MIN_SIDE, hi=MAX_SIDE),
     "height": Field("Height", lo=MIN_SIDE, hi=MAX_SIDE),
@@ -134,7 +135,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
-    conditional models also noise_maps, sle, half_chroma and colour_gate (on/off); textures also patch, max_side, depth.
+    conditional models also noise_maps, sle, half_chroma and colour_gate (on/off) and mirror_balance;
+    textures also patch, max_side, depth.
     With `check`, the data is read as training will read it (datacheck.check_data), and data that
     cannot train is refused here, before a run starts.
     With `form` (the values of a form the user filled in), an empty field is refused, naming it,
@@ -165,6 +167,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         given["diversity"] = value(s["diversity"], "diversity")
     if "r1_gamma" in s:
         given["r1_gamma"] = value(s["r1_gamma"], "r1_gamma")
+    if "mirror_balance" in s and variant == "cgan":
+        given["mirror_balance"] = value(s["mirror_balance"], "mirror_balance")
     if "augment" in s:
         given["augment"] = augment_list(s["augment"])
     if "ema" in s:  # a per-step decay replaces the recipe's half-life in images
@@ -259,7 +263,7 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
 MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma", "colour_gate")
 _KNOWN = {*MODEL_SWITCHES, "steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning",
           "lr", "lr_d", "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
-          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma"}
+          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "mirror_balance"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,

@@ -108,6 +108,10 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     assert (bare.train.r1_gamma, bare.model.noise_maps, bare.model.sle, bare.model.half_chroma,
             bare.model.colour_gate) == (0.1, False, False, False, False)
     assert not _config("cgan", class_dir, "--batch", "4", "--no-colour-gate").model.colour_gate
+    assert studio.train.mirror_balance == 0.3  # the studio recipe's, for conditional models
+    assert _config("cgan", class_dir, "--batch", "4", "--mirror-balance", "0").train.mirror_balance == 0
+    assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").train.mirror_balance == 0
+    assert _config("sgan", tex, "--mirror-balance", "1").train.mirror_balance == 0  # textures have no classes
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4", "--sle").model.sle
 
 
@@ -175,6 +179,7 @@ def test_cli_refuses_bad_settings_that_need_the_data(class_dir, tmp_path, capsys
     (["train", "cgan", "D", "--out", "R", "--seed", str(2**63)], "--seed: must be between 0 and"),
     (["train", "cgan", "D", "--out", "R", "--gp-lambda", "nan"], "--gp-lambda: must be a finite number"),
     (["train", "cgan", "D", "--out", "R", "--diversity", "inf"], "--diversity: must be a finite number"),
+    (["train", "cgan", "D", "--out", "R", "--mirror-balance", "-1"], "--mirror-balance: must be between 0 and"),
 ])
 def test_numbers_that_would_crash_or_poison_a_run_are_refused(args, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
