@@ -470,6 +470,7 @@ def run(a, tmp: Path) -> int:
           "stray from each other on it at this many images):\n")
     header = ["class", "floor", "real vs real grid"] + [c.name + (f" ({p})" if p else "") for c, p in columns]
     rows = []
+
     def real_grid(m: torch.Tensor) -> str:
         """The grid measure of each floor draw against the held-out images: its spread is the
         measure's own at this many images (the range over the draws)."""
