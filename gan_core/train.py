@@ -472,8 +472,9 @@ class Trainer:
         on; 1: it tells them apart every time. ADA's validation heuristic r_v measures the same
         thing on the critic's raw scores; a share needs no scale. Each held-back image stands beside
         a training image of its class drawn afresh, in the same place of a batch of the same layout;
-        both batches are scored unaugmented (critic_scores). The training images are drawn with `gen`, else with the run's own random
-        stream; `across`: averaged over processes (all of them must call it then)."""
+        both batches are scored unaugmented (critic_scores). The training images are drawn with
+        `gen`, else with the run's own random stream; `across`: averaged over processes (all of
+        them must call it then)."""
         held = self.memory_batch()
         y = self.labels[held]
         picks = torch.randint(1 << 30, (len(held),), generator=self.gen if gen is None else gen).tolist()
