@@ -261,6 +261,7 @@ class Project(Contender):
         run_dir.mkdir(parents=True)
         self.loop = Trainer(cfg, run_dir, torch.device("cpu"))
         self.per_step = cfg.train.batch * cfg.train.n_critic
+        self.final = False  # at the end of the budget: the equaliser from the larger fit a run ends with
         self.probes: dict[str, tuple[float, float, torch.nn.Module]] = {}
         self.train_s += time.perf_counter() - t0
 
@@ -314,10 +315,11 @@ class Project(Contender):
     @torch.inference_mode()
     def sample(self, z, y, raw: bool = False):
         """Samples as the studio shows them: through the spectral equaliser fitted at this step, as
-        a checkpoint of this step would hold it (untimed, as checkpoints are here); `raw`: without."""
+        a checkpoint of this step would hold it (untimed, as checkpoints are here; at the end of the
+        budget the larger fit of a run's last checkpoint); `raw`: without."""
         self.loop.recalibrate_bn()
         fake = torch.cat([self.loop.G_ema(zz, yy).float() for zz, yy in zip(z.split(64), y.split(64))])
-        gains = None if raw else self.loop.spectrum_gains()
+        gains = None if raw else self.loop.spectrum_gains(final=self.final)
         return fake if gains is None else equalise(fake, gains[y])
 
 
@@ -417,6 +419,8 @@ def run(a, tmp: Path) -> int:
     for k in range(1, a.points + 1):
         for c in cs:
             c.train_until(a.budget * k / a.points)
+            if isinstance(c, Project):
+                c.final = k == a.points
             finals[c.name] = evaluate(c)
     ol.stop()
     load1 = load_average()

@@ -109,6 +109,16 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
     return final
 
 
+def write_spectrum(folder: str | os.PathLike, gains: torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
+    """Write (or replace) the equaliser gains beside a checkpoint's or model's weights, atomically: a
+    crash leaves the old file or the new one whole."""
+    try:
+        atomic_write(Path(folder) / SPECTRUM_FILE, lambda tmp: spectrum.write(tmp, gains, dtype))
+    except OSError as e:
+        raise CheckpointError(f"Could not write the equaliser of {folder}: {_reason(e)}. Free some disk "
+                              "space or make the folder writable; the checkpoint's weights are intact.") from None
+
+
 def _plain_state(m: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in m.state_dict().items()}
 

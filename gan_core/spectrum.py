@@ -21,7 +21,8 @@ bench/RESULTS.md, "the spectral equaliser"): the largest single grid frequency p
 1.9-14.3 to 1.3-3.9, the grid mean of every class to 1.3 or below, and the distance to held-back
 photos moved by at most 0.02x the real-vs-real floor.
 
-The trainer fits the gains with every checkpoint and writes them beside the weights
+The trainer fits the gains with every checkpoint (from FINAL_TIMES as many images for the model a
+run ends with and for RUN/best) and writes them beside the weights
 (`spectrum.safetensors`: "gain", shape (classes, 3, R, R)); `checkpoint.load_generator` attaches
 them to the generator as `spectral_gain`, and `sampling.generate` applies them, blended by the
 same class weights as the class embeddings. A model folder without the file draws unfiltered.
@@ -36,6 +37,7 @@ TOLERANCE = 1.5  # generated / real power ratio (normalised) left alone
 FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # cycles per pixel (largest of x and y): where the filter starts, where it is full
 FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16), up to FIT_TOTAL in all
 FIT_TOTAL, FIT_MIN = 960, 32  # with many classes fewer per class, so that a fit stays about 1% of a run
+FINAL_TIMES = 3  # a fit for a model that is kept (a run's end, RUN/best, `equalise`) draws this many times as many
 REAL_LIMIT = 256  # training images per class whose spectrum the fit compares with
 MIN_GAIN = 0.05  # a gain is never below this: a damaged fit cannot blank a frequency out entirely
 
@@ -108,10 +110,14 @@ def check(gains: torch.Tensor, n_classes: int, resolution: int) -> str | None:
     return None
 
 
-def fit_count(n_classes: int) -> int:
+def fit_count(n_classes: int, final: bool = False) -> int:
     """Generated images per class for a fit: FIT_PER_CLASS, fewer (down to FIT_MIN) when there are
-    so many classes that FIT_TOTAL would be exceeded."""
-    return max(FIT_MIN, min(FIT_PER_CLASS, FIT_TOTAL // max(1, n_classes)))
+    so many classes that FIT_TOTAL would be exceeded; FINAL_TIMES as many for a model that is kept.
+    The generated spectrum is the noisy half of a fit: a few seeds with a strong fine pattern can
+    carry most of a frequency's power, and a fit of 96 images a class left one class's 2-pixel
+    diagonal at 3.7-5.1x the photos' where fits of 288 left 2.7-2.9x (bench/RESULTS.md)."""
+    n = max(FIT_MIN, min(FIT_PER_CLASS, FIT_TOTAL // max(1, n_classes)))
+    return n * FINAL_TIMES if final else n
 
 
 def fit_classes(draw, real_powers: list[torch.Tensor]) -> torch.Tensor:
@@ -147,7 +153,6 @@ def fit_folder(folder, data) -> torch.Tensor:
     from . import checkpoint
     from .data import load_class_dataset
     from .errors import StudioError
-    from .io import atomic_write
 
     folder = Path(folder)
     G, cfg = checkpoint.load_generator(folder, equalise=False)
@@ -161,17 +166,18 @@ def fit_folder(folder, data) -> torch.Tensor:
     real = class_powers(ds.images, by_class, cfg.train.mirror, torch.Generator().manual_seed(cfg.train.seed + 6))
     gen = torch.Generator().manual_seed(cfg.train.seed + 7)
 
-    n = fit_count(cfg.model.n_classes)
+    n = fit_count(cfg.model.n_classes, final=True)
 
     def draw(c: int) -> torch.Tensor:
         z = torch.randn(n, cfg.model.nz, generator=gen)
-        return G(z, torch.full((n,), c, dtype=torch.long)).float()
+        y = torch.full((n,), c, dtype=torch.long)
+        return torch.cat([G(zp, yp).float() for zp, yp in zip(z.split(96), y.split(96))])
 
     gains = fit_classes(draw, real)
     with safe_open(str(folder / "G_ema.safetensors"), "pt") as f:  # the header only: the weights' dtypes
         half = any(f.get_slice(k).get_dtype() == "F16" for k in f.keys())
     dtype = torch.float16 if half else torch.float32  # as compact as the weights beside it
-    atomic_write(folder / SPECTRUM_FILE, lambda tmp: write(tmp, gains, dtype))
+    checkpoint.write_spectrum(folder, gains, dtype)
     return gains
 
 

@@ -178,6 +178,7 @@ class Trainer:
         self.mirror_bias: torch.Tensor | None = None  # per class and band: the generator's recent diagonal lean
         self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self._gains_step: int | None = None  # the step whose averaged weights the equaliser's gains fit
+        self._gains_final = False  # whether that fit drew spectrum.FINAL_TIMES as many images
         self._real_power: list[torch.Tensor] | None = None  # per class: the training images' spectrum
         self.history: list[dict] = []
         self._plotted: tuple[float, int] | None = None  # (when, records drawn) of the last loss plot
@@ -586,18 +587,20 @@ class Trainer:
         best = ckpt.read_best(self.run_dir)
         if best is not None and float(best["swd"]) <= reading["swd"]:
             return False
-        ckpt.save_best(self.run_dir, self.cfg, self.G_ema, reading, self.spectrum_gains())
+        ckpt.save_best(self.run_dir, self.cfg, self.G_ema, reading, self.spectrum_gains(final=True))
         return True
 
     @torch.no_grad()
-    def spectrum_gains(self) -> torch.Tensor | None:
+    def spectrum_gains(self, final: bool = False) -> torch.Tensor | None:
         """Fit the averaged generator's spectral equaliser (gan_core.spectrum) to the training images,
         attach it to G_ema (so the run's sample sheets show it) and return the gains (classes, 3, R,
         R); once per step (sample sheet, checkpoint and RUN/best share a fit). Conditional runs only.
-        About 0.06 s per class on 2 cores in bf16 (1% of a run); with the checkpoints, not every step."""
+        About 0.06 s per class on 2 cores in bf16 (1% of a run); with the checkpoints, not every step.
+        `final`: for a model that is kept (the run's last checkpoint, RUN/best), from
+        spectrum.FINAL_TIMES as many images; a final fit also serves later requests at its step."""
         if self.cfg.variant != "cgan":
             return None
-        if self._gains_step == self.step:
+        if self._gains_step == self.step and (self._gains_final or not final):
             return self.G_ema.spectral_gain
         self.recalibrate_bn()
         if self._real_power is None:
@@ -605,15 +608,24 @@ class Trainer:
                                                      torch.Generator().manual_seed(self.cfg.train.seed + 6))
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 7)
 
-        n = spectrum.fit_count(self.cfg.model.n_classes)
+        n = spectrum.fit_count(self.cfg.model.n_classes, final)
 
         def draw(c: int) -> torch.Tensor:
             y = torch.full((n,), c, dtype=torch.long)
             return torch.cat([self._ema_forward(len(part), gen, part).cpu() for part in y.split(48)])
 
         self.G_ema.spectral_gain = spectrum.fit_classes(draw, self._real_power)
-        self._gains_step = self.step
+        self._gains_step, self._gains_final = self.step, final
         return self.G_ema.spectral_gain
+
+    def fit_final(self) -> bool:
+        """Before a run's last gauge reading and checkpoint (lead process, conditional runs): the
+        equaliser from the larger final fit, which the reading, RUN/best and the checkpoint then
+        share. True when it fitted (False: a texture run, another process, or already done)."""
+        if not self.share.lead or self.cfg.variant != "cgan" or (self._gains_step == self.step and self._gains_final):
+            return False
+        self.spectrum_gains(final=True)
+        return True
 
     def update_ema(self) -> None:
         average_into(self.G_ema, self.G, self.ema_decay())
@@ -969,6 +981,8 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
             emit("log", record=record)
         if t.quality_every and loop.step % t.quality_every == 0 and loop.step != t.steps:
             gauge()
+        if loop.step == t.steps:
+            loop.fit_final()  # the last sample sheet, reading and checkpoint share it
         if loop.step % t.sample_every == 0 or loop.step == t.steps:
             emit("sample", path=str(loop.sample()))
         if due:
@@ -977,12 +991,16 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
             last_ckpt = loop.save()
             emit("checkpoint", path=str(last_ckpt))
     if (stopped or timed_out) and int(last_ckpt.name[5:]) != loop.step:
+        loop.fit_final()
         if timed_out:
             gauge()
         clock()
         last_ckpt = loop.save()
         loop.sample()
         emit("checkpoint", path=str(last_ckpt))
+    elif (stopped or timed_out) and loop.fit_final():  # the checkpoint of this step holds a smaller fit
+        ckpt.write_spectrum(last_ckpt, loop.G_ema.spectral_gain)
+        loop.sample()
     loop.plot(final=True)
     clock()
     emit("done", message="stopped" if stopped else ("time is up" if timed_out else "finished"))

@@ -153,3 +153,59 @@ def test_a_model_saved_without_an_equaliser_gets_one_from_its_class_folder(class
     err = capsys.readouterr().err
     assert "cats, dogs" in err and "blue, green, red" in err and "Traceback" not in err
     assert G.spectral_gain.shape == ckpt.load_generator(model)[0].spectral_gain.shape  # the fitted one is kept
+
+
+def _recording_fits(monkeypatch):
+    """Replace spectrum.fit_classes with one that records each fit: (images drawn per class, gains)."""
+    fits, real_fit = [], spectrum.fit_classes
+
+    def recording(draw, real_powers):
+        counts = []
+
+        def counted(c):
+            x = draw(c)
+            counts.append(len(x))
+            return x
+        gains = real_fit(counted, real_powers)
+        fits.append((counts, gains.clone()))
+        return gains
+    monkeypatch.setattr(spectrum, "fit_classes", recording)
+    return fits
+
+
+def test_the_model_a_run_ends_with_and_its_best_get_the_larger_fit(tmp_path, monkeypatch):
+    from tests.conftest import make_class_folder
+    data = make_class_folder(tmp_path / "data", n_per_class=34)  # large enough to hold images back: RUN/best
+    fits = _recording_fits(monkeypatch)
+    run = tmp_path / "run"
+    # gauge readings at steps 4 and 6 (step 4 writes RUN/best: a final fit there, which its checkpoint shares)
+    train(tiny_cgan(data, steps=6, ckpt_every=2, quality_every=4, keep_checkpoints=3), run)
+    small, big = spectrum.fit_count(3), spectrum.fit_count(3, final=True)
+    assert big == spectrum.FINAL_TIMES * small
+    cfg = ckpt.read_config(run)
+    by_step = {int(d.name[5:]): ckpt.read_spectrum(d, cfg) for d in ckpt.checkpoint_dirs(run)}
+    gains_of = lambda n: [g for counts, g in fits if counts == [n] * 3]  # noqa: E731
+    assert any(torch.equal(by_step[2], g) for g in gains_of(small))  # along the way: the quick fit
+    assert any(torch.equal(by_step[4], g) for g in gains_of(big))  # fitted as RUN/best was written at step 4
+    assert torch.equal(by_step[6], fits[-1][1]) and fits[-1][0] == [big] * 3  # the end: the larger one
+    best = ckpt.read_spectrum(run / "best", cfg)
+    assert any(torch.equal(best, g) for g in gains_of(big))
+    assert all(counts in ([small] * 3, [big] * 3) for counts, _ in fits)
+
+
+def test_a_run_stopped_at_a_checkpoint_gets_the_larger_fit_beside_its_weights(class_dir, tmp_path, monkeypatch):
+    fits = _recording_fits(monkeypatch)
+    run = tmp_path / "run"
+    calls = {"n": 0}
+
+    def stop():  # asked before each step: stops after step 2, which wrote a checkpoint
+        calls["n"] += 1
+        return calls["n"] > 2
+    result = train(tiny_cgan(class_dir, steps=6, ckpt_every=2), run, should_stop=stop)
+    assert result.stopped and result.step == 2
+    last = ckpt.checkpoint_dirs(run)[0]
+    assert int(last.name[5:]) == 2 and fits[-1][0] == [spectrum.fit_count(3, final=True)] * 3
+    assert torch.equal(ckpt.read_spectrum(last, ckpt.read_config(run)), fits[-1][1])
+    assert fits[-2][0] == [spectrum.fit_count(3)] * 3  # the checkpoint itself was written with the quick fit
+    G, _ = ckpt.load_generator(run)
+    assert torch.equal(G.spectral_gain, fits[-1][1])
