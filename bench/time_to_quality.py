@@ -471,16 +471,20 @@ def run(a, tmp: Path) -> int:
           "pixel averages, which leaves speckle out and sees layout and colour); and the grid measure of all "
           "the draws' samples (mean; largest single frequency). \"real vs real grid\": the grid measure of each "
           "draw of floor images against the held-out images, as a range over the draws (how far real images "
-          "stray from each other on it at this many images):\n")
+          "stray from each other on it at this many images), then \"pooled\": of all the draws together, as the "
+          "samples' figure pools its draws (the one to hold the samples' figure against):\n")
     header = ["class", "floor", "real vs real grid"] + [c.name + (f" ({p})" if p else "") for c, p in columns]
     rows = []
 
     def real_grid(m: torch.Tensor) -> str:
         """The grid measure of each floor draw against the held-out images: its spread is the
-        measure's own at this many images (the range over the draws)."""
+        measure's own at this many images (the range over the draws); then of the draws pooled,
+        as the samples' figure pools its draws."""
         gs = [grid_artifacts(o[m], real[m]) for o in others]
         means, peaks = [g["mean"] for g in gs], [g["max"] for g in gs]
-        return f"{min(means):.2f}-{max(means):.2f} (max {min(peaks):.1f}-{max(peaks):.1f})"
+        pooled = grid_artifacts(torch.cat([o[m] for o in others]), real[m])
+        return (f"{min(means):.2f}-{max(means):.2f} (max {min(peaks):.1f}-{max(peaks):.1f}); "
+                f"pooled {pooled['mean']:.2f} (max {pooled['max']:.1f})")
 
     for ci, cname in enumerate(names_c):
         rows.append([cname, f"{floor_cm[ci]:.1f}", f"{real_grid(y == ci)}; lean {lean(real[y == ci]):.2f}"]
