@@ -600,7 +600,7 @@ class Trainer:
         spectrum.FINAL_TIMES as many images; a final fit also serves later requests at its step."""
         if self.cfg.variant != "cgan":
             return None
-        if self._gains_step == self.step and (self._gains_final or not final):
+        if self._has_fit(final):
             return self.G_ema.spectral_gain
         self.recalibrate_bn()
         if self._real_power is None:
@@ -618,14 +618,17 @@ class Trainer:
         self._gains_step, self._gains_final = self.step, final
         return self.G_ema.spectral_gain
 
+    def _has_fit(self, final: bool) -> bool:
+        """Whether G_ema's gains were fitted at this step (from the larger fit, when `final`)."""
+        return self._gains_step == self.step and (self._gains_final or not final)
+
     def fit_final(self) -> bool:
         """Before a run's last gauge reading and checkpoint (lead process, conditional runs): the
         equaliser from the larger final fit, which the reading, RUN/best and the checkpoint then
         share. True when it fitted (False: a texture run, another process, or already done)."""
-        if not self.share.lead or self.cfg.variant != "cgan" or (self._gains_step == self.step and self._gains_final):
+        if not self.share.lead or self._has_fit(final=True):
             return False
-        self.spectrum_gains(final=True)
-        return True
+        return self.spectrum_gains(final=True) is not None
 
     def update_ema(self) -> None:
         average_into(self.G_ema, self.G, self.ema_decay())
