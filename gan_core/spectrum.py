@@ -10,16 +10,25 @@ the network that removed them cost distance to the photos elsewhere.
 
 This filter works on the finished pictures instead. For each class, the mean power spectrum of
 generated images (per colour channel, each image's mean removed) is compared with that of the
-class's training images (smoothed over 3 x 3 neighbouring frequencies, mirrored left-right when
-training mirrors the images), both normalised by their total power, as the grid measure does.
-Where the generated power exceeds the photos' by more than TOLERANCE, at a fine frequency, the
-filter scales that frequency down to TOLERANCE times the photos' level; everywhere else, and at
-every frequency coarser than FINE_FROM cycles per pixel, it leaves the picture as it is (gain 1),
-so it never adds power, never sharpens and never touches layout or colour. Between FINE_FROM
-and FINE_FULL the change fades in. Measured over four 10-minute runs (demo classes and photo set,
-bench/RESULTS.md, "the spectral equaliser"): the largest single grid frequency per class fell from
-1.9-14.3 to 1.3-3.9, the grid mean of every class to 1.3 or below, and the distance to held-back
-photos moved by at most 0.02x the real-vs-real floor.
+class's training images (mirrored left-right when training mirrors the images), both normalised by
+their total power, as the grid measure does. Where the generated power exceeds the photos' by more
+than TOLERANCE, the filter scales that frequency down to TOLERANCE times the photos' level;
+everywhere else it leaves the picture as it is (gain 1), so it never adds power and never sharpens.
+It leaves the coarsest frequencies alone (up to COARSE_FROM cycles per pixel: the picture's layout
+and colour) and acts fully from COARSE_FULL, so that a coarse pattern the generator repeats (a
+crosshatch on both diagonals 11 px apart, single frequencies 3-5x the photos') is taken away as a
+fine one is. The photos' spectrum is smoothed over 3 x 3 neighbouring frequencies at fine
+frequencies (from FINE_FULL, fading in from FINE_FROM), where a class's spectrum is broad and a
+hundred photos give a noisy estimate of it; at coarser frequencies it is taken as it is, since
+there the photos' own regular structure (a wall's mortar lines, a roof's tiles) sits at narrow
+peaks that smoothing would lower, and the filter would then fade the mortar the generator drew.
+Measured over four 10-minute runs (demo classes and photo set, bench/RESULTS.md, "the spectral
+equaliser"): the largest single grid frequency per class fell from 1.9-14.3 to 1.3-3.9, the grid
+mean of every class to 1.3 or below, and the distance to held-back photos moved by at most 0.02x
+the real-vs-real floor. Refitted this way (coarse frequencies, the photos' spectrum unsmoothed
+there), the kept models of ten 10-minute runs had 1 class in 45 with a single frequency above 3
+against 8 (the flowers' crosshatch 4.6 -> 1.8), distances within 0.07x (bench/RESULTS.md, "the
+equaliser at coarse frequencies").
 
 The trainer fits the gains with every checkpoint (from FINAL_TIMES as many images for the model a
 run ends with and for RUN/best) and writes them beside the weights
@@ -34,7 +43,8 @@ import torch.nn.functional as F
 
 SPECTRUM_FILE = "spectrum.safetensors"
 TOLERANCE = 1.5  # generated / real power ratio (normalised) left alone
-FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # cycles per pixel (largest of x and y): where the filter starts, where it is full
+COARSE_FROM, COARSE_FULL = 1 / 64, 1 / 32  # cycles per pixel (largest of x and y): where the filter starts, where it is full
+FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # where the photos' spectrum starts to be smoothed, where it is fully
 FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16), up to FIT_TOTAL in all
 FIT_TOTAL, FIT_MIN = 960, 32  # with many classes fewer per class, so that a fit stays about 1% of a run
 FINAL_TIMES = 3  # a fit for a model that is kept (a run's end, RUN/best, `equalise`) draws this many times as many
@@ -61,29 +71,32 @@ def smooth(power: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(F.pad(power[None], (1, 1, 1, 1), mode="circular"), 3, 1)[0]
 
 
-def fine_ramp(h: int, w: int) -> torch.Tensor:
-    """(H, W): 0 at frequencies up to FINE_FROM cycles per pixel, 1 from FINE_FULL, linear between."""
+def ramp(h: int, w: int, lo: float, hi: float) -> torch.Tensor:
+    """(H, W): 0 at frequencies up to `lo` cycles per pixel (the largest of x and y), 1 from `hi`,
+    linear between."""
     fy = torch.fft.fftfreq(h).abs()[:, None]
     fx = torch.fft.fftfreq(w).abs()[None, :]
-    return ((torch.maximum(fx, fy) - FINE_FROM) / (FINE_FULL - FINE_FROM)).clamp(0, 1)
+    return ((torch.maximum(fx, fy) - lo) / (hi - lo)).clamp(0, 1)
 
 
 def fit_gains(fake_power: torch.Tensor, real_power: torch.Tensor) -> torch.Tensor:
     """Gains (C, H, W) in [MIN_GAIN, 1] for one class from its generated and real power spectra
-    (C, H, W each, as channel_power gives; the real one already smoothed and, where training
-    mirrors, mirrored)."""
+    (C, H, W each: channel_power of the generated images, real_power of the photos)."""
     overall = fake_power.sum() / real_power.sum().clamp_min(1e-12)
     ratio = fake_power / (real_power * overall).clamp_min(1e-12)
     full = (ratio / TOLERANCE).clamp_min(1).rsqrt()  # scales the power down to TOLERANCE x the real level
-    ramp = fine_ramp(*fake_power.shape[-2:])
-    return (1 - ramp * (1 - full)).clamp(MIN_GAIN, 1)
+    reach = ramp(*fake_power.shape[-2:], COARSE_FROM, COARSE_FULL)
+    return (1 - reach * (1 - full)).clamp(MIN_GAIN, 1)
 
 
 def real_power(images: torch.Tensor, mirror: bool) -> torch.Tensor:
-    """The smoothed power spectrum (C, H, W) of up to REAL_LIMIT real images (B, C, H, W) of one class."""
+    """The power spectrum (C, H, W) of up to REAL_LIMIT real images (B, C, H, W) of one class that a
+    fit compares with: mirrored where training mirrors, smoothed at fine frequencies only."""
     x = images[:REAL_LIMIT]
     p = sum(channel_power(chunk) * len(chunk) for chunk in x.split(64)) / len(x)
-    return smooth(mirrored(p) if mirror else p)
+    p = mirrored(p) if mirror else p
+    fine = ramp(*p.shape[-2:], FINE_FROM, FINE_FULL)
+    return p + fine * (smooth(p) - p)
 
 
 def blend(gains: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ def _with_grid(x):
     return out.clamp(-1, 1)
 
 
-def test_the_equaliser_takes_a_fine_grid_away_and_leaves_everything_coarser_as_it_was():
+def test_the_equaliser_takes_a_fine_grid_away_and_leaves_everything_else_as_it_was():
     real, held = _photos(128, 0), _photos(128, 1)
     fit_fake, fake = _with_grid(_photos(128, 2)), _with_grid(_photos(128, 3))
     gains = spectrum.fit_gains(spectrum.channel_power(fit_fake), spectrum.real_power(real, mirror=False))
@@ -37,14 +37,42 @@ def test_the_equaliser_takes_a_fine_grid_away_and_leaves_everything_coarser_as_i
     out = spectrum.equalise(fake, gains[None])
     before, after = grid_artifacts(fake, held), grid_artifacts(out, held)
     assert before["max"] > 20 and after["max"] < 3 and after["mean"] < 1.5
-    # frequencies up to FINE_FROM cycles per pixel (layout, colour, shapes) are untouched
+    # the layout, colour and shapes (frequencies below the 2 and 4 px periods) are untouched
     f = torch.fft.fftfreq(32).abs()
-    coarse = torch.maximum(f[:, None], f[None, :]) <= spectrum.FINE_FROM
+    coarse = torch.maximum(f[:, None], f[None, :]) < 1 / 4
     diff = torch.fft.fft2(out - fake).abs()
     assert diff[..., coarse].max() < 1e-3 * torch.fft.fft2(fake).abs()[..., coarse].max()
     # images without a grid stay as they are: the gains are 1 where the power is like the photos'
     clean = spectrum.fit_gains(spectrum.channel_power(_photos(128, 4)), spectrum.real_power(real, mirror=False))
     assert (spectrum.equalise(held, clean[None]) - held).abs().max() < 0.02
+
+
+def _mortar(x):
+    """Dark horizontal lines 8 px apart: the regular structure of a brick wall's photos."""
+    out = x.clone()
+    out[..., ::8, :] -= 0.4
+    return out.clamp(-1, 1)
+
+
+def _crosshatch(x):
+    """Faint stripes along both diagonals 16 px apart: a coarse pattern a generator repeats."""
+    i = torch.arange(32.0)
+    yy, xx = i[:, None], i[None, :]
+    hatch = torch.cos(2 * torch.pi * (xx + yy) / 16) + torch.cos(2 * torch.pi * (xx - yy) / 16)
+    return (x + 0.1 * hatch).clamp(-1, 1)
+
+
+def test_the_equaliser_takes_a_coarse_crosshatch_away_and_keeps_the_lines_the_photos_have():
+    real, held = _mortar(_photos(128, 0)), _mortar(_photos(128, 1))
+    fit_fake, fake = _crosshatch(_mortar(_photos(128, 2))), _crosshatch(_mortar(_photos(128, 3)))
+    gains = spectrum.fit_gains(spectrum.channel_power(fit_fake), spectrum.real_power(real, mirror=False))
+    out = spectrum.equalise(fake, gains[None])
+    before, after = grid_artifacts(fake, held), grid_artifacts(out, held)
+    assert before["at"] == "diagonal 1/16" and before["max"] > 4
+    assert after["ratios"]["diagonal 1/16"] < 2 and after["max"] < 3
+    # the mortar lines (1/8 cycle per pixel down the picture) keep their strength
+    p_before, p_after = spectrum.channel_power(fake), spectrum.channel_power(out)
+    assert (p_after[:, 4, 0] / p_before[:, 4, 0]).min() > 0.95 and after["ratios"]["y 1/8"] > 0.8
 
 
 def test_mirrored_training_compares_with_the_spectrum_of_both_flips():
