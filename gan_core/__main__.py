@@ -372,7 +372,7 @@ def _dispatch(a) -> int:
         if not Path(data).is_dir():
             raise StudioError(f"The class folder {data} is not there; give it with --data.")
         gains = fit_folder(folder, data)
-        print(f"wrote {folder / SPECTRUM_FILE}: gains {float(gains.min()):.2f}-1 at fine frequencies of "
+        print(f"wrote {folder / SPECTRUM_FILE}: gains {float(gains.min()):.2f}-1 over the frequencies of "
               f"{len(gains)} classes (1 = left as drawn)")
         return 0
     if a.command == "export":

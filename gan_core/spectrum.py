@@ -1,5 +1,5 @@
 """The spectral equaliser: a per-class filter, fitted to the training images, that takes away the
-fine regular patterns a conditional generator leaves in its pictures.
+regular patterns a conditional generator leaves in its pictures (fine ones mostly, some coarse).
 
 A generator built from x2 resizes, 3x3 convolutions and ReLUs draws faint repeating patterns at
 the periods its stages leave behind: a dotted 2 px checkerboard, lines a few pixels apart. They
@@ -26,8 +26,8 @@ Measured over four 10-minute runs (demo classes and photo set, bench/RESULTS.md,
 equaliser"): the largest single grid frequency per class fell from 1.9-14.3 to 1.3-3.9, the grid
 mean of every class to 1.3 or below, and the distance to held-back photos moved by at most 0.02x
 the real-vs-real floor. Refitted this way (coarse frequencies, the photos' spectrum unsmoothed
-there), the kept models of ten 10-minute runs had 1 class in 45 with a single frequency above 3
-against 8 (the flowers' crosshatch 4.6 -> 1.8), distances within 0.07x (bench/RESULTS.md, "the
+there), the kept models of eleven 10-minute runs had 1 class in 50 with a single frequency above 3
+against 9 (the flowers' crosshatch 5.0 and 4.6 -> 1.8), distances within 0.07x (bench/RESULTS.md, "the
 equaliser at coarse frequencies").
 
 The trainer fits the gains with every checkpoint (from FINAL_TIMES as many images for the model a
