@@ -44,7 +44,7 @@ import torch.nn.functional as F
 SPECTRUM_FILE = "spectrum.safetensors"
 TOLERANCE = 1.5  # generated / real power ratio (normalised) left alone
 COARSE_FROM, COARSE_FULL = 1 / 64, 1 / 32  # cycles per pixel (largest of x and y): where the filter starts, where it is full
-FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # where the photos' spectrum starts to be smoothed, where it is fully
+FINE_FROM, FINE_FULL = 1 / 8, 1 / 4  # where the photos' spectrum starts to be smoothed, where it is fully smoothed
 FIT_PER_CLASS = 96  # generated images per class for a fit (about 0.06 s per class on 2 cores in bf16), up to FIT_TOTAL in all
 FIT_TOTAL, FIT_MIN = 960, 32  # with many classes fewer per class, so that a fit stays about 1% of a run
 FINAL_TIMES = 3  # a fit for a model that is kept (a run's end, RUN/best, `equalise`) draws this many times as many

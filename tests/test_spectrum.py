@@ -37,7 +37,7 @@ def test_the_equaliser_takes_a_fine_grid_away_and_leaves_everything_else_as_it_w
     out = spectrum.equalise(fake, gains[None])
     before, after = grid_artifacts(fake, held), grid_artifacts(out, held)
     assert before["max"] > 20 and after["max"] < 3 and after["mean"] < 1.5
-    # the layout, colour and shapes (frequencies below the 2 and 4 px periods) are untouched
+    # every frequency coarser than the grid's 4 px period (layout, colour, shapes) is untouched
     f = torch.fft.fftfreq(32).abs()
     coarse = torch.maximum(f[:, None], f[None, :]) < 1 / 4
     diff = torch.fft.fft2(out - fake).abs()
@@ -55,7 +55,8 @@ def _mortar(x):
 
 
 def _crosshatch(x):
-    """Faint stripes along both diagonals 16 px apart: a coarse pattern a generator repeats."""
+    """Faint stripes along both diagonals (1/16 cycle per pixel along x and y): a coarse pattern a
+    generator repeats."""
     i = torch.arange(32.0)
     yy, xx = i[:, None], i[None, :]
     hatch = torch.cos(2 * torch.pi * (xx + yy) / 16) + torch.cos(2 * torch.pi * (xx - yy) / 16)
