@@ -10,12 +10,12 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   reference      gan_core with --recipe reference (transposed-convolution networks, WGAN-GP)
   fast           gan_core with --recipe fast (the reference networks, hinge loss, mode seeking)
   studio         gan_core with --recipe studio, the default (nearest resize + 3x3 convolution and a
-                 noise map from z in each generator stage, skip-layer excitation from each stage to
-                 the one two doublings finer, colour drawn at half the resolution of brightness, the
-                 relativistic pairing loss with lazy R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment
-                 drawn once per minibatch-std group, EMA over 10k images, learning rate falling to zero
-                 over the second half of the budget;
-                 one generated batch per step, shared by the critic's and the generator's updates)
+                 noise map from z in each generator stage, a second 3x3 convolution in the first three
+                 stages, skip-layer excitation from each stage to the one two doublings finer, colour
+                 drawn at half the resolution of brightness, the relativistic pairing loss with lazy
+                 R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std
+                 group, EMA over 10k images, learning rate falling to zero over the second half of the
+                 budget; one generated batch per step, shared by the critic's and the generator's updates)
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update
   studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
   studio-nosle   the default before: studio without skip-layer excitation
@@ -78,6 +78,12 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  (mirror_balance 1.0, losses.mirror_asymmetry)
   studio-mirror03 studio-mirror with the term at 0.3 of its weight (mirror_balance 0.3, the default's)
   studio-nomirror studio without the mirror term (mirror_balance 0: the default before it)
+  studio-nosn    studio whose critic is not spectrally normalised (d_spectral_norm off; R1 + R2 alone hold
+                 it smooth, as in R3GAN)
+  studio-g2      studio whose generator draws only its 8 and 16 px stages with two 3x3 convolutions (g_extra 2)
+  studio-g3      the same settings as studio: the name of the runs that chose two 3x3 convolutions at 8, 16
+                 and 32 px (g_extra 3)
+  studio-g0      the default before: one 3x3 convolution per generator stage (g_extra 0)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -196,6 +202,10 @@ CONTENDERS = {
     "studio-mirror": ("studio", {}, {"mirror_balance": 1.0}),
     "studio-mirror03": ("studio", {}, {"mirror_balance": 0.3}),
     "studio-nomirror": ("studio", {}, {"mirror_balance": 0.0}),
+    "studio-nosn": ("studio", {"d_spectral_norm": False}, {}),
+    "studio-g2": ("studio", {"g_extra": 2}, {}),
+    "studio-g3": ("studio", {"g_extra": 3}, {}),
+    "studio-g0": ("studio", {"g_extra": 0}, {}),
 }
 
 

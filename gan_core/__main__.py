@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip-layer excitation in the generator (default: the recipe's; on in studio)")
     c.add_argument("--half-chroma", action=argparse.BooleanOptionalAction, default=None,
                    help="colour drawn at half the resolution of brightness (default: the recipe's; on in studio)")
+    c.add_argument("--g-extra", type=options.arg("g_extra"), metavar="N",
+                   help="the generator's first N upsampling stages (8 px, 16 px, ...) draw with two 3x3 "
+                        "convolutions instead of one; the last stage always has one (default: the recipe's; "
+                        f"{RECIPES['studio']['model']['cgan'].get('g_extra', 0)} in studio)")
     c.add_argument("--colour-gate", action=argparse.BooleanOptionalAction, default=None,
                    help="the class sets how much colour is drawn, so grey classes can be grey (needs half-chroma; "
                         "default: the recipe's; on in studio)")
@@ -389,7 +393,7 @@ def _run_config(a) -> RunConfig:
                                               "n_critic", "lr", "lr_d", "betas", "diversity", "augment", "ema",
                                               "seed", "sample_every", "ckpt_every", "gp_lambda", "conditioning",
                                               "patch", "max_side", "depth", "r1_gamma", "mirror_balance",
-                                              *options.MODEL_SWITCHES)}
+                                              "g_extra", *options.MODEL_SWITCHES)}
     given.update(mirror=not a.no_mirror, precision=a.precision)
     if a.variant == "cgan":
         given["resolution"] = a.res

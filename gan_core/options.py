@@ -46,6 +46,7 @@ FIELDS = {
     "resolution": Field("Resolution", lo=min(RESOLUTIONS), hi=max(RESOLUTIONS)),
     "g_channels": Field("Generator width", lo=1, hi=512),
     "d_channels": Field("Critic width", lo=1, hi=512),
+    "g_extra": Field("Stages with two convolutions", lo=0, hi=5),
     "lr": Field("Learning rate", whole=False, lo=0, hi=1, lo_open=True, hi_open=True),
     "lr_d": Field("Critic learning rate", whole=False, lo=0, hi=1, lo_open=True, hi_open=True),
     "seed": Field("Seed", lo=0, hi=2**63 - 1),
@@ -135,7 +136,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
-    conditional models also noise_maps, sle, half_chroma and colour_gate (on/off) and mirror_balance;
+    conditional models also noise_maps, sle, half_chroma and colour_gate (on/off), g_extra and
+    mirror_balance;
     textures also patch, max_side, depth.
     With `check`, the data is read as training will read it (datacheck.check_data), and data that
     cannot train is refused here, before a run starts.
@@ -194,6 +196,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         model = CGANConfig(resolution=res, **recipe_model(recipe, "cgan"), **_widths(s))
         if "conditioning" in s:
             model.conditioning = s["conditioning"]
+        if "g_extra" in s:
+            model.g_extra = value(s["g_extra"], "g_extra")
         for name in MODEL_SWITCHES:
             if name in s:
                 setattr(model, name, bool(s[name]))
@@ -263,7 +267,8 @@ def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
 MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma", "colour_gate")
 _KNOWN = {*MODEL_SWITCHES, "steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning",
           "lr", "lr_d", "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
-          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "mirror_balance"}
+          "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "mirror_balance",
+          "g_extra"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,

@@ -113,6 +113,8 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").train.mirror_balance == 0
     assert _config("sgan", tex, "--mirror-balance", "1").train.mirror_balance == 0  # textures have no classes
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4", "--sle").model.sle
+    assert studio.model.g_extra == 3 and _config("cgan", class_dir, "--batch", "4", "--g-extra", "0").model.g_extra == 0
+    assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").model.g_extra == 0
 
 
 def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir, tmp_path):
@@ -147,6 +149,7 @@ def test_train_for_minutes_stops_with_a_checkpoint_and_reports_the_gauge(class_d
     (["train", "cgan", "D", "--out", "R", "--steps", "-5"], "--steps: must be between 1"),
     (["train", "cgan", "D", "--out", "R", "--steps", "2.5"], "--steps: must be a whole number, got 2.5"),
     (["train", "cgan", "D", "--out", "R", "--batch", "0"], "--batch: must be between 1"),
+    (["train", "cgan", "D", "--out", "R", "--g-extra", "6"], "--g-extra: must be between 0 and 5, got 6"),
     (["train", "sgan", "T", "--out", "R", "--patch", "0"], "--patch: must be between 32 and 512"),
     (["texture", "R", "--width", "0", "--out", "x.png"], "--width: must be between 16 and 8192"),
     (["resume", "R", "--steps", "-1"], "--steps: must be between 1"),

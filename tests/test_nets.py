@@ -472,3 +472,52 @@ def test_a_notched_generator_trains_after_its_first_picture_was_drawn_in_inferen
         G.eval()(z, y)
     G.train()(z, y).square().mean().backward()
     assert G.to_rgb.weight.grad is not None and G.to_rgb.weight.grad.abs().sum() > 0
+
+
+def test_a_critic_without_spectral_normalisation_has_plain_weights_and_a_small_class_projection():
+    kw = dict(class_names=["a", "b", "c"], g_channels=4, d_channels=4, resolution=32)
+    plain = build_discriminator(RunConfig("cgan", CGANConfig(d_spectral_norm=False, **kw)))
+    normed = build_discriminator(RunConfig("cgan", CGANConfig(**kw)))
+    weighted = [m for m in plain.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))]
+    assert weighted and not any(hasattr(m, "parametrizations") for m in weighted)
+    assert len(weighted) == len([m for m in normed.modules() if hasattr(m, "parametrizations")])
+    # unnormalised, the class projection starts at the output layer's scale, not at N(0, 1)
+    assert plain.embed.weight.abs().max() <= 1 / plain.embed.weight.shape[1] ** 0.5
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    assert plain(x, y).shape == (4,)
+    # and its weights are free: a large step on them changes the scores by as much as it says
+    with torch.no_grad():
+        before = plain(x, y).clone()
+        plain.out.weight.mul_(10)
+        plain.out.bias.mul_(10)
+        plain.embed.weight.mul_(10)
+        assert torch.allclose(plain(x, y), 10 * before, rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_convolution_widens_what_a_coarse_stage_draws_from_one_start_cell():
+    """g_extra: the 8 px stage draws with two 3x3 convolutions, so a change in one cell of the 4x4 start
+    reaches further across it; the full-resolution stage never gets one, and noise maps and skip-layer
+    excitation still attach to the same stages."""
+    torch.manual_seed(0)
+    kw = dict(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, resolution=32, noise_maps=True, sle=True)
+    one = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
+    two = build_generator(RunConfig("cgan", CGANConfig(g_extra=5, **kw))).eval()
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in two.up) == 3  # one per stage at the top level
+    assert sum(type(m).__name__ == "SecondConv" for m in two.up) == 2  # 8 and 16 px; not the 32 px stage
+    assert len(two.noise_gain) == len(one.noise_gain) and len(two.sle) == len(one.sle)
+
+    def reach(G) -> int:
+        """How many positions of the 8 px stage's output change when one start cell changes."""
+        seen = []
+        end = next(m for m in G.up if isinstance(m, torch.nn.ReLU))  # the end of the 8 px stage
+        end.register_forward_hook(lambda m, i, o: seen.append(o.clone()))
+        z, y = torch.zeros(1, 8), torch.tensor([0])
+        with torch.no_grad():
+            G(z, y)
+            G.fc.bias.view(-1, 4, 4)[:, 1, 1] += 5.0  # the start cell (1, 1), every channel
+            G(z, y)
+        return int(((seen[1] - seen[0]).abs().amax(1)[0] > 1e-6).sum())
+
+    # the cell's 2 x 2 block at 8 px (rows and columns 2-3) widened by one 3 x 3 convolution: at most 4 x 4
+    assert 4 < reach(one) <= 16
+    assert 16 < reach(two) <= 36  # and by a second: up to 6 x 6

@@ -6,7 +6,8 @@ resize (nearest by default) followed by a 3x3 convolution (`arch="upconv"`, the 
 reference's stride-2 4x4 transposed convolution (`arch="dcgan"`). A transposed convolution with
 stride 2 adds its kernel's taps unevenly to even and odd output pixels, which draws a checkerboard
 (measured: spectral peaks up to 2000x the real images' at the 2 px period); resize-then-convolve
-has no such pattern (Odena et al. 2016).
+has no such pattern (Odena et al. 2016). With `g_extra` N the first N stages (not the last) draw
+with a second 3x3 convolution (SecondConv), which the studio recipe uses for the coarse stages.
 With `cond_bn` the class also sets each upsampling stage's BatchNorm gain and bias (conditional
 BatchNorm, as in SNGAN's and BigGAN's class-conditional generators: a linear map of the class
 embedding per stage), so the class shapes every scale rather than the 4x4 start alone.
@@ -85,13 +86,16 @@ class CondGenerator(nn.Module):
         layers: list[nn.Module] = []
         # what sets the stages' BatchNorm gains and biases: the class (cond_bn), z (latent_bn), or both
         cbn_dim = (cfg.embed_dim if cfg.cond_bn else 0) + (cfg.nz if cfg.latent_bn else 0)
-        for cin, cout in zip(ch[:-1], ch[1:]):
+        for i, (cin, cout) in enumerate(zip(ch[:-1], ch[1:])):
             if cfg.arch == "upconv":  # resize, then a 3x3 convolution: no stride pattern
                 layers += [nn.Upsample(scale_factor=2, mode=cfg.upsample), nn.Conv2d(cin, cout, 3, 1, 1, bias=False,
                                                                                    padding_mode=cfg.g_padding)]
             else:
                 layers.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
-            layers += [CondBatchNorm(cout, cbn_dim) if cbn_dim else nn.BatchNorm2d(cout), nn.ReLU(True)]
+            layers.append(CondBatchNorm(cout, cbn_dim) if cbn_dim else nn.BatchNorm2d(cout))
+            if i < min(cfg.g_extra, stages - 1):  # a second convolution at this size (not at the last stage)
+                layers.append(SecondConv(cout, cfg.g_padding))
+            layers.append(nn.ReLU(True))
         self.up = nn.Sequential(*layers)
         self.noise_gain = nn.ParameterList()
         if cfg.noise_maps:  # fixed projections z -> (size x size) map per stage, from a fixed seed
@@ -189,6 +193,16 @@ class CondGenerator(nn.Module):
         return torch.einsum("kc,bkhw->bchw", self.opponent.to(luma.dtype), torch.cat([luma, chroma.to(luma.dtype)], 1))
 
 
+class SecondConv(nn.Sequential):
+    """ReLU, 3x3 convolution and BatchNorm inside a stage (g_extra): the stage draws with two
+    convolutions at its size, as most image generators do, where the layout of a coarse stage needs
+    more than one 3x3 step. One module, so the forward pass still counts a stage by its last ReLU."""
+
+    def __init__(self, channels: int, padding_mode: str):
+        super().__init__(nn.ReLU(True), nn.Conv2d(channels, channels, 3, 1, 1, bias=False, padding_mode=padding_mode),
+                         nn.BatchNorm2d(channels))
+
+
 def _up2(x: torch.Tensor) -> torch.Tensor:
     """x2 bilinear resize: smooth, so it adds nothing at the 2 px period."""
     return F.interpolate(x, scale_factor=2, mode="bilinear")
@@ -273,15 +287,19 @@ class CondDiscriminator(nn.Module):
         ch[0] = cfg.d_full_res or ch[0]
         self.concat = cfg.conditioning == "concat"
         in_ch = 3 + (cfg.embed_dim if self.concat else 0)
-        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(in_ch, ch[0], 3, 1, 1)), nn.LeakyReLU(0.2, True)]
+        sn = spectral_norm if cfg.d_spectral_norm else (lambda m: m)
+        layers: list[nn.Module] = [sn(nn.Conv2d(in_ch, ch[0], 3, 1, 1)), nn.LeakyReLU(0.2, True)]
         for cin, cout in zip(ch[:-1], ch[1:]):
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+            layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
         self.mbstd = cfg.mbstd_group
         if self.mbstd:  # one extra feature plane: how much the images of a small group differ
-            self.mix = nn.Sequential(spectral_norm(nn.Conv2d(ch[-1] + 1, ch[-1], 3, 1, 1)), nn.LeakyReLU(0.2, True))
-        self.out = spectral_norm(nn.Linear(ch[-1], 1))
-        self.embed = spectral_norm(nn.Embedding(cfg.n_classes, cfg.embed_dim if self.concat else ch[-1]))
+            self.mix = nn.Sequential(sn(nn.Conv2d(ch[-1] + 1, ch[-1], 3, 1, 1)), nn.LeakyReLU(0.2, True))
+        self.out = sn(nn.Linear(ch[-1], 1))
+        self.embed = sn(nn.Embedding(cfg.n_classes, cfg.embed_dim if self.concat else ch[-1]))
+        if not cfg.d_spectral_norm:  # the class's projection starts at the scale of the output layer, not N(0, 1)
+            bound = 1 / math.sqrt(self.embed.weight.shape[1])
+            nn.init.uniform_(self.embed.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
