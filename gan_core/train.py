@@ -917,8 +917,11 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
         loop.wall += now - mark
         mark = now
 
+    read_at: list[int] = []  # the step of the gauge's last reading
+
     def gauge() -> None:
-        if t.quality_every and loop.share.lead:
+        if t.quality_every and loop.share.lead and read_at[-1:] != [loop.step]:
+            read_at.append(loop.step)
             rec = loop.quality()
             with open(quality_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -1001,9 +1004,12 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
         last_ckpt = loop.save()
         loop.sample()
         emit("checkpoint", path=str(last_ckpt))
-    elif (stopped or timed_out) and loop.fit_final():  # the checkpoint of this step holds a smaller fit
-        ckpt.write_spectrum(last_ckpt, loop.G_ema.spectral_gain)
-        loop.sample()
+    elif stopped or timed_out:  # the time ran out (or a stop came) right after a checkpoint
+        if loop.fit_final():  # the checkpoint of this step holds a smaller fit
+            ckpt.write_spectrum(last_ckpt, loop.G_ema.spectral_gain)
+            loop.sample()
+        if timed_out:  # the run's last reading is of its last step, as when it ends between checkpoints
+            gauge()
     loop.plot(final=True)
     clock()
     emit("done", message="stopped" if stopped else ("time is up" if timed_out else "finished"))

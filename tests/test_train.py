@@ -377,6 +377,20 @@ def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
     assert [r["step"] for r in read_quality(run)] == [0, 2, 4, 6]
 
 
+def test_a_time_budget_that_runs_out_right_after_a_checkpoint_still_reads_the_gauge_at_the_last_step(tmp_path):
+    """A checkpoint every step: the time always runs out just after one. The last reading must be of
+    the last step (not the untrained step 0 the summary would otherwise report), read once."""
+    from tests.conftest import make_class_folder
+    from gan_core.config import NO_STEP_LIMIT
+    from gan_core.runs import read_quality
+    data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
+    run = tmp_path / "run"
+    res = train(tiny_cgan(data, steps=NO_STEP_LIMIT, minutes=0.01, ckpt_every=1, quality_every=10**6), run)
+    steps = [r["step"] for r in read_quality(run)]
+    assert res.step > 0 and steps == [0, res.step]
+    assert (run / "best" / "best.json").exists()
+
+
 def test_the_closest_gauge_reading_keeps_its_weights_as_a_model_folder(tmp_path):
     import shutil
     from tests.conftest import make_class_folder
