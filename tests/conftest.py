@@ -18,8 +18,14 @@ torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT"
 
 # Temporary files of the tests, the web servers and clients they start (gradio's client leaves an
 # empty folder per download) and their child processes go into one folder, removed at the end. Set
-# before any test imports gradio, which reads GRADIO_TEMP_DIR once.
-_TMP = tempfile.mkdtemp(prefix="gan-studio-tests-")
+# before any test imports gradio, which reads GRADIO_TEMP_DIR once. A process started inside another
+# test session (pytest-xdist's workers inherit its TMPDIR) makes its folder beside that session's
+# rather than inside it: nested, the paths grew past what Chromium accepts for its socket.
+_PREFIX = "gan-studio-tests-"
+_parent = tempfile.gettempdir()
+if os.path.basename(_parent).startswith(_PREFIX):
+    _parent = os.path.dirname(_parent)
+_TMP = tempfile.mkdtemp(prefix=_PREFIX, dir=_parent)
 os.environ["TMPDIR"] = tempfile.tempdir = _TMP
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(_TMP, "web")
 atexit.register(shutil.rmtree, _TMP, True)
