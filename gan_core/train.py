@@ -917,11 +917,12 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
         loop.wall += now - mark
         mark = now
 
-    read_at: list[int] = []  # the step of the gauge's last reading
+    last_read = -1  # the step of the gauge's last reading: a step is read once
 
     def gauge() -> None:
-        if t.quality_every and loop.share.lead and read_at[-1:] != [loop.step]:
-            read_at.append(loop.step)
+        nonlocal last_read
+        if t.quality_every and loop.share.lead and last_read != loop.step:
+            last_read = loop.step
             rec = loop.quality()
             with open(quality_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")

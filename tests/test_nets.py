@@ -5,7 +5,7 @@ from gan_core.config import CGANConfig, RunConfig, SGANConfig
 from gan_core.errors import ConfigError
 from gan_core.losses import d_loss, gradient_penalty
 from gan_core.nets import build_discriminator, build_generator
-from gan_core.nets.cgan import COLOUR_GATE_LR
+from gan_core.nets.cgan import COLOUR_GATE_LR, SecondConv
 from gan_core.nets.sgan import ResizeConv, UpConv
 
 
@@ -503,7 +503,7 @@ def test_a_second_convolution_widens_what_a_coarse_stage_draws_from_one_start_ce
     one = build_generator(RunConfig("cgan", CGANConfig(**kw))).eval()
     two = build_generator(RunConfig("cgan", CGANConfig(g_extra=5, **kw))).eval()
     assert sum(isinstance(m, torch.nn.Conv2d) for m in two.up) == 3  # one per stage at the top level
-    assert sum(type(m).__name__ == "SecondConv" for m in two.up) == 2  # 8 and 16 px; not the 32 px stage
+    assert sum(isinstance(m, SecondConv) for m in two.up) == 2  # 8 and 16 px; not the 32 px stage
     assert len(two.noise_gain) == len(one.noise_gain) and len(two.sle) == len(one.sle)
 
     def reach(G) -> int:
