@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import RunConfig
 from .errors import CheckpointError, ConfigError
-from .io import atomic_write, fsync_dir
+from .io import atomic_write, fsync_dir, plain_mode
 from .nets import build_generator
 from . import spectrum
 from .spectrum import SPECTRUM_FILE
@@ -52,7 +52,10 @@ def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / CKPT_SUBDIR / f"step_{int(step):08d}"
 
 
-def _fsync_file(path: Path) -> None:
+def _finish_file(path: Path) -> None:
+    """A file of a checkpoint folder before it is renamed into place: the permissions open() gives
+    (safetensors writes owner-only files), then flushed to disk."""
+    plain_mode(path)
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
@@ -82,7 +85,7 @@ def save_checkpoint(run_dir: str | os.PathLike, cfg: RunConfig, G: nn.Module, G_
             spectrum.write(tmp / SPECTRUM_FILE, spectral_gain)
         torch.save(state, tmp / STATE_FILE)
         for f in tmp.iterdir():
-            _fsync_file(f)
+            _finish_file(f)
         fsync_dir(tmp)
         _swap_in(tmp, final)  # re-saving the same step replaces the old one
     except BaseException as e:
@@ -309,7 +312,7 @@ def _write_model_folder(out: Path, cfg: RunConfig, weights: dict[str, torch.Tens
         for name, obj in (extra or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
-            _fsync_file(f)
+            _finish_file(f)
         fsync_dir(tmp)
         _swap_in(tmp, out)
     except BaseException:

@@ -7,6 +7,22 @@ from pathlib import Path
 from typing import Callable
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the umask can only be read by setting it: done once, at import, before any thread
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def plain_mode(path: str | os.PathLike) -> None:
+    """Give a new file the permissions open() would have given it (0o666 less the umask). Some
+    writers (safetensors) make their files readable by the owner alone, which locks others out of
+    a model exported into a shared folder."""
+    os.chmod(path, 0o666 & ~UMASK)
+
+
 def fsync_dir(path: str | os.PathLike) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -45,6 +61,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[str], None]) -
             os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        else:  # the writer may have replaced the temporary file with one of its own permissions
+            plain_mode(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:

@@ -1,5 +1,7 @@
 import json
+import os
 import signal
+import stat
 
 import numpy as np
 import pytest
@@ -76,6 +78,10 @@ def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir
         with safe_open(str(model / name), "pt") as f:
             assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
     assert json.loads((model / "config.json").read_text())["data"] == ["data"]  # relative, no absolute path
+    if os.name == "posix":  # readable as any new file is (safetensors writes owner-only files): a shared folder works
+        umask = os.umask(0)
+        os.umask(umask)
+        assert {stat.S_IMODE(p.stat().st_mode) for p in model.iterdir()} == {0o666 & ~umask}
     G1, cfg = ckpt.load_generator(run)
     G2, _ = ckpt.load_generator(model)
     z, y = torch.randn(4, cfg.model.nz), torch.tensor([0, 1, 2, 0])

@@ -276,3 +276,8 @@ def test_atomic_writes_give_files_the_usual_permissions_not_the_temporary_files(
     new.chmod(0o640)
     atomic_write(new, b"two")  # a replaced file keeps the permissions it had
     assert stat.S_IMODE(new.stat().st_mode) == 0o640 and new.read_bytes() == b"two"
+    from safetensors.torch import load_file, save_file
+    import torch
+    weights = tmp_path / "w.safetensors"  # a writer that makes its own owner-only file in the temporary's place
+    atomic_write(weights, lambda p: save_file({"w": torch.ones(2)}, p))
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~umask and load_file(str(weights))["w"].sum() == 2
