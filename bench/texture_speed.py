@@ -17,7 +17,8 @@ an untrained generator of the default architecture fused from two sources is tim
 memory do not depend on the weights) and the script says so.
 
 --levers runs --lever-size in fresh processes with one change each: tile size (noise cells per
-tile), one thread, channels-last, torch.no_grad instead of inference_mode, torch.compile (compile
+tile), one thread, contiguous weights (the layout before channels-last), fp32 where the studio draws
+in bf16, torch.no_grad instead of inference_mode, torch.compile (compile
 time reported), bf16 weights (at 1024 px: it is slow on CPUs without bf16 units).
 
     python bench/texture_speed.py                        # 1024, 4096, 8192
@@ -60,9 +61,11 @@ def child(a) -> int:
     G, cfg = load_generator(a.model)
     info: dict = {"threads": torch.get_num_threads()}
     lever = a.lever or ""
-    if lever == "channels_last":
-        G.to(memory_format=torch.channels_last)
-        G.net.register_forward_pre_hook(lambda m, x: (x[0].contiguous(memory_format=torch.channels_last),))
+    if lever == "contiguous":  # models load with channels-last weights on the CPU: the layout before
+        G.to(memory_format=torch.contiguous_format)
+    precision = "fp32" if lever in ("fp32", "bf16") else "auto"  # "auto": as the studio and the CLI draw
+    from gan_core.train import use_bf16
+    info["bf16_autocast"] = use_bf16(precision, next(G.parameters()).device)
     if lever == "bf16":
         G.to(torch.bfloat16)
     if lever == "compile":
@@ -85,9 +88,9 @@ def child(a) -> int:
     if a.tile or render is not texture.render:
         h, w, H, W = texture.canvas_cells(G, a.size, a.size, True)
         noise = texture.canvas_noise(G, h, w, 0, True)
-        img = render(G, noise, H, W, True, tile=a.tile or texture.TILE)
+        img = render(G, noise, H, W, True, tile=a.tile or texture.TILE, precision=precision)
     else:
-        img = texture.generate_texture(G, a.size, a.size, seed=0, tileable=True)
+        img = texture.generate_texture(G, a.size, a.size, seed=0, tileable=True, precision=precision)
     info["seconds"] = time.perf_counter() - t0
     info["shape"] = list(img.shape)
     info["vmhwm_mib"] = vm_kib("VmHWM") / 1024
@@ -233,7 +236,7 @@ def run(a, tmp: Path) -> int:
     counted_px = counted / (8 * s) ** 2
 
     sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
-    rows, res = [], {}
+    rows, res, bf16 = [], {}, False
     for size in sizes:
         runs = [run_child(model, size, threads=a.threads) for _ in range(a.repeats)]
         sec = median([r["seconds"] for r in runs])
@@ -243,9 +246,10 @@ def run(a, tmp: Path) -> int:
         executed = 2 * macs_cell * tiled_cells(h, w, texture.TILE, G.margin_cells)
         gflops = executed / sec / 1e9
         res[size] = (sec, hwm)
+        bf16 = runs[0]["bf16_autocast"]
         rows.append([f"{size}x{size}", f"{sec:.2f}", f"{hwm / 1024:.2f}", f"{before:.0f}",
                      f"{size * size / sec / 1e6:.2f}", f"{executed / (size * size) / 1e3:.1f}",
-                     f"{gflops:.1f}", f"{100 * gflops / peak32:.0f}%",
+                     f"{gflops:.1f}", f"{100 * gflops / (peak16 if bf16 else peak32):.0f}%",
                      f"{100 * max(r['others'] for r in runs):.0f}%"])
         print(f"  {size}: {sec:.2f} s, peak {hwm:.0f} MiB", flush=True)
     load1 = load_average()
@@ -258,10 +262,12 @@ def run(a, tmp: Path) -> int:
     else:
         print(f"Model: `{model}`\n")
     print(f"Tileable, seed 0, tile {texture.TILE} noise cells ({texture.TILE * s} px) with a margin of "
-          f"{G.margin_cells} cells; each size in a fresh process, median of {a.repeats} run(s); peak memory "
-          "is the process's peak resident set (model, torch and the uint8 image included).\n")
+          f"{G.margin_cells} cells; drawn as the studio draws (precision auto: "
+          f"{'bf16 autocast' if bf16 else 'fp32'} on this CPU); each size in a fresh process, median of "
+          f"{a.repeats} run(s); peak memory is the process's peak resident set (model, torch and the uint8 "
+          "image included).\n")
     print(md_table(["size", "seconds", "peak GiB", "RSS before MiB", "Mpx/s", "executed kFLOP/px", "GFLOP/s",
-                    "of fp32 peak", "CPU used by others"], rows))
+                    "of peak (its precision)", "CPU used by others"], rows))
     print(f"\nModel work: {flops_px / 1e3:.1f} kFLOP per output pixel counted from the config "
           f"({counted_px / 1e3:.1f} kFLOP/px by torch's operator formulas on a one-pass {8 * s} px canvas); the tiled "
           f"renderer executes {(texture.TILE + 2 * G.margin_cells) ** 2 / texture.TILE ** 2:.2f}x that "
@@ -281,7 +287,8 @@ def run(a, tmp: Path) -> int:
         n = torch.get_num_threads()
         trials = [(f"tile {t}", dict(tile=t)) for t in (8, 32, 64) if t != texture.TILE]
         trials += [("1 thread", dict(threads=1)) if n > 1 else None,
-                   ("channels-last", dict(lever="channels_last")),
+                   ("contiguous weights", dict(lever="contiguous")),
+                   ("fp32 (no bf16 autocast)", dict(lever="fp32")),
                    ("no_grad instead of inference_mode", dict(lever="no_grad")),
                    ("torch.compile of the layers", dict(lever="compile"))]
         for label, kw in [t for t in trials if t]:

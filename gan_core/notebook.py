@@ -190,7 +190,7 @@ class GAN:
         height = width if height is None else height
         textures.check_size(width, height)
         img = textures.generate_texture(self.G, width, height, seed=seed, tileable=tileable, source=source,
-                                        style_seed=style_seed)
+                                        style_seed=style_seed, precision="auto")
         from .metrics import seam_ratio_sampled
         return Picture.of(img, {"software": "GAN Studio", "model": self.name, "seed": seed, "tileable": tileable,
                                 "requested_size": f"{width}x{height}", "source": source, "style_seed": style_seed,

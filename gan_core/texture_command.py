@@ -89,7 +89,7 @@ def run(a) -> int:
                                                     settings, fmt, meta, tick)
             print(f"wrote {len(files)} files and the contact sheet {sheet}")
             return 0
-        img, pmeta = texture.paint(G, on_progress=tick, bits=16 if fmt == "png16" else 8, **req)
+        img, pmeta = texture.paint(G, on_progress=tick, bits=16 if fmt == "png16" else 8, precision="auto", **req)
     h, w = img.shape[:2]
     if (w, h) != (a.width, a.height):
         print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")

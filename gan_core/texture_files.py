@@ -131,7 +131,7 @@ def variations(G, folder: str | os.PathLike, name: str, first_seed: int, count: 
     for i in range(count):
         seed = int(first_seed) + i
         step = (lambda f, i=i: on_progress((i + 0.8 * f) / count)) if on_progress else None
-        img, meta = paint(G, seed=seed, on_progress=step, **paint_args)
+        img, meta = paint(G, seed=seed, on_progress=step, precision="auto", **paint_args)
         files += save_set(folder, f"{name}_seed{seed}", img, {**meta, **(extra_meta or {})}, maps, settings, fmt)
         thumbs.append(shrink(to8(img), 256))  # only a thumbnail is kept: memory stays one texture
         labels.append(f"seed {seed}")

@@ -253,6 +253,24 @@ def test_tiled_generation_equals_one_pass(tileable, upsample):
     assert np.abs(tiled.astype(int) - ref.astype(int)).max() <= 1  # at most a rounding step
 
 
+def test_textures_drawn_in_bf16_where_asked_except_16_bit_ones():
+    from gan_core.texture import canvas_noise, render
+    G = _tiny_spatial_generator()
+    noise = canvas_noise(G, 6, 6, seed=2, tileable=True)
+    seen = []
+    hook = G.net[0].register_forward_hook(lambda m, x, out: seen.append(out.dtype))
+    plain = render(G, noise, 48, 48, True, tile=4)
+    half = render(G, noise, 48, 48, True, tile=4, precision="bf16")
+    assert seen[0] == torch.float32 and seen[-1] == torch.bfloat16
+    # the same picture to within bf16's rounding (8 bits of mantissa), on any CPU
+    assert np.abs(half.astype(int) - plain.astype(int)).mean() < 3
+    seen.clear()
+    deep = render(G, noise, 48, 48, True, tile=4, bits=16, precision="bf16")
+    hook.remove()
+    assert set(seen) == {torch.float32}  # 16 bits a channel are more than bf16 holds: drawn in fp32
+    assert np.array_equal(deep, render(G, noise, 48, 48, True, tile=4, bits=16))
+
+
 def test_painted_map_follows_the_brushes_and_stays_tileable():
     from gan_core.metrics import seam_ratio
     from gan_core.texture import brush_weights

@@ -51,7 +51,7 @@ def _make(ctx: Context, path, req: dict, bits: int, on_progress, owner=None):
     """The texture of a request and its settings (model and checkpoint added)."""
     m = ctx.ws.load_model(path, "sgan")  # after the settings: no model is loaded for a typo
     ctx.textures.start(owner)
-    img, meta = texture.paint(m.G, on_progress=ctx.textures.watch(on_progress), bits=bits, **req)
+    img, meta = texture.paint(m.G, on_progress=ctx.textures.watch(on_progress), bits=bits, precision="auto", **req)
     return img, {**meta, "model": m.name, "checkpoint": m.folder.name, "bits": str(bits)}
 
 
