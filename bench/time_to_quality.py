@@ -84,6 +84,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-g3      the same settings as studio: the name of the runs that chose two 3x3 convolutions at 8, 16
                  and 32 px (g_extra 3)
   studio-g0      the default before: one 3x3 convolution per generator stage (g_extra 0)
+  studio-ada40   studio whose augmentation controller aims lower (ada_target 0.4 instead of 0.6): more
+                 augmentation, raised while the critic ranks more than 70% of real images above generated ones
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -206,6 +208,7 @@ CONTENDERS = {
     "studio-g2": ("studio", {"g_extra": 2}, {}),
     "studio-g3": ("studio", {"g_extra": 3}, {}),
     "studio-g0": ("studio", {"g_extra": 0}, {}),
+    "studio-ada40": ("studio", {}, {"ada_target": 0.4}),
 }
 
 
