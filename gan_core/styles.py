@@ -125,7 +125,8 @@ def even_path(G, wa: torch.Tensor, wb: torch.Tensor) -> np.ndarray:
             f = _look(G, w, torch.zeros(G.cfg.nz_global))
             f = (f - f.mean(0)) / (f.std(0) + 1e-6)  # every statistic counts alike
             step = np.linalg.norm(np.diff(f, axis=0), axis=1) + 1e-3  # never a flat step
-            p = np.concatenate([[0.0], np.cumsum(step)]) / step.sum()
+            p = np.concatenate([[0.0], np.cumsum(step)])
+            p /= p[-1]  # exactly 1 at the end (step.sum() can differ from the running sum in the last bit)
             _PATHS[key] = np.interp(np.linspace(0, 1, PATH_STEPS), p, t)
         if len(_PATHS) > 64:
             _PATHS.pop(next(iter(_PATHS)))

@@ -288,7 +288,14 @@ def test_texture_tileable_previews_and_export(app):
     c.predict(name="deep", model=m, width=64, height=64, seed=9, tileable=True, canvas=None, brush1_source=0,
               brush1_seed=0, file_format="png16", api_name="/export_texture")
     deep, text = _read_png16(next((app["ws"] / "exports").glob("deep-64x64-*.png")))
-    assert text["bits"] == "16" and text["format"] == "png16" and np.abs((deep >> 8).astype(int) - shown).max() <= 1
+    # the picture shown: previews are drawn in bf16 where the CPU runs it fast (gan_core.texture.render:
+    # within 2 of 255 levels of fp32), 16-bit files always in fp32; elsewhere both fp32, a rounding step apart
+    import torch
+
+    from gan_core.train import use_bf16
+    diff = np.abs((deep >> 8).astype(int) - shown)
+    tol = 4 if use_bf16("auto", torch.device("cpu")) else 1
+    assert text["bits"] == "16" and text["format"] == "png16" and diff.max() <= tol and diff.mean() < 1
     up, line = c.predict(name="batch", model=m, width=32, height=32, seed=3, tileable=True, canvas=None,
                          variations=3, maps=["normal"], api_name="/export_texture")
     folder = next((app["ws"] / "exports").glob("batch-variations-*"))
