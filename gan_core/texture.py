@@ -166,7 +166,7 @@ def render(G, noise: SpatialNoise, out_h: int, out_w: int, tileable: bool, tile:
                 ya, yb, xa, xb = max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
             part = noise.take(torch.arange(ya, yb), torch.arange(xa, xb)).to(dev, dtype)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                img = G(part)[0].float()
+                img = G(part)[0]  # bf16 under autocast: the crop below is converted to float, not the margins
             oy, ox = (y0 - ya) * s, (x0 - xa) * s
             py0, px0 = (y0 - origin) * s, (x0 - origin) * s
             py1, px1 = min((y1 - origin) * s, out_h), min((x1 - origin) * s, out_w)
