@@ -86,6 +86,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-g0      the default before: one 3x3 convolution per generator stage (g_extra 0)
   studio-ada40   studio whose augmentation controller aims lower (ada_target 0.4 instead of 0.6): more
                  augmentation, raised while the critic ranks more than 70% of real images above generated ones
+  studio-dealt   studio whose batches hold every class at its share, dealt in turn (class_balance), where
+                 drawn at random a class of five is missing from one batch in six and at twice its share
+                 in others
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -209,6 +212,7 @@ CONTENDERS = {
     "studio-g3": ("studio", {"g_extra": 3}, {}),
     "studio-g0": ("studio", {"g_extra": 0}, {}),
     "studio-ada40": ("studio", {}, {"ada_target": 0.4}),
+    "studio-dealt": ("studio", {}, {"class_balance": True}),
 }
 
 

@@ -228,6 +228,8 @@ class TrainConfig:
     augment: list[str] = field(default_factory=list)
     grid_penalty: float = 0.0  # weight of the generator's penalty on power at the 2 px period above the real images'
     aug_groups: bool = False  # conditional models: the images of a minibatch-std group share their augmentation
+    class_balance: bool = False  # conditional models: each batch's classes are dealt in turn (every class at its
+    #                              share of the batch, give or take one group) instead of drawn at random
     reuse_batch: bool = False  # rpgan, one critic step: the generator step reuses the critic step's generated
     #                            batch and real scores instead of drawing and scoring them again
     seed: int = 0

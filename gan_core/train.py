@@ -176,6 +176,7 @@ class Trainer:
         self.memory: float | None = None  # the critic's last measured memory of its images (critic_memory)
         self._memory_batch: torch.Tensor | None = None  # the held-back images it is measured on
         self.mirror_bias: torch.Tensor | None = None  # per class and band: the generator's recent diagonal lean
+        self.class_credit: torch.Tensor | None = None  # class_balance: the groups each class is owed
         self._bn_step: int | None = None  # the step whose averaged weights the BatchNorm statistics fit
         self._gains_step: int | None = None  # the step whose averaged weights the equaliser's gains fit
         self._gains_final = False  # whether that fit drew spectrum.FINAL_TIMES as many images
@@ -226,15 +227,40 @@ class Trainer:
         classes keep their frequencies.
         """
         g = group_size(b, self.cfg.model.mbstd_group)
-        anchors = self.train_idx[torch.randint(len(self.train_idx), (b // g,), generator=self.gen)]
+        if self.cfg.train.class_balance:
+            anchors = torch.stack([self._member(c) for c in self._deal_classes(b // g)])
+        else:
+            anchors = self.train_idx[torch.randint(len(self.train_idx), (b // g,), generator=self.gen)]
         idx = [anchors]
         for _ in range(g - 1):
             pick = []
             for a in anchors.tolist():
-                members = self.by_class[int(self.labels[a])]
-                pick.append(members[int(torch.randint(len(members), (1,), generator=self.gen))])
+                pick.append(self._member(int(self.labels[a])))
             idx.append(torch.stack(pick))
         return torch.cat(idx)
+
+    def _member(self, c: int) -> torch.Tensor:
+        """A training image of class c, drawn at random."""
+        members = self.by_class[c]
+        return members[int(torch.randint(len(members), (1,), generator=self.gen))]
+
+    def _deal_classes(self, n: int) -> list[int]:
+        """The classes of a batch's n critic groups, dealt in turn (class_balance): each class earns
+        n x its share of the training images a batch, and a group goes to the class owed most (ties
+        broken at random), so every class is in every batch at its share, give or take one group,
+        where a random draw leaves a class of five out of one batch in six with 8 groups."""
+        counts = torch.tensor([len(m) for m in self.by_class], dtype=torch.float32)
+        if self.class_credit is None:
+            self.class_credit = torch.zeros(len(counts))
+        self.class_credit += n * counts / counts.sum()
+        out = []
+        for _ in range(n):
+            owed = self.class_credit + 1e-3 * torch.rand(len(counts), generator=self.gen)
+            owed[counts == 0] = -math.inf
+            c = int(owed.argmax())
+            self.class_credit[c] -= 1
+            out.append(c)
+        return out
 
     def real_batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's rows of a global batch of b real images (all b in a single process)."""
@@ -638,7 +664,8 @@ class Trainer:
         return {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "elapsed": self.elapsed,
                 "history": self.history, "rollbacks": self.rollbacks, "wall": self.wall, "aug_p": self.aug_p,
-                **({"mirror_bias": self.mirror_bias} if self.mirror_bias is not None else {})}
+                **({"mirror_bias": self.mirror_bias} if self.mirror_bias is not None else {}),
+                **({"class_credit": self.class_credit} if self.class_credit is not None else {})}
 
     def load(self, path: Path) -> None:
         self._bn_step = self._gains_step = None  # the loaded buffers are the checkpoint's
@@ -653,6 +680,8 @@ class Trainer:
         self.aug_p = float(st.get("aug_p", self.aug_p))
         bias = st.get("mirror_bias")
         self.mirror_bias = None if bias is None else bias.to(self.device)
+        credit = st.get("class_credit")
+        self.class_credit = None if credit is None else credit.cpu()
 
     def finite(self) -> bool:
         return all(torch.isfinite(p).all() for m in (self.G, self.D, self.G_ema) for p in m.parameters())

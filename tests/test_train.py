@@ -20,7 +20,7 @@ from gan_core.__main__ import main as cli
 from gan_core.sampling import class_grid
 from gan_core.texture import generate_texture, wrap_error
 from gan_core.train import STEPS_10MIN_BF16, STEPS_10MIN_FP32, resume, speed_note, train, use_bf16
-from tests.conftest import tiny_cgan, tiny_sgan
+from tests.conftest import make_class_folder, tiny_cgan, tiny_sgan
 from tests.helpers import BAD_FILES, good_png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,7 +379,6 @@ def test_held_back_images_are_fixed_disjoint_per_class_and_only_from_larger_data
 
 
 def test_quality_gauge_records_distance_floor_and_grid_measure(tmp_path):
-    from tests.conftest import make_class_folder
     from gan_core.runs import read_quality
     data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
     run = tmp_path / "run"
@@ -627,6 +626,36 @@ def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_p
     assert lrs[0] == lrs[1] == (2e-4, 4e-4)  # constant over the first half
     assert lrs[2] == pytest.approx((1e-4, 2e-4)) and lrs[3] == (0.0, 0.0)
 
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_dealt_classes_put_every_class_in_every_batch_at_its_share(tmp_path, balance):
+    from gan_core.train import Trainer
+    classes = {"a": (200, 40, 40), "b": (40, 200, 40), "c": (40, 40, 200), "d": (200, 200, 40), "e": (40, 200, 200)}
+    data = make_class_folder(tmp_path / "data", classes=classes)
+    for i in range(6, 12):  # class "e" holds twice as many images as each of the others
+        (tmp_path / "data" / "e" / f"img{i}.png").write_bytes((tmp_path / "data" / "e" / "img0.png").read_bytes())
+    cfg = tiny_cgan(data, batch=32, class_balance=balance)  # 8 critic groups of 4, one class each
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+    groups = []
+    for _ in range(12):
+        labels = loop.labels[loop._class_batch(32)].view(4, 8)  # row k: the k-th image of each group
+        assert (labels == labels[0]).all()  # a group holds one class either way
+        groups.append(torch.bincount(labels[0], minlength=5))
+    groups = torch.stack(groups)  # per batch: groups of each class
+    share = torch.tensor([1, 1, 1, 1, 2]) / 6 * 8  # 1.33 groups a batch, 2.67 for "e"
+    if balance:
+        assert (groups > 0).all()  # every class in every batch
+        assert ((groups - share).abs() < 1).all()  # at its share, give or take one group
+        assert ((groups.sum(0) - 12 * share).abs() <= 1).all()  # and exactly so over the batches
+        saved = loop.save()  # what each class is owed travels with the checkpoint
+        other = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+        other.load(saved)
+        assert torch.equal(other.class_credit, loop.class_credit)
+        assert torch.equal(other._class_batch(32), loop._class_batch(32))  # a resumed run deals on as before
+    else:  # drawn at random, some batch lacks a class
+        assert (groups == 0).any()
 
 
 def test_grid_penalty_and_grouped_augmentation_train_and_are_logged(class_dir, tmp_path):
