@@ -224,7 +224,8 @@ class Trainer:
         The critic's minibatch-std groups are images i, i + b/g, i + 2b/g, ...; drawing each
         group from one class lets the critic see a generator that ignores its noise within a
         class (a mixed-class group is diverse anyway). Anchors are drawn over all images, so
-        classes keep their frequencies.
+        classes keep their frequencies; with class_balance their classes are dealt in turn
+        (_deal_classes), at the same frequencies, and each anchor drawn within its class.
         """
         g = group_size(b, self.cfg.model.mbstd_group)
         if self.cfg.train.class_balance:
