@@ -89,6 +89,10 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-dealt   studio whose batches hold every class at its share, dealt in turn (class_balance), where
                  drawn at random a class of five is missing from one batch in six and at twice its share
                  in others
+  studio-mbstd4  studio whose critic sees its images' spread across a minibatch-std group in four planes,
+                 one per quarter of its features (mbstd_channels 4), instead of one over all of them
+  studio-group8  studio whose critic measures that spread across groups of eight images of a class
+                 instead of four (mbstd_group 8; a batch of 32 then holds four class groups)
 
 At --points equally spaced moments the samples of each (the averaged generator, its BatchNorm
 statistics recomputed and its spectral equaliser fitted at that step, as the studio shows it; the
@@ -213,6 +217,8 @@ CONTENDERS = {
     "studio-g0": ("studio", {"g_extra": 0}, {}),
     "studio-ada40": ("studio", {}, {"ada_target": 0.4}),
     "studio-dealt": ("studio", {}, {"class_balance": True}),
+    "studio-mbstd4": ("studio", {"mbstd_channels": 4}, {}),
+    "studio-group8": ("studio", {"mbstd_group": 8}, {}),
 }
 
 

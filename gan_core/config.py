@@ -101,6 +101,7 @@ class CGANConfig:
     d_spectral_norm: bool = True  # the critic's layers are spectrally normalised (the reference's critic)
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
     mbstd_group: int = 4  # critic sees feature spread within groups of this many images (0: off)
+    mbstd_channels: int = 1  # that spread in this many planes, one per equal slice of the critic's features
     arch: str = "upconv"  # "upconv": x2 resize + 3x3 conv per stage; "dcgan": the reference's transposed convs
     upsample: str = "nearest"  # the resize of "upconv": "nearest" or "bilinear"
     rgb_notch: bool = False  # the last convolution passes nothing at the 2 px period (x, y, diagonal)
@@ -144,6 +145,11 @@ class CGANConfig:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
+        width = min(self.d_channels * 2 ** (int(math.log2(self.resolution)) - 2), 512)  # the critic's last stage
+        if not (isinstance(self.mbstd_channels, int) and 1 <= self.mbstd_channels <= 16
+                and width % self.mbstd_channels == 0):
+            raise ConfigError(f"mbstd_channels must be between 1 and 16 and divide the critic's last width "
+                              f"({width}), got {self.mbstd_channels}.")
         _check_names(self.class_names, "class_names")
 
 

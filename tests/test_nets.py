@@ -521,3 +521,33 @@ def test_a_second_convolution_widens_what_a_coarse_stage_draws_from_one_start_ce
     # the cell's 2 x 2 block at 8 px (rows and columns 2-3) widened by one 3 x 3 convolution: at most 4 x 4
     assert 4 < reach(one) <= 16
     assert 16 < reach(two) <= 36  # and by a second: up to 6 x 6
+
+
+def test_spread_planes_per_slice_show_which_features_vary_too_little_across_a_group():
+    from gan_core.nets.cgan import minibatch_std
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(8, 8, 4, 4, generator=g)
+    # rows i, i + 2, i + 4, i + 6 form a group (2 groups of 4); the first half of the features is
+    # the same for every member of a group, the second half differs
+    h[:, :4] = h[:2, :4].repeat(4, 1, 1, 1)
+    two = minibatch_std(h, 4, channels=2)
+    assert two.shape == (8, 2, 4, 4)
+    assert two[:, 0].max() < 1e-3 and two[:, 1].min() > 0.3  # the plane of the alike slice shows it
+    one = minibatch_std(h, 4)
+    assert one.shape == (8, 1, 4, 4)
+    assert torch.allclose(one[:, 0], two.mean(1), atol=1e-6)  # one plane: the slices' mean, as before
+    assert torch.equal(two[0], two[2]) and not torch.equal(two[0], two[1])  # per group, not per image
+
+
+def test_a_critic_with_several_spread_planes_scores_and_trains_and_bad_counts_are_refused():
+    cfg = RunConfig("cgan", CGANConfig(resolution=32, class_names=["a", "b"], g_channels=4, d_channels=4,
+                                       mbstd_channels=4))
+    cfg.model.validate()
+    D = build_discriminator(cfg)
+    assert D.mix[0].in_channels == 32 + 4  # the last stage's 32 features and four spread planes
+    x, y = torch.randn(8, 3, 32, 32, requires_grad=True), torch.arange(8) % 2
+    D(x, y).sum().backward()
+    assert x.grad.abs().sum() > 0
+    for bad in (3, 0, 17):
+        with pytest.raises(ConfigError, match="mbstd_channels"):
+            CGANConfig(resolution=32, class_names=["a", "b"], d_channels=4, mbstd_channels=bad).validate()

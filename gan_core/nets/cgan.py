@@ -262,18 +262,21 @@ def group_size(batch: int, group: int) -> int:
     return next(k for k in range(max(1, min(group, batch)), 0, -1) if batch % k == 0)
 
 
-def minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
+def minibatch_std(h: torch.Tensor, group: int, channels: int = 1) -> torch.Tensor:
     """Per image, the mean standard deviation of the features across its group of `group`
     images (ProGAN). A generator that ignores its noise makes identical images, which this
     plane shows the critic at once; it is the usual remedy for collapse onto one image per class.
-    Batches not divisible by the group size use the largest divisor that fits (group_size)."""
+    Batches not divisible by the group size use the largest divisor that fits (group_size).
+    With `channels` n > 1 the features are split into n equal slices, each with a plane of its own
+    (B, n, H, W), as StyleGAN2's mbstd_num_channels: the critic then sees which features vary
+    too little across a group, not only that all of them together do."""
     b, c, hh, ww = h.shape
     g = group_size(b, group)
-    y = h.float().reshape(g, b // g, c, hh, ww)
+    y = h.float().reshape(g, b // g, channels, c // channels, hh, ww)
     # the variance written out: Tensor.var's backward is about 5x slower on these small strided tensors
     var = (y - y.mean(0)).square().mean(0)
-    std = torch.sqrt(var + 1e-8).mean(dim=(1, 2, 3))  # (b // g,)
-    return std.repeat(g)[:, None, None, None].expand(b, 1, hh, ww).to(h.dtype)
+    std = torch.sqrt(var + 1e-8).mean(dim=(2, 3, 4))  # (b // g, channels)
+    return std.repeat(g, 1)[:, :, None, None].expand(b, channels, hh, ww).to(h.dtype)
 
 
 class CondDiscriminator(nn.Module):
@@ -292,9 +295,10 @@ class CondDiscriminator(nn.Module):
         for cin, cout in zip(ch[:-1], ch[1:]):
             layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
-        self.mbstd = cfg.mbstd_group
-        if self.mbstd:  # one extra feature plane: how much the images of a small group differ
-            self.mix = nn.Sequential(sn(nn.Conv2d(ch[-1] + 1, ch[-1], 3, 1, 1)), nn.LeakyReLU(0.2, True))
+        self.mbstd, self.mbstd_channels = cfg.mbstd_group, cfg.mbstd_channels
+        if self.mbstd:  # extra feature planes: how much the images of a small group differ
+            self.mix = nn.Sequential(sn(nn.Conv2d(ch[-1] + cfg.mbstd_channels, ch[-1], 3, 1, 1)),
+                                     nn.LeakyReLU(0.2, True))
         self.out = sn(nn.Linear(ch[-1], 1))
         self.embed = sn(nn.Embedding(cfg.n_classes, cfg.embed_dim if self.concat else ch[-1]))
         if not cfg.d_spectral_norm:  # the class's projection starts at the scale of the output layer, not N(0, 1)
@@ -309,7 +313,7 @@ class CondDiscriminator(nn.Module):
             x = torch.cat([x, planes], 1)
         h = self.features(x)
         if self.mbstd:
-            h = self.mix(torch.cat([h, minibatch_std(h, self.mbstd)], 1))
+            h = self.mix(torch.cat([h, minibatch_std(h, self.mbstd, self.mbstd_channels)], 1))
         h = h.sum(dim=(2, 3))  # global sum pooling
         score = self.out(h).squeeze(1)
         if not self.concat:
