@@ -122,6 +122,16 @@ class CGANConfig:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    def critic_widths(self) -> list[int]:
+        """The critic's channel widths, from its full-resolution layer to its 4x4 stage: d_channels
+        doubling per stage (capped at 512). The full-resolution layer may be wider (d_full_res): it
+        is the layer that sees pixel-scale patterns, and with three input channels a small share of
+        the critic's work."""
+        stages = int(math.log2(self.resolution)) - 2
+        ch = [min(self.d_channels * 2 ** i, 512) for i in range(stages + 1)]
+        ch[0] = self.d_full_res or ch[0]
+        return ch
+
     def validate(self) -> None:
         if self.resolution not in RESOLUTIONS:
             raise ConfigError(f"resolution must be one of {RESOLUTIONS}, got {self.resolution}.")
@@ -145,7 +155,7 @@ class CGANConfig:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
-        width = min(self.d_channels * 2 ** (int(math.log2(self.resolution)) - 2), 512)  # the critic's last stage
+        width = self.critic_widths()[-1]
         if not (isinstance(self.mbstd_channels, int) and 1 <= self.mbstd_channels <= 16
                 and width % self.mbstd_channels == 0):
             raise ConfigError(f"mbstd_channels must be between 1 and 16 and divide the critic's last width "

@@ -283,11 +283,7 @@ class CondDiscriminator(nn.Module):
     def __init__(self, cfg: CGANConfig):
         super().__init__()
         self.cfg = cfg
-        stages = int(math.log2(cfg.resolution)) - 2
-        ch = [min(cfg.d_channels * 2**i, 512) for i in range(stages + 1)]
-        # The full-resolution layer may be wider than d_channels: it is the layer that sees
-        # pixel-scale patterns, and with three input channels a small share of the critic's work.
-        ch[0] = cfg.d_full_res or ch[0]
+        ch = cfg.critic_widths()
         self.concat = cfg.conditioning == "concat"
         in_ch = 3 + (cfg.embed_dim if self.concat else 0)
         sn = spectral_norm if cfg.d_spectral_norm else (lambda m: m)
