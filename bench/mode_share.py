@@ -38,21 +38,16 @@ from gan_core.checkpoint import load_generator
 from gan_core.data import load_class_dataset, to_float
 from gan_core.metrics import image_swd
 from gan_core.sampling import generate
-from photo_set import CLASSES, build
+from photo_set import CLASSES, build, photo_of
 from time_to_quality import split_folder
 
 NEIGHBOURS = 5
 
 
-def source_of(path: str) -> int:
-    """A crop's number (photo_set.py names them NNN.png); crops are cut from a class's photos in
-    turn, so the number modulo the class's count of photos is the photo's index."""
-    return int(Path(path).stem)
-
-
-def crop_numbers(ds) -> torch.Tensor:
-    """The number in each image's file name, in the data set's order (class by class)."""
-    return torch.tensor([source_of(f) for c in ds.class_names for f in ds.report.classes[c]])
+def photos_of(ds) -> torch.Tensor:
+    """The photo each crop of a loaded photo-set folder was cut from (its index in the class's
+    photos), in the data set's order (class by class); photo_set.py names crops NNN.png."""
+    return torch.tensor([photo_of(c, int(Path(f).stem)) for c in ds.class_names for f in ds.report.classes[c]])
 
 
 def describe(images: torch.Tensor) -> torch.Tensor:
@@ -65,17 +60,18 @@ def describe(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([coarse / 8, busy], 1)  # 192 colour values count about as much as the 6 spreads
 
 
-def assign(query: torch.Tensor, ref: torch.Tensor, ref_source: torch.Tensor, n_sources: int) -> torch.Tensor:
-    """The majority source of each query's NEIGHBOURS nearest references (ties: the nearest's)."""
-    d = torch.cdist(describe(query), describe(ref))
-    near = d.topk(min(NEIGHBOURS, len(ref)), largest=False).indices
+def assign(query: torch.Tensor, ref_desc: torch.Tensor, ref_source: torch.Tensor, n_sources: int) -> torch.Tensor:
+    """The majority source of each query image's NEIGHBOURS nearest references, given by their
+    descriptions (describe; ties: the nearest's)."""
+    d = torch.cdist(describe(query), ref_desc)
+    near = d.topk(min(NEIGHBOURS, len(ref_desc)), largest=False).indices
     votes = torch.nn.functional.one_hot(ref_source[near], n_sources).sum(1).float()
     votes[torch.arange(len(query)), ref_source[near[:, 0]]] += 0.5
     return votes.argmax(1)
 
 
 def at_share(pool: torch.Tensor, pool_source: torch.Tensor, counts: list[int], g: torch.Generator) -> torch.Tensor | None:
-    """len(sum(counts)) images of the pool, counts[s] of them from source s (None if too few)."""
+    """sum(counts) images of the pool, counts[s] of them from source s (None if too few)."""
     parts = []
     for s, k in enumerate(counts):
         idx = torch.nonzero(pool_source == s).flatten()
@@ -113,13 +109,8 @@ def run(a, tmp: Path) -> int:
     train_dir, held_dir = split_folder(src, tmp / "split", a.holdout, a.seed)
     tr, held = load_class_dataset(train_dir, res), load_class_dataset(held_dir, res)
     names = held.class_names
-    tr_src, ho_src = crop_numbers(tr), crop_numbers(held)
+    tr_src, ho_src = photos_of(tr), photos_of(held)
     photos = {c: [name for name, _ in CLASSES[c]] for c in names}
-    for c in names:  # crops were cut from the class's photos in turn: the index modulo their count
-        ci = names.index(c)
-        n_src = len(photos[c])
-        tr_src[tr.labels == ci] %= n_src
-        ho_src[held.labels == ci] %= n_src
 
     # per class: training crops (references), held-out crops, their photos, the floor draws
     per = {}
@@ -127,13 +118,14 @@ def run(a, tmp: Path) -> int:
         n_src = len(photos[c])
         ref, ref_s = to_float(tr.images[tr.labels == ci]), tr_src[tr.labels == ci]
         real, real_s = to_float(held.images[held.labels == ci]), ho_src[held.labels == ci]
-        accuracy = float((assign(real, ref, ref_s, n_src) == real_s).float().mean())
+        ref_desc = describe(ref)  # once per class: every model's samples are matched against it
+        accuracy = float((assign(real, ref_desc, ref_s, n_src) == real_s).float().mean())
         floors = []
         for k in range(a.draws):  # class-matched draws of training crops, as time_to_quality.py's floor
             g = torch.Generator().manual_seed(a.seed + 7919 * k)
             floors.append(image_swd(ref[torch.randperm(len(ref), generator=g)[:len(real)]], real))
         counts = [int((real_s == s).sum()) for s in range(n_src)]
-        per[c] = dict(ref=ref, ref_s=ref_s, real=real, counts=counts, accuracy=accuracy,
+        per[c] = dict(ref_desc=ref_desc, ref_s=ref_s, real=real, counts=counts, accuracy=accuracy,
                       floor=statistics.mean(floors))
     print(f"photo set at {res} px: {len(tr)} training and {len(held)} held-out crops; split seed {a.seed}; "
           f"{a.n} samples a class for the shares; SWD figures the mean of {a.draws} draws of "
@@ -153,7 +145,7 @@ def run(a, tmp: Path) -> int:
                 z = torch.randn(a.n, cfg.model.nz, generator=torch.Generator().manual_seed(a.seed + 31 + ci))
                 pool = torch.cat([generate(G, zz, w) for zz in z.split(100)])
             n_src = len(photos[c])
-            pool_s = assign(pool, q["ref"], q["ref_s"], n_src)
+            pool_s = assign(pool, q["ref_desc"], q["ref_s"], n_src)
             share = [float((pool_s == s).float().mean()) for s in range(n_src)]
             k = len(q["real"])
             plain, fixed = [], []

@@ -50,6 +50,12 @@ def crop(im: Image.Image, region, rng: np.random.Generator, size: int = SIZE) ->
     return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else out
 
 
+def photo_of(cls: str, crop_index: int) -> int:
+    """Which of the class's photos (its index in CLASSES[cls]) crop number `crop_index` is cut from:
+    a class's crops are cut from its photos in turn."""
+    return crop_index % len(CLASSES[cls])
+
+
 def build(out: Path, per_class: int = CROPS_PER_CLASS, size: int = SIZE) -> Path:
     """Write the class folders under `out` (created; must not hold them already) and return it."""
     out = Path(out)
@@ -59,7 +65,7 @@ def build(out: Path, per_class: int = CROPS_PER_CLASS, size: int = SIZE) -> Path
         folder = out / cls
         folder.mkdir(parents=True)
         for i in range(per_class):
-            name, region = parts[i % len(parts)]
+            name, region = parts[photo_of(cls, i)]
             if name not in photos:
                 photos[name] = load(name)
             crop(photos[name], region, rng, size).save(folder / f"{i:03d}.png")
