@@ -38,6 +38,7 @@ from gan_core.checkpoint import load_generator
 from gan_core.data import load_class_dataset, to_float
 from gan_core.metrics import image_swd
 from gan_core.sampling import generate
+from gan_core.submodes import describe
 from photo_set import CLASSES, build, photo_of
 from time_to_quality import split_folder
 
@@ -48,16 +49,6 @@ def photos_of(ds) -> torch.Tensor:
     """The photo each crop of a loaded photo-set folder was cut from (its index in the class's
     photos), in the data set's order (class by class); photo_set.py names crops NNN.png."""
     return torch.tensor([photo_of(c, int(Path(f).stem)) for c in ds.class_names for f in ds.report.classes[c]])
-
-
-def describe(images: torch.Tensor) -> torch.Tensor:
-    """A small description of each image (B, 3, H, W) in [-1, 1]: its 8 x 8 average colours and the
-    spread of each channel at full and half size (how busy it is), each part scaled alike."""
-    x = images.float()
-    coarse = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
-    half = torch.nn.functional.avg_pool2d(x, 2)
-    busy = torch.cat([x.flatten(2).std(2), half.flatten(2).std(2)], 1)
-    return torch.cat([coarse / 8, busy], 1)  # 192 colour values count about as much as the 6 spreads
 
 
 def assign(query: torch.Tensor, ref_desc: torch.Tensor, ref_source: torch.Tensor, n_sources: int) -> torch.Tensor:

@@ -86,6 +86,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-g0      the default before: one 3x3 convolution per generator stage (g_extra 0)
   studio-ada40   studio whose augmentation controller aims lower (ada_target 0.4 instead of 0.6): more
                  augmentation, raised while the critic ranks more than 70% of real images above generated ones
+  studio-sub2    studio with each class's images in two look groups (submodes 2): the critic is told the
+                 group, the generator's first latent value carries it (gan_core/submodes.py)
   studio-dealt   studio whose batches hold every class at its share, dealt in turn (class_balance), where
                  drawn at random a class of five is missing from one batch in six and at twice its share
                  in others
@@ -219,6 +221,7 @@ CONTENDERS = {
     "studio-dealt": ("studio", {}, {"class_balance": True}),
     "studio-mbstd4": ("studio", {"mbstd_channels": 4}, {}),
     "studio-group8": ("studio", {"mbstd_group": 8}, {}),
+    "studio-sub2": ("studio", {}, {"submodes": 2}),
 }
 
 

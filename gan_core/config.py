@@ -246,6 +246,8 @@ class TrainConfig:
     aug_groups: bool = False  # conditional models: the images of a minibatch-std group share their augmentation
     class_balance: bool = False  # conditional models: each batch's classes are dealt in turn (every class at its
     #                              share of the batch, give or take one group) instead of drawn at random
+    submodes: int = 1  # conditional models: each class's images split into this many groups by how they look;
+    #                    the critic is told the group, the generator's first latent value carries it (submodes.py)
     reuse_batch: bool = False  # rpgan, one critic step: the generator step reuses the critic step's generated
     #                            batch and real scores instead of drawing and scoring them again
     seed: int = 0
@@ -318,6 +320,10 @@ class TrainConfig:
             raise ConfigError("ada-target must be in [0, 1) (0: fixed augmentation).")
         if self.ada_signal not in ADA_SIGNALS:
             raise ConfigError(f"ada-signal must be one of {', '.join(ADA_SIGNALS)}, got {self.ada_signal!r}.")
+        if not (isinstance(self.submodes, int) and 1 <= self.submodes <= 8):
+            raise ConfigError(f"submodes must be a whole number between 1 and 8, got {self.submodes!r}.")
+        if variant == "sgan" and self.submodes != 1:
+            raise ConfigError("submodes is for conditional models; a texture model's sources are its groups already.")
         if not isinstance(self.quality_every, int) or self.quality_every < 0:
             raise ConfigError("quality-every must be a whole number of at least 0.")
         bad = [a for a in self.augment if a not in AUGMENTS]

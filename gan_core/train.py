@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import parallel, spectrum
+from . import parallel, spectrum, submodes
 from .augment import augment
 from .config import NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
@@ -199,6 +199,16 @@ class Trainer:
             # held back for the quality gauge, and for the augmentation controller's "heldout" signal
             self.held, self.train_idx = held_back_split(ds.labels, t.seed, t.quality_every > 0 or t.heldout_signal)
             self.by_class = [self.train_idx[self.labels[self.train_idx] == c] for c in range(len(ds.class_names))]
+            # the critic's condition of each image: its class, or with submodes its class and look group
+            # (submodes.py); groups of the critic's spread and the batches' pairs hold one condition
+            k = t.submodes
+            if k > 1:
+                group, self.group_bounds = submodes.split_classes(ds.images, ds.labels, self.train_idx,
+                                                                  len(ds.class_names), k, t.seed)
+                self.cond = ds.labels * k + group
+            else:
+                self.cond, self.group_bounds = ds.labels, None
+            self.by_cond = [self.train_idx[self.cond[self.train_idx] == c] for c in range(len(ds.class_names) * k)]
             self.skipped = ds.report.skipped
             self.summary = ds.report.summary()
             if len(self.held):
@@ -236,13 +246,13 @@ class Trainer:
         for _ in range(g - 1):
             pick = []
             for a in anchors.tolist():
-                pick.append(self._member(int(self.labels[a])))
+                pick.append(self._member(int(self.cond[a])))
             idx.append(torch.stack(pick))
         return torch.cat(idx)
 
     def _member(self, c: int) -> torch.Tensor:
-        """A training image of class c, drawn at random."""
-        members = self.by_class[c]
+        """A training image of the critic's condition c (its class, or class and group), drawn at random."""
+        members = self.by_cond[c]
         return members[int(torch.randint(len(members), (1,), generator=self.gen))]
 
     def _deal_classes(self, n: int) -> list[int]:
@@ -250,7 +260,7 @@ class Trainer:
         n x its share of the training images a batch, and a group goes to the class owed most (ties
         broken at random), so every class is in every batch at its share, give or take one group,
         where a random draw leaves a class of five out of one batch in six with 8 groups."""
-        counts = torch.tensor([len(m) for m in self.by_class], dtype=torch.float32)
+        counts = torch.tensor([len(m) for m in self.by_cond], dtype=torch.float32)
         if self.class_credit is None:
             self.class_credit = torch.zeros(len(counts))
         self.class_credit += n * counts / counts.sum()
@@ -268,7 +278,7 @@ class Trainer:
         t = self.cfg.train
         if self.cfg.variant == "cgan":
             idx = self.share.rows(self._class_batch(b))
-            x, y = to_float(self.images[idx]), self.labels[idx]
+            x, y = to_float(self.images[idx]), self.cond[idx]
             if t.mirror:
                 flip = self.share.rows(torch.rand(b, generator=self.gen)) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -277,10 +287,19 @@ class Trainer:
         return x.to(self.device, memory_format=self.mem), y.to(self.device)
 
     def fake_batch(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generated images for conditions y, and the latent each was made from (flattened)."""
+        """Generated images for the critic's conditions y, and the latent each was made from (flattened).
+        With submodes, y is class * k + group: the generator gets the class, and a latent whose first
+        value lies in the group's slice of N(0, 1) (submodes.place)."""
         b = y.shape[0]
         if self.cfg.variant == "cgan":
-            z = self.share.randn(self.gen, b, self.cfg.model.nz).to(self.device)
+            z = self.share.randn(self.gen, b, self.cfg.model.nz)
+            k = self.cfg.train.submodes
+            if k > 1:
+                y = y.cpu()
+                c, s = torch.div(y, k, rounding_mode="floor"), y % k
+                z = submodes.place(z, self.group_bounds[c, s], self.group_bounds[c, s + 1])
+                y = c.to(self.device)
+            z = z.to(self.device)
             return self.G_train(z, y), z
         t, scale = self.cfg.train, self.cfg.model.scale
         m, n = self.texture_canvas()
@@ -306,7 +325,7 @@ class Trainer:
         of the global batch get the same condition (the pairs of the mode-seeking term); with the
         strided shares of several processes the pairs stay within a process when b/2 splits evenly."""
         if self.cfg.variant == "cgan":
-            y = self.labels[self._class_batch(b)]
+            y = self.cond[self._class_batch(b)]
         else:
             y = torch.randint(len(self.textures), (b,), generator=self.gen)
         if paired:
@@ -401,7 +420,7 @@ class Trainer:
             lg = lg + t.grid_penalty * ge
             rec["grid_excess"] = ge.item()
         if t.mirror_balance and self.cfg.variant == "cgan":
-            lg = lg + t.mirror_balance * self.mirror_term(fake, y, rec)
+            lg = lg + t.mirror_balance * self.mirror_term(fake, torch.div(y, t.submodes, rounding_mode="floor"), rec)
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float(), y)
             lg = lg + t.diversity * ms
@@ -472,8 +491,8 @@ class Trainer:
             g = (self.cfg.model.mbstd_group or 1) if self.cfg.variant == "cgan" else 0
             groups = []
             if g and len(self.held):
-                for c in self.labels[self.held].unique().tolist():
-                    members = self.held[self.labels[self.held] == c]
+                for c in self.cond[self.held].unique().tolist():
+                    members = self.held[self.cond[self.held] == c]
                     groups += list(members[: len(members) // g * g].view(-1, g))
             self._memory_batch = (torch.stack(groups).T.flatten() if groups
                                   else torch.zeros(0, dtype=torch.long))
@@ -504,9 +523,9 @@ class Trainer:
         `gen`, else with the run's own random stream; `across`: averaged over processes (all of
         them must call it then)."""
         held = self.memory_batch()
-        y = self.labels[held]
+        y = self.cond[held]
         picks = torch.randint(1 << 30, (len(held),), generator=self.gen if gen is None else gen).tolist()
-        train = torch.stack([self.by_class[c][r % len(self.by_class[c])] for c, r in zip(y.tolist(), picks)])
+        train = torch.stack([self.by_cond[c][r % len(self.by_cond[c])] for c, r in zip(y.tolist(), picks)])
         s_train, s_held = (self.critic_scores(to_float(self.images[i]), y) for i in (train, held))
         same = (y[:, None] == y[None, :]).to(self.device)
         wins = (s_train[:, None] > s_held[None, :]).float() + 0.5 * (s_train[:, None] == s_held[None, :]).float()

@@ -280,7 +280,10 @@ def minibatch_std(h: torch.Tensor, group: int, channels: int = 1) -> torch.Tenso
 
 
 class CondDiscriminator(nn.Module):
-    def __init__(self, cfg: CGANConfig):
+    """The critic. With submodes k > 1 (TrainConfig.submodes) its condition y is class * k + group:
+    the class's projection plus one of the group's own, which starts at zero (a critic of classes)."""
+
+    def __init__(self, cfg: CGANConfig, submodes: int = 1):
         super().__init__()
         self.cfg = cfg
         ch = cfg.critic_widths()
@@ -300,10 +303,17 @@ class CondDiscriminator(nn.Module):
         if not cfg.d_spectral_norm:  # the class's projection starts at the scale of the output layer, not N(0, 1)
             bound = 1 / math.sqrt(self.embed.weight.shape[1])
             nn.init.uniform_(self.embed.weight, -bound, bound)
+        self.submodes = submodes
+        if submodes > 1:
+            self.sub_embed = nn.Embedding(cfg.n_classes * submodes, self.embed.weight.shape[1])
+            nn.init.zeros_(self.sub_embed.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
-        e = self.embed(y)
+        if self.submodes > 1:
+            e = self.embed(torch.div(y, self.submodes, rounding_mode="floor")) + self.sub_embed(y)
+        else:
+            e = self.embed(y)
         if self.concat:
             planes = e.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
             x = torch.cat([x, planes], 1)
