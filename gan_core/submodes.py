@@ -17,6 +17,7 @@ import torch
 
 ITERATIONS = 25  # k-means rounds (a few hundred small descriptions: settled well before)
 EDGE = 1e-6  # latent quantiles stay this far inside (0, 1)
+CHUNK = 256  # images described at a time
 
 
 def describe(images: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,7 @@ def describe(images: torch.Tensor) -> torch.Tensor:
 def kmeans(points: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """Centres (k', D) of k-means on points (N, D), k' = min(k, N); k-means++ starts drawn with
     `seed`, so the same images always give the same groups. A centre left without points restarts at
-    the point farthest from its centre."""
+    the point farthest from every centre."""
     g = torch.Generator().manual_seed(seed)
     n, k = len(points), min(k, len(points))
     centres = [points[int(torch.randint(n, (1,), generator=g))]]
@@ -61,7 +62,8 @@ def split_classes(images: torch.Tensor, labels: torch.Tensor, train_idx: torch.T
     (train_idx) and every image, held-back ones too, goes to its nearest centre. Groups are numbered
     by size, largest first; a class with fewer than k training images has fewer groups, and the
     others' shares are 0."""
-    desc = describe(images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images)
+    desc = torch.cat([describe(x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x)
+                      for x in images.split(CHUNK)])  # in chunks: a large folder's images as floats at once
     group = torch.zeros(len(labels), dtype=torch.long)
     bounds = torch.zeros(n_classes, k + 1)
     train = torch.zeros(len(labels), dtype=torch.bool)

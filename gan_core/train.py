@@ -259,7 +259,8 @@ class Trainer:
         """The classes of a batch's n critic groups, dealt in turn (class_balance): each class earns
         n x its share of the training images a batch, and a group goes to the class owed most (ties
         broken at random), so every class is in every batch at its share, give or take one group,
-        where a random draw leaves a class of five out of one batch in six with 8 groups."""
+        where a random draw leaves a class of five out of one batch in six with 8 groups. With submodes
+        the critic's conditions (a class's look groups) are dealt the same way."""
         counts = torch.tensor([len(m) for m in self.by_cond], dtype=torch.float32)
         if self.class_credit is None:
             self.class_credit = torch.zeros(len(counts))
