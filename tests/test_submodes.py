@@ -1,5 +1,5 @@
 """Look groups within a class (TrainConfig.submodes): how images are grouped, how a group's latents
-are drawn, and that a run with groups trains, resumes and samples."""
+are drawn, and that a run with groups trains and resumes."""
 import numpy as np
 import pytest
 import torch
