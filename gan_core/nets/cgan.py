@@ -281,7 +281,9 @@ def minibatch_std(h: torch.Tensor, group: int, channels: int = 1) -> torch.Tenso
 
 class CondDiscriminator(nn.Module):
     """The critic. With submodes k > 1 (TrainConfig.submodes) its condition y is class * k + group:
-    the class's projection plus one of the group's own, which starts at zero (a critic of classes)."""
+    the class's projection plus one of the group's own, spectrally normalised as the class's is (an
+    unbounded table let the critic learn each group's few images sooner); without spectral
+    normalisation the group term starts at zero."""
 
     def __init__(self, cfg: CGANConfig, submodes: int = 1):
         super().__init__()
@@ -305,8 +307,9 @@ class CondDiscriminator(nn.Module):
             nn.init.uniform_(self.embed.weight, -bound, bound)
         self.submodes = submodes
         if submodes > 1:
-            self.sub_embed = nn.Embedding(cfg.n_classes * submodes, self.embed.weight.shape[1])
-            nn.init.zeros_(self.sub_embed.weight)
+            self.sub_embed = sn(nn.Embedding(cfg.n_classes * submodes, self.embed.weight.shape[1]))
+            if not cfg.d_spectral_norm:
+                nn.init.zeros_(self.sub_embed.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
