@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from .data import to_float
+
 ITERATIONS = 25  # k-means rounds (a few hundred small descriptions: settled well before)
 EDGE = 1e-6  # latent quantiles stay this far inside (0, 1)
 CHUNK = 256  # images described at a time
@@ -62,7 +64,7 @@ def split_classes(images: torch.Tensor, labels: torch.Tensor, train_idx: torch.T
     (train_idx) and every image, held-back ones too, goes to its nearest centre. Groups are numbered
     by size, largest first; a class with fewer than k training images has fewer groups, and the
     others' shares are 0."""
-    desc = torch.cat([describe(x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x)
+    desc = torch.cat([describe(to_float(x) if x.dtype == torch.uint8 else x)
                       for x in images.split(CHUNK)])  # in chunks: a large folder's images as floats at once
     group = torch.zeros(len(labels), dtype=torch.long)
     bounds = torch.zeros(n_classes, k + 1)

@@ -12,7 +12,7 @@ from gan_core.errors import ConfigError
 from gan_core.nets.cgan import CondDiscriminator
 from gan_core.train import Trainer, resume, train
 
-from conftest import tiny_cgan, tiny_sgan
+from tests.conftest import tiny_cgan, tiny_sgan
 
 
 def two_look_folder(root, dark: int = 8, light: int = 4, other: int = 6) -> str:
