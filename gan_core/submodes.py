@@ -90,6 +90,11 @@ def split_classes(images: torch.Tensor, labels: torch.Tensor, train_idx: torch.T
     return group, bounds
 
 
+def class_of(cond: torch.Tensor, k: int) -> torch.Tensor:
+    """The class of each critic condition (class * k + group; with k = 1 the condition is the class)."""
+    return torch.div(cond, k, rounding_mode="floor")
+
+
 def place(z: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """Latents z (B, nz) drawn from N(0, I) with their first value moved into the slice of N(0, 1)
     between the quantiles lo and hi (B,): the value's own quantile u becomes lo + u (hi - lo), so a

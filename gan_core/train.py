@@ -297,7 +297,7 @@ class Trainer:
             k = self.cfg.train.submodes
             if k > 1:
                 y = y.cpu()
-                c, s = torch.div(y, k, rounding_mode="floor"), y % k
+                c, s = submodes.class_of(y, k), y % k
                 z = submodes.place(z, self.group_bounds[c, s], self.group_bounds[c, s + 1])
                 y = c.to(self.device)
             z = z.to(self.device)
@@ -421,7 +421,7 @@ class Trainer:
             lg = lg + t.grid_penalty * ge
             rec["grid_excess"] = ge.item()
         if t.mirror_balance and self.cfg.variant == "cgan":
-            lg = lg + t.mirror_balance * self.mirror_term(fake, torch.div(y, t.submodes, rounding_mode="floor"), rec)
+            lg = lg + t.mirror_balance * self.mirror_term(fake, submodes.class_of(y, t.submodes), rec)
         if t.diversity:
             ms = mode_seeking(fake.float(), latent.float(), y)
             lg = lg + t.diversity * ms

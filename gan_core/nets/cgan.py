@@ -60,6 +60,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import CGANConfig
+from ..submodes import class_of
 
 
 COLOUR_GATE_LR = 4.0  # the gate's logit is this times a linear map of the embedding (equalised learning rate)
@@ -314,7 +315,7 @@ class CondDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
         if self.submodes > 1:
-            e = self.embed(torch.div(y, self.submodes, rounding_mode="floor")) + self.sub_embed(y)
+            e = self.embed(class_of(y, self.submodes)) + self.sub_embed(y)
         else:
             e = self.embed(y)
         if self.concat:
