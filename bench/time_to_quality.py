@@ -88,6 +88,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  augmentation, raised while the critic ranks more than 70% of real images above generated ones
   studio-sub2    studio with each class's images in two look groups (submodes 2): the critic is told the
                  group, the generator's first latent value carries it (gan_core/submodes.py)
+  studio-sub2pair  studio-sub2 whose critic is not told the group (group_critic off): it scores by
+                 class, and only the pairing of each generated image with a real one of its group
+                 (the relativistic loss compares the two) carries the group
   studio-dealt   studio whose batches hold every class at its share, dealt in turn (class_balance), where
                  drawn at random a class of five is missing from one batch in six and at twice its share
                  in others
@@ -222,6 +225,7 @@ CONTENDERS = {
     "studio-mbstd4": ("studio", {"mbstd_channels": 4}, {}),
     "studio-group8": ("studio", {"mbstd_group": 8}, {}),
     "studio-sub2": ("studio", {}, {"submodes": 2}),
+    "studio-sub2pair": ("studio", {}, {"submodes": 2, "group_critic": False}),
 }
 
 

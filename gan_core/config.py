@@ -248,6 +248,8 @@ class TrainConfig:
     #                              share of the batch, give or take one group) instead of drawn at random
     submodes: int = 1  # conditional models: each class's images split into this many groups by how they look;
     #                    the critic is told the group, the generator's first latent value carries it (submodes.py)
+    group_critic: bool = True  # with submodes: False leaves the critic's score to the class alone, so only the
+    #                            pairing of each generated image with a real one of its group carries the group
     reuse_batch: bool = False  # rpgan, one critic step: the generator step reuses the critic step's generated
     #                            batch and real scores instead of drawing and scoring them again
     seed: int = 0
@@ -322,6 +324,8 @@ class TrainConfig:
             raise ConfigError(f"ada-signal must be one of {', '.join(ADA_SIGNALS)}, got {self.ada_signal!r}.")
         if not (isinstance(self.submodes, int) and 1 <= self.submodes <= 8):
             raise ConfigError(f"submodes must be a whole number between 1 and 8, got {self.submodes!r}.")
+        if not isinstance(self.group_critic, bool):
+            raise ConfigError(f"group_critic must be true or false, got {self.group_critic!r}.")
         if variant == "sgan" and self.submodes != 1:
             raise ConfigError("submodes is for conditional models; a texture model's sources are its groups already.")
         if not isinstance(self.quality_every, int) or self.quality_every < 0:

@@ -85,6 +85,19 @@ def test_the_critics_group_term_is_held_like_its_class_term():
     assert not torch.allclose(plain(x, torch.full((4,), 4)), same[0])
 
 
+def test_a_critic_not_told_the_groups_scores_by_class_alone():
+    x = torch.randn(4, 3, 32, 32)
+    torch.manual_seed(0)
+    cfg = CGANConfig(resolution=32, embed_dim=4, d_channels=4, class_names=["a", "b"])
+    D = CondDiscriminator(cfg, submodes=3, see_groups=False).eval()
+    assert not hasattr(D, "sub_embed")
+    groups = [D(x, torch.full((4,), 1 * 3 + s)) for s in range(3)]  # class b, each group: one score
+    assert torch.equal(groups[0], groups[1]) and torch.equal(groups[0], groups[2])
+    assert not torch.allclose(groups[0], D(x, torch.full((4,), 0)))  # class a scores otherwise
+    with pytest.raises(ConfigError, match="group_critic"):
+        TrainConfig(submodes=2, group_critic="no").validate("cgan")
+
+
 def test_a_run_with_look_groups_ties_latents_to_groups_trains_and_resumes(tmp_path):
     data = two_look_folder(tmp_path / "data")
     cfg = tiny_cgan(data, batch=8, submodes=2, loss="rpgan", n_critic=1, reuse_batch=True, steps=4)

@@ -17,6 +17,6 @@ def build_generator(cfg: RunConfig) -> nn.Module:
 def build_discriminator(cfg: RunConfig) -> nn.Module:
     if cfg.variant == "cgan":
         from .cgan import CondDiscriminator
-        return CondDiscriminator(cfg.model, cfg.train.submodes)
+        return CondDiscriminator(cfg.model, cfg.train.submodes, cfg.train.group_critic)
     from .sgan import SpatialDiscriminator
     return SpatialDiscriminator(cfg.model)

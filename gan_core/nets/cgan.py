@@ -284,9 +284,10 @@ class CondDiscriminator(nn.Module):
     """The critic. With submodes k > 1 (TrainConfig.submodes) its condition y is class * k + group:
     the class's projection plus one of the group's own, spectrally normalised as the class's is (an
     unbounded table let the critic learn each group's few images sooner); without spectral
-    normalisation the group term starts at zero."""
+    normalisation the group term starts at zero. With see_groups False (TrainConfig.group_critic) it
+    has no group term and scores each image by its class alone."""
 
-    def __init__(self, cfg: CGANConfig, submodes: int = 1):
+    def __init__(self, cfg: CGANConfig, submodes: int = 1, see_groups: bool = True):
         super().__init__()
         self.cfg = cfg
         ch = cfg.critic_widths()
@@ -307,15 +308,18 @@ class CondDiscriminator(nn.Module):
             bound = 1 / math.sqrt(self.embed.weight.shape[1])
             nn.init.uniform_(self.embed.weight, -bound, bound)
         self.submodes = submodes
-        if submodes > 1:
+        self.see_groups = see_groups and submodes > 1
+        if self.see_groups:
             self.sub_embed = sn(nn.Embedding(cfg.n_classes * submodes, self.embed.weight.shape[1]))
             if not cfg.d_spectral_norm:
                 nn.init.zeros_(self.sub_embed.weight)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
-        if self.submodes > 1:
+        if self.see_groups:
             e = self.embed(class_of(y, self.submodes)) + self.sub_embed(y)
+        elif self.submodes > 1:
+            e = self.embed(class_of(y, self.submodes))
         else:
             e = self.embed(y)
         if self.concat:
