@@ -316,12 +316,9 @@ class CondDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Returns one score per image, shape (B,)."""
+        e = self.embed(class_of(y, self.submodes) if self.submodes > 1 else y)
         if self.see_groups:
-            e = self.embed(class_of(y, self.submodes)) + self.sub_embed(y)
-        elif self.submodes > 1:
-            e = self.embed(class_of(y, self.submodes))
-        else:
-            e = self.embed(y)
+            e = e + self.sub_embed(y)
         if self.concat:
             planes = e.to(x.dtype)[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
             x = torch.cat([x, planes], 1)
