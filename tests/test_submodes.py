@@ -83,6 +83,7 @@ def test_the_critics_group_term_is_held_like_its_class_term():
     with torch.no_grad():
         plain.sub_embed.weight[4] += 1.0  # class b, group 1: learnable
     assert not torch.allclose(plain(x, torch.full((4,), 4)), same[0])
+    assert torch.allclose(plain(x, torch.full((4,), 3)), same[0])  # and the class's other groups keep their score
 
 
 def test_a_critic_not_told_the_groups_scores_by_class_alone():
