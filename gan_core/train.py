@@ -536,15 +536,27 @@ class Trainer:
         return share
 
     @torch.no_grad()
-    def recalibrate_bn(self, batches: int = 4) -> None:
+    def recalibrate_bn(self, batches: int | None = None) -> None:
         """Give the averaged generator BatchNorm statistics of its own: averaged weights make
         activations whose mean and spread differ from the raw generator's, whose running statistics
-        would otherwise be used. A few batches of fresh noise in training mode, cumulative average,
-        from a fixed seed (the training random stream is not touched)."""
+        would otherwise be used. Batches of fresh noise in training mode (the training batch size),
+        cumulative average, from a fixed seed (the training random stream is not touched).
+
+        The statistics are estimates, and a poor estimate shifts every picture of the model: with a
+        few batches of classes drawn at random, one class's look (its share of each mode, its
+        colours) moved from one recalibration of the same weights to the next by as much as training
+        changes it. So conditional models use 32 batches whose classes keep the training frequencies
+        exactly (each pair of batches as nearly as its size allows, all of them together exactly) and
+        whose noise comes in antithetic pairs (a pair's second batch draws -z for the same classes),
+        which cancels much of the noise's own scatter. Textures average over whole canvases and keep
+        4 batches of plain noise."""
         bns = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not bns or self._bn_step == self.step:  # already done for these weights (sample + checkpoint)
             return
         self._bn_step = self.step
+        cgan = self.cfg.variant == "cgan"
+        batches = batches or (32 if cgan else 4)
+        b = self.cfg.train.batch
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 3)
         saved = [m.momentum for m in bns]
         for m in bns:
@@ -552,19 +564,40 @@ class Trainer:
             m.momentum = None
         self.G_ema.train()
         try:
-            for _ in range(batches):
-                self._ema_forward(self.cfg.train.batch, gen)
+            if not cgan:
+                for _ in range(batches):
+                    self._ema_forward(b, gen)
+                return
+            for i, y in enumerate(self.stratified_classes((batches + 1) // 2, b, gen)):
+                z = torch.randn(b, self.cfg.model.nz, generator=gen)
+                self._ema_forward(b, gen, y, z)
+                if 2 * i + 1 < batches:  # the pair's second batch: the same classes, the noise mirrored
+                    self._ema_forward(b, gen, y, -z)
         finally:
             self.G_ema.eval()
             for m, mom in zip(bns, saved):
                 m.momentum = mom
 
-    def _ema_forward(self, b: int, gen: torch.Generator, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Images of the averaged generator from noise drawn with `gen` (classes y, or drawn too)."""
+    def stratified_classes(self, batches: int, b: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """`batches` batches of b class labels at the training images' class frequencies: the
+        batches * b labels hold each class in proportion (largest remainders), and dealing them out
+        in turn from class order gives each batch its share within one label; rows shuffled."""
+        counts = torch.bincount(self.labels[self.train_idx], minlength=len(self.by_class)).double()
+        want = counts / counts.sum() * batches * b
+        n = want.floor().long()
+        n[torch.argsort(n - want)[: batches * b - int(n.sum())]] += 1  # largest remainders first
+        order = torch.repeat_interleave(torch.arange(len(n)), n)
+        return [order[i::batches][torch.randperm(b, generator=gen)] for i in range(batches)]
+
+    def _ema_forward(self, b: int, gen: torch.Generator, y: torch.Tensor | None = None,
+                     z: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the averaged generator from noise drawn with `gen` (classes y, or drawn too;
+        noise z, or drawn)."""
         if self.cfg.variant == "cgan":
             if y is None:
                 y = self.labels[self.train_idx[torch.randint(len(self.train_idx), (b,), generator=gen)]]
-            z = torch.randn(b, self.cfg.model.nz, generator=gen)
+            if z is None:
+                z = torch.randn(b, self.cfg.model.nz, generator=gen)
             with self.autocast():
                 return self.G_ema(z.to(self.device), y.to(self.device)).float()
         # Textures: canvases as in training, the margin included (BatchNorm statistics of the same

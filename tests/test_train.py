@@ -477,10 +477,40 @@ def test_averaged_generator_gets_batchnorm_statistics_of_its_own(class_dir, tmp_
     loop.recalibrate_bn()
     hook.remove()
     x = torch.cat(seen)  # what the layer saw during recalibration
-    assert not bn.training and len(seen) == 4
+    assert not bn.training and len(seen) == 32
     assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-4)
     # cumulative average of per-batch (unbiased) variances: close to the pooled variance
     assert torch.allclose(bn.running_var, x.var((0, 2, 3)), rtol=0.2, atol=1e-3)
+
+
+def test_batchnorm_recalibration_keeps_class_shares_and_mirrors_its_noise(tmp_path):
+    """The averaged generator's statistics come from batches whose classes hold the training
+    frequencies (not drawn at random) and whose noise comes in pairs z, -z for the same classes."""
+    from gan_core.train import Trainer
+    root = tmp_path / "data"
+    make_class_folder(root, n_per_class=12)
+    names = sorted(p.name for p in root.iterdir())
+    for i in range(9):  # an uneven set: 12, 3 and 12 images
+        (root / names[1] / f"img{i}.png").unlink()
+    cfg = tiny_cgan(str(root), batch=8, precision="fp32")
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+    calls = []
+    hook = loop.G_ema.register_forward_pre_hook(lambda m, args: calls.append((args[0].clone(), args[1].clone())))
+    state = loop.gen.get_state()
+    loop.recalibrate_bn()
+    hook.remove()
+    assert torch.equal(loop.gen.get_state(), state)  # the training random stream is left alone
+    assert len(calls) == 32
+    share = torch.bincount(loop.labels[loop.train_idx], minlength=3).double()
+    share /= share.sum()
+    for (z1, y1), (z2, y2) in zip(calls[0::2], calls[1::2]):
+        assert torch.equal(z2, -z1) and torch.equal(y2, y1)
+        # each batch within one image of its class share of 8 rows
+        assert ((torch.bincount(y1, minlength=3) - 8 * share).abs() < 1).all()
+    firsts = torch.cat([y for _, y in calls[0::2]])
+    assert ((torch.bincount(firsts, minlength=3) - len(firsts) * share).abs() < 1).all()
+    assert len({tuple(z[0].tolist()) for z, _ in calls}) == 32  # fresh noise for every pair
 
 
 def test_adaptive_augmentation_follows_the_critics_confidence(class_dir, tmp_path):
