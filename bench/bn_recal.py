@@ -35,32 +35,22 @@ from pathlib import Path
 from _common import REPO, command_line, machine, md_table, run_in_temp_dir
 
 import torch
-from torch import nn
 
 from gan_core.checkpoint import load_weights, read_config, read_safetensors
 from gan_core.data import load_class_dataset, to_float
 from gan_core.metrics import image_swd
 from gan_core.spectrum import equalise
-from gan_core.train import Trainer
+from gan_core.train import Trainer, fresh_batchnorm_statistics
 from time_to_quality import split_folder
 
 
 def plain_estimate(loop: Trainer, batches: int, seed: int) -> None:
     """BatchNorm statistics from `batches` batches whose classes are drawn at random (the
     training images' labels) with plain noise, cumulative average."""
-    bns = [m for m in loop.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     gen = torch.Generator().manual_seed(seed)
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    loop.G_ema.train()
-    with torch.no_grad():
+    with fresh_batchnorm_statistics(loop.G_ema):
         for _ in range(batches):
             loop._ema_forward(loop.cfg.train.batch, gen)
-    loop.G_ema.eval()
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
     loop._bn_step = loop.step  # these statistics are the ones to use (no recalibration on top)
 
 
@@ -146,7 +136,7 @@ def run(a, tmp: Path) -> int:
                  ("studio", lambda s: studio_estimate(loop, s), a.seeds)]
     estimates += [(f"studio's, {n} batches", lambda s, n=n: studio_estimate(loop, s, n), a.seeds)
                   for n in (int(v) for v in a.studio_batches.split(",") if v.strip())]
-    estimates += [                 (f"random classes, {a.long} batches", lambda s: plain_estimate(loop, a.long, s), 1)]
+    estimates += [(f"random classes, {a.long} batches", lambda s: plain_estimate(loop, a.long, s), 1)]
     print(f"{a.data}: {len(tr)} training / {len(held)} held-out images; per class SWD / floor, mean of {a.draws} "
           f"draws of {len(held) // len(names)} samples; floors {', '.join(f'{n} {f:.1f}' for n, f in zip(names + ['all'], floors))}\n")
     rows, summary = [], []

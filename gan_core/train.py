@@ -550,20 +550,14 @@ class Trainer:
         whose noise comes in antithetic pairs (a pair's second batch draws -z for the same classes),
         which cancels much of the noise's own scatter. Textures average over whole canvases and keep
         4 batches of plain noise."""
-        bns = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not bns or self._bn_step == self.step:  # already done for these weights (sample + checkpoint)
+        if not batchnorms(self.G_ema) or self._bn_step == self.step:  # already done for these weights
             return
         self._bn_step = self.step
         cgan = self.cfg.variant == "cgan"
         batches = batches or (32 if cgan else 4)
         b = self.cfg.train.batch
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 3)
-        saved = [m.momentum for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None
-        self.G_ema.train()
-        try:
+        with fresh_batchnorm_statistics(self.G_ema):
             if not cgan:
                 for _ in range(batches):
                     self._ema_forward(b, gen)
@@ -573,10 +567,6 @@ class Trainer:
                 self._ema_forward(b, gen, y, z)
                 if 2 * i + 1 < batches:  # the pair's second batch: the same classes, the noise mirrored
                     self._ema_forward(b, gen, y, -z)
-        finally:
-            self.G_ema.eval()
-            for m, mom in zip(bns, saved):
-                m.momentum = mom
 
     def stratified_classes(self, batches: int, b: int, gen: torch.Generator) -> list[torch.Tensor]:
         """`batches` batches of b class labels at the training images' class frequencies: the
@@ -788,6 +778,30 @@ def average_into(avg: nn.Module, src: nn.Module, beta: float) -> None:
 
 HELD_MIN_IMAGES = 100  # smaller datasets hold nothing back: every image is needed for training
 HELD_MAX = 64
+
+
+def batchnorms(model: nn.Module) -> list[nn.Module]:
+    """The model's BatchNorm layers."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def fresh_batchnorm_statistics(model: nn.Module):
+    """Inside: `model` in training mode, its BatchNorm running statistics reset to a cumulative
+    average of the batches that pass through (momentum None). After: eval mode, momenta restored."""
+    bns = batchnorms(model)
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.eval()
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
 
 
 def held_back_split(labels: torch.Tensor, seed: int, enabled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
