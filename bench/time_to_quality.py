@@ -35,6 +35,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   bench/RESULTS.md, had them without the noise maps and with R1 + R2 weight 0.1):
   studio-hinge   studio with the hinge loss and Adam 2e-4 (the studio recipe before the relativistic loss)
   studio-fast-lr studio with Adam 2e-4 instead of 1e-4
+  studio-boost   studio whose learning rates start at 2x for 10k images and fall back to 1x over the
+                 next 10k (studio-boost20: 20k each; studio-boost3, studio-boost4: 3x, 4x for 10k; the
+                 train option --lr-boost, off in the recipe)
   studio-hinge-slow  studio with the hinge loss (and the default Adam 1e-4)
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
   studio-wide    studio with twice the channels in the generator and the critic
@@ -169,6 +172,10 @@ CONTENDERS = {
                                  "lr_decay": 0.0}),
     "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
     "studio-fast-lr": ("studio", {}, {"lr_g": 2e-4, "lr_d": 2e-4}),
+    "studio-boost": ("studio", {}, {"lr_boost": 2.0, "lr_boost_kimg": 10.0}),
+    "studio-boost20": ("studio", {}, {"lr_boost": 2.0, "lr_boost_kimg": 20.0}),
+    "studio-boost3": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0}),
+    "studio-boost4": ("studio", {}, {"lr_boost": 4.0, "lr_boost_kimg": 10.0}),
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-d12": ("studio", {"d_channels": 12}, {}),
     "studio-d8": ("studio", {"d_channels": 8}, {}),

@@ -234,6 +234,8 @@ class TrainConfig:
     ada_kimg: float = 100.0  # thousands of images for the augmentation probability to go from 0 to 1
     lr_decay: float = 0.0  # last fraction of the run (of its time budget, else its steps) in which both
     #                        learning rates fall linearly to zero; 0: constant
+    lr_boost: float = 1.0  # both learning rates start at this multiple of lr_g and lr_d ...
+    lr_boost_kimg: float = 10.0  # ... for this many thousand images, then fall to them over as many again
     r1_gamma: float = 0.1  # rpgan loss: weight of the zero-centred R1 and R2 penalties
     reg_every: int = 4  # rpgan loss: penalties every this many critic steps (lazy, scaled up to match)
     minutes: float = 0.0  # time budget: stop with a checkpoint after this much training time (0: steps only)
@@ -316,6 +318,10 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be a finite number of at least 0, got {v!r}.")
         if self.minutes > 100_000:
             raise ConfigError("minutes must be at most 100000.")
+        if not (math.isfinite(self.lr_boost) and 1 <= self.lr_boost <= 10):
+            raise ConfigError(f"lr-boost must be a number from 1 to 10, got {self.lr_boost!r}.")
+        if not (math.isfinite(self.lr_boost_kimg) and self.lr_boost_kimg >= 0):
+            raise ConfigError(f"lr-boost-kimg must be a finite number of at least 0, got {self.lr_boost_kimg!r}.")
         if not (math.isfinite(self.lr_decay) and 0 <= self.lr_decay <= 1):
             raise ConfigError("lr-decay must be between 0 and 1.")
         if not 0 <= self.ada_target < 1:

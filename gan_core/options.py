@@ -58,6 +58,7 @@ FIELDS = {
     "n_critic": Field("Critic steps", lo=1, hi=100),
     "gp_lambda": Field("Gradient penalty weight", whole=False, lo=0, hi=1e6),
     "r1_gamma": Field("R1 + R2 weight", whole=False, lo=0, hi=1e6),
+    "lr_boost": Field("Early learning-rate boost", whole=False, lo=1, hi=10),
     "diversity": Field("Diversity", whole=False, lo=0, hi=100),
     "mirror_balance": Field("Mirror balance", whole=False, lo=0, hi=100),
     "ema": Field("EMA decay", whole=False, lo=0, hi=1, hi_open=True),
@@ -134,7 +135,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
 
     settings (None: the recipe's): steps, minutes (a time budget; without steps the run has no
     step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
-    n_critic, gp_lambda, r1_gamma, diversity, ema (a per-step decay instead of the recipe's
+    n_critic, gp_lambda, r1_gamma, lr_boost, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
     conditional models also noise_maps, sle, half_chroma and colour_gate (on/off), g_extra and
     mirror_balance;
@@ -169,6 +170,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         given["diversity"] = value(s["diversity"], "diversity")
     if "r1_gamma" in s:
         given["r1_gamma"] = value(s["r1_gamma"], "r1_gamma")
+    if "lr_boost" in s:
+        given["lr_boost"] = value(s["lr_boost"], "lr_boost")
     if "mirror_balance" in s and variant == "cgan":
         given["mirror_balance"] = value(s["mirror_balance"], "mirror_balance")
     if "augment" in s:
@@ -268,7 +271,7 @@ MODEL_SWITCHES = ("noise_maps", "sle", "half_chroma", "colour_gate")
 _KNOWN = {*MODEL_SWITCHES, "steps", "minutes", "batch", "resolution", "g_channels", "d_channels", "conditioning",
           "lr", "lr_d", "betas", "loss", "n_critic", "gp_lambda", "diversity", "ema", "augment", "mirror", "seed",
           "sample_every", "ckpt_every", "precision", "patch", "max_side", "depth", "r1_gamma", "mirror_balance",
-          "g_extra"}
+          "g_extra", "lr_boost"}
 
 
 def explore_view(class_names: list[str], weights: list, seed_a: Any = 0, seed_b: Any = 1, position: Any = 0.0,

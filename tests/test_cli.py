@@ -121,6 +121,10 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4", "--sle").model.sle
     assert studio.model.g_extra == 3 and _config("cgan", class_dir, "--batch", "4", "--g-extra", "0").model.g_extra == 0
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").model.g_extra == 0
+    assert _config("cgan", class_dir, "--batch", "4", "--lr-boost", "2.5").train.lr_boost == 2.5
+    assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").train.lr_boost == 1.0
+    with pytest.raises(SystemExit):
+        _config("cgan", class_dir, "--lr-boost", "0.5")  # argparse: "must be between 1 and 10"
 
 
 def test_default_recipe_is_the_studio_recipe_with_its_networks_and_reference_keeps_its_own(class_dir, tmp_path):

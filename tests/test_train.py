@@ -657,6 +657,33 @@ def test_learning_rates_fall_to_zero_over_the_end_of_the_budget(class_dir, tmp_p
     assert lrs[2] == pytest.approx((1e-4, 2e-4)) and lrs[3] == (0.0, 0.0)
 
 
+def test_boosted_learning_rates_start_high_and_return_to_the_base_then_decay(class_dir, tmp_path):
+    from gan_core.train import Trainer
+    cfg = tiny_cgan(class_dir, minutes=1.0, lr_decay=0.5, lr_g=2e-4, lr_d=4e-4, batch=8, n_critic=1,
+                    lr_boost=3.0, lr_boost_kimg=0.08)  # 10 steps of 8 images at 3x, 10 falling to 1x
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
+    lrs = {}
+    for step, wall in ((0, 0.0), (10, 0.0), (15, 0.0), (20, 0.0), (500, 0.0), (500, 45.0), (5, 45.0)):
+        loop.step, loop.wall = step, wall
+        loop.set_learning_rates()
+        lrs[step, wall] = (loop.opt_g.param_groups[0]["lr"], loop.opt_d.param_groups[0]["lr"])
+    assert lrs[0, 0.0] == pytest.approx((6e-4, 12e-4)) and lrs[10, 0.0] == pytest.approx((6e-4, 12e-4))
+    assert lrs[15, 0.0] == pytest.approx((4e-4, 8e-4))  # halfway back
+    assert lrs[20, 0.0] == pytest.approx((2e-4, 4e-4)) and lrs[500, 0.0] == pytest.approx((2e-4, 4e-4))
+    assert lrs[500, 45.0] == pytest.approx((1e-4, 2e-4))  # the end's decay on top of the base
+    assert lrs[5, 45.0] == pytest.approx((3e-4, 6e-4))  # and on top of the boost in a short budget
+
+
+def test_learning_rate_boost_outside_its_range_is_refused(class_dir):
+    from gan_core.config import ConfigError
+    for bad in (0.5, float("nan"), 11.0):
+        with pytest.raises(ConfigError, match="lr-boost must"):
+            tiny_cgan(class_dir, lr_boost=bad).validate(require_names=False)
+    with pytest.raises(ConfigError, match="lr-boost-kimg"):
+        tiny_cgan(class_dir, lr_boost_kimg=-1.0).validate(require_names=False)
+
+
 
 @pytest.mark.parametrize("balance", [False, True])
 def test_dealt_classes_put_every_class_in_every_batch_at_its_share(tmp_path, balance):
