@@ -95,6 +95,14 @@ def run(a) -> int:
         print(f"note: tileable size rounded up to {w}x{h} (a multiple of {cfg.model.scale})")
     files = texture_files.save_set(out.parent, out.stem, img, {**pmeta, **meta}, wanted, settings, fmt)
     ratio = seam_ratio(texture_files.to8(img), cfg.model.scale)
-    print(f"wrote {', '.join(str(f) for f in files)} ({w}x{h}); seam ratio {ratio:.3f} "
-          f"(edge steps / steps across the other {cfg.model.scale} px cell lines: about 1 or less = no visible seam)")
+    print(f"wrote {', '.join(str(f) for f in files)} ({w}x{h}); {seam_note(ratio, a.tileable, cfg.model.scale)}")
     return 0
+
+
+def seam_note(ratio: float, tileable: bool, cell: int) -> str:
+    """What the seam ratio of a written texture says, with what to do when its seam would show."""
+    note = (f"seam ratio {ratio:.3f} (edge steps / steps across the other {cell} px cell lines: "
+            "about 1 or less = no visible seam)")
+    if ratio >= 1.5 and not tileable:
+        note += "; its edges do not meet when repeated: add --tileable for a seamless tile"
+    return note

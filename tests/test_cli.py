@@ -62,6 +62,13 @@ def test_sgan_train_and_tileable_texture(texture_files, tmp_path, capsys):
     assert "--width: must be between 16 and 8192, got 9000" in capsys.readouterr().err
 
 
+def test_seam_note_tells_how_to_tile_only_when_an_untiled_seam_shows():
+    from gan_core.texture_command import seam_note
+    assert "add --tileable" in seam_note(3.8, False, 32) and "seam ratio 3.800" in seam_note(3.8, False, 32)
+    assert "--tileable" not in seam_note(3.8, True, 32)  # tiled: the figure itself is the warning
+    assert "--tileable" not in seam_note(1.0, False, 32)  # no seam shows
+
+
 def test_export_writes_a_small_float16_model_that_samples_like_the_run(class_dir, tmp_path, capsys, monkeypatch):
     import torch
     from safetensors import safe_open
