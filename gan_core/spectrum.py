@@ -17,7 +17,8 @@ everywhere else it leaves the picture as it is (gain 1), so it never adds power 
 It leaves the coarsest frequencies alone (up to COARSE_FROM cycles per pixel: the picture's layout
 and colour) and acts fully from COARSE_FULL, so that a coarse pattern the generator repeats (a
 crosshatch on both diagonals 11 px apart, single frequencies 3-5x the photos') is taken away as a
-fine one is. The photos' spectrum is smoothed over 3 x 3 neighbouring frequencies at fine
+fine one is; in a run's first images (up to YOUNG_KIMG thousand, fading in until GROWN_KIMG) it
+reaches only the fine frequencies (coarse_reach). The photos' spectrum is smoothed over 3 x 3 neighbouring frequencies at fine
 frequencies (from FINE_FULL, fading in from FINE_FROM), where a class's spectrum is broad and a
 hundred photos give a noisy estimate of it; at coarser frequencies it is taken as it is, since
 there the photos' own regular structure (a wall's mortar lines, a roof's tiles) sits at narrow
@@ -50,6 +51,7 @@ FIT_TOTAL, FIT_MIN = 960, 32  # with many classes fewer per class, so that a fit
 FINAL_TIMES = 3  # a fit for a model that is kept (a run's end, RUN/best, `equalise`) draws this many times as many
 REAL_LIMIT = 256  # training images per class whose spectrum the fit compares with
 MIN_GAIN = 0.05  # a gain is never below this: a damaged fit cannot blank a frequency out entirely
+YOUNG_KIMG, GROWN_KIMG = 10.0, 30.0  # thousands of images a run has seen: the coarse reach fades in between
 
 
 def channel_power(images: torch.Tensor) -> torch.Tensor:
@@ -79,14 +81,27 @@ def ramp(h: int, w: int, lo: float, hi: float) -> torch.Tensor:
     return ((torch.maximum(fx, fy) - lo) / (hi - lo)).clamp(0, 1)
 
 
-def fit_gains(fake_power: torch.Tensor, real_power: torch.Tensor) -> torch.Tensor:
+def fit_gains(fake_power: torch.Tensor, real_power: torch.Tensor, coarse: float = 1.0) -> torch.Tensor:
     """Gains (C, H, W) in [MIN_GAIN, 1] for one class from its generated and real power spectra
-    (C, H, W each: channel_power of the generated images, real_power of the photos)."""
+    (C, H, W each: channel_power of the generated images, real_power of the photos). `coarse` (0-1):
+    how far the filter reaches below FINE_FROM (1: from COARSE_FROM; 0: fine frequencies only)."""
     overall = fake_power.sum() / real_power.sum().clamp_min(1e-12)
     ratio = fake_power / (real_power * overall).clamp_min(1e-12)
     full = (ratio / TOLERANCE).clamp_min(1).rsqrt()  # scales the power down to TOLERANCE x the real level
-    reach = ramp(*fake_power.shape[-2:], COARSE_FROM, COARSE_FULL)
+    h, w = fake_power.shape[-2:]
+    fine = ramp(h, w, FINE_FROM, FINE_FULL)
+    reach = fine + coarse * (ramp(h, w, COARSE_FROM, COARSE_FULL) - fine)
     return (1 - reach * (1 - full)).clamp(MIN_GAIN, 1)
+
+
+def coarse_reach(kimg: float) -> float:
+    """The `coarse` of fit_gains for a run that has seen `kimg` thousand images: 0 up to YOUNG_KIMG,
+    1 from GROWN_KIMG, linear between. A young model draws nearly one picture per class, whose
+    spectrum has coarse peaks that many photos' have not (its layout, the only structure it has
+    yet); filtered there, the demo classes' 1-minute pictures ended 0.3-0.7x the real-vs-real
+    distance further (bench/RESULTS.md). A grown model's coarse crosshatch is what the coarse reach
+    is for."""
+    return min(1.0, max(0.0, (kimg - YOUNG_KIMG) / (GROWN_KIMG - YOUNG_KIMG)))
 
 
 def real_power(images: torch.Tensor, mirror: bool) -> torch.Tensor:
@@ -133,10 +148,11 @@ def fit_count(n_classes: int, final: bool = False) -> int:
     return n * FINAL_TIMES if final else n
 
 
-def fit_classes(draw, real_powers: list[torch.Tensor]) -> torch.Tensor:
+def fit_classes(draw, real_powers: list[torch.Tensor], coarse: float = 1.0) -> torch.Tensor:
     """Gains (classes, C, H, W): `draw(c)` returns fit_count(classes) generated images (B, C, H, W)
-    of class c, `real_powers[c]` is real_power of that class's training images."""
-    return torch.stack([fit_gains(channel_power(draw(c)), real) for c, real in enumerate(real_powers)])
+    of class c, `real_powers[c]` is real_power of that class's training images; `coarse` as in
+    fit_gains (coarse_reach of the run's age)."""
+    return torch.stack([fit_gains(channel_power(draw(c)), real, coarse) for c, real in enumerate(real_powers)])
 
 
 def class_powers(images: torch.Tensor, by_class: list[torch.Tensor], mirror: bool,

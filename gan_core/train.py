@@ -364,12 +364,16 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
+    def kimg(self) -> float:
+        """Thousands of real images the critic has seen (steps x global batch x critic steps)."""
+        return self.step * self.cfg.train.batch * self.cfg.train.n_critic / 1000
+
     def boost_factor(self) -> float:
         """The early multiplier of the learning rates at this step (1 once the boost is over)."""
         t = self.cfg.train
         if t.lr_boost == 1 or t.lr_boost_kimg <= 0:
             return 1.0
-        seen = self.step * t.batch * t.n_critic / (t.lr_boost_kimg * 1000)  # in boost periods
+        seen = self.kimg() / t.lr_boost_kimg  # in boost periods
         return t.lr_boost + (1 - t.lr_boost) * min(1.0, max(0.0, seen - 1))
 
     def train_step(self) -> dict:
@@ -697,7 +701,7 @@ class Trainer:
             y = torch.full((n,), c, dtype=torch.long)
             return torch.cat([self._ema_forward(len(part), gen, part).cpu() for part in y.split(48)])
 
-        self.G_ema.spectral_gain = spectrum.fit_classes(draw, self._real_power)
+        self.G_ema.spectral_gain = spectrum.fit_classes(draw, self._real_power, spectrum.coarse_reach(self.kimg()))
         self._gains_step, self._gains_final = self.step, final
         return self.G_ema.spectral_gain
 

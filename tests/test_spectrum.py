@@ -76,6 +76,20 @@ def test_the_equaliser_takes_a_coarse_crosshatch_away_and_keeps_the_lines_the_ph
     assert (p_after[:, 4, 0] / p_before[:, 4, 0]).min() > 0.95 and after["ratios"]["y 1/8"] > 0.8
 
 
+def test_a_young_runs_fit_leaves_coarse_frequencies_alone_and_still_takes_the_fine_grid():
+    real, held = _mortar(_photos(128, 0)), _mortar(_photos(128, 1))
+    fit_fake, fake = (_with_grid(_crosshatch(_mortar(_photos(128, s)))) for s in (2, 3))
+    fp, rp = spectrum.channel_power(fit_fake), spectrum.real_power(real, mirror=False)
+    young = spectrum.equalise(fake, spectrum.fit_gains(fp, rp, coarse=0.0)[None])
+    grown = spectrum.equalise(fake, spectrum.fit_gains(fp, rp)[None])
+    g_fake, g_young, g_grown = (grid_artifacts(x, held)["ratios"] for x in (fake, young, grown))
+    assert g_young["diagonal 1/16"] > 0.9 * g_fake["diagonal 1/16"] > 3  # the coarse pattern kept
+    assert g_grown["diagonal 1/16"] < 2
+    assert g_young["diagonal 1/2"] < 3 < 20 < g_fake["diagonal 1/2"]  # the fine checkerboard taken
+    assert [spectrum.coarse_reach(k) for k in (0, spectrum.YOUNG_KIMG, 20, spectrum.GROWN_KIMG, 500)] == \
+        [0.0, 0.0, pytest.approx(0.5), 1.0, 1.0]
+
+
 def test_mirrored_training_compares_with_the_spectrum_of_both_flips():
     x = _with_grid(_photos(8, 5))
     x[..., :, ::4] -= 0.1  # lines: a spectrum that is not left-right symmetric on its own
@@ -188,14 +202,14 @@ def _recording_fits(monkeypatch):
     """Replace spectrum.fit_classes with one that records each fit: (images drawn per class, gains)."""
     fits, real_fit = [], spectrum.fit_classes
 
-    def recording(draw, real_powers):
+    def recording(draw, real_powers, coarse=1.0):
         counts = []
 
         def counted(c):
             x = draw(c)
             counts.append(len(x))
             return x
-        gains = real_fit(counted, real_powers)
+        gains = real_fit(counted, real_powers, coarse)
         fits.append((counts, gains.clone()))
         return gains
     monkeypatch.setattr(spectrum, "fit_classes", recording)
