@@ -312,7 +312,7 @@ class TrainConfig:
             raise ConfigError("gp-lambda must not be negative.")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError("ema-beta must be in [0, 1).")
-        for name in ("ema_kimg", "ema_rampup", "ada_kimg", "r1_gamma", "minutes", "mirror_balance"):
+        for name in ("ema_kimg", "ema_rampup", "ada_kimg", "r1_gamma", "minutes", "mirror_balance", "lr_boost_kimg"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a finite number of at least 0, got {v!r}.")
@@ -320,8 +320,6 @@ class TrainConfig:
             raise ConfigError("minutes must be at most 100000.")
         if not (math.isfinite(self.lr_boost) and 1 <= self.lr_boost <= 10):
             raise ConfigError(f"lr-boost must be a number from 1 to 10, got {self.lr_boost!r}.")
-        if not (math.isfinite(self.lr_boost_kimg) and self.lr_boost_kimg >= 0):
-            raise ConfigError(f"lr-boost-kimg must be a finite number of at least 0, got {self.lr_boost_kimg!r}.")
         if not (math.isfinite(self.lr_decay) and 0 <= self.lr_decay <= 1):
             raise ConfigError("lr-decay must be between 0 and 1.")
         if not 0 <= self.ada_target < 1:

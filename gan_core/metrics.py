@@ -8,6 +8,9 @@ import numpy as np
 import torch
 
 
+SEAM_VISIBLE = 1.5  # a seam_ratio from which the wrap-around seam shows when the texture is repeated
+
+
 def seam_ratio(img: np.ndarray, cell: int | None = None) -> float:
     """How visible the wrap-around seam of a texture is, for an (H, W, C) image.
 

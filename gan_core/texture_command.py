@@ -101,8 +101,9 @@ def run(a) -> int:
 
 def seam_note(ratio: float, tileable: bool, cell: int) -> str:
     """What the seam ratio of a written texture says, with what to do when its seam would show."""
+    from .metrics import SEAM_VISIBLE
     note = (f"seam ratio {ratio:.3f} (edge steps / steps across the other {cell} px cell lines: "
             "about 1 or less = no visible seam)")
-    if ratio >= 1.5 and not tileable:
+    if ratio >= SEAM_VISIBLE and not tileable:
         note += "; its edges do not meet when repeated: add --tileable for a seamless tile"
     return note

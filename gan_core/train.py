@@ -1087,7 +1087,7 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
             if budget:
                 eta = min(eta, max(0.0, budget - loop.wall))
             record.update(step=loop.step, img_per_s=round(speed, 2), elapsed=round(loop.elapsed, 2),
-                          kimg=round(loop.step * t.batch * t.n_critic / 1000, 3), eta_s=round(eta, 1),
+                          kimg=round(loop.kimg(), 3), eta_s=round(eta, 1),
                           used_s=round(loop.wall, 1))
             if t.augment and t.ada_target:
                 record["aug_p"] = round(loop.aug_p, 4)

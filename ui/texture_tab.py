@@ -10,7 +10,7 @@ import gradio as gr
 from gan_core import options, texture, texture_files
 from gan_core.errors import StudioError
 from gan_core.maps import MAP_NAMES, MapSettings, lit_view, make_maps
-from gan_core.metrics import seam_ratio_sampled
+from gan_core.metrics import SEAM_VISIBLE, seam_ratio_sampled
 from gan_core.workspace import safe_filename
 
 from . import texture_view as tv
@@ -56,7 +56,7 @@ def _make(ctx: Context, path, req: dict, bits: int, on_progress, owner=None):
 
 
 def _seam_text(ratio: float, tileable: bool, cell: int) -> str:
-    if ratio < 1.5:
+    if ratio < SEAM_VISIBLE:
         return (f"Seam check: **no visible seam** (steps across the wrap-around edge are {ratio:.2f}x "
                 f"those across the model's other {cell} px cell lines inside).")
     hint = "" if tileable else " Tick *Tileable* for a seamless tile."
