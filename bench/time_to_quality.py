@@ -15,7 +15,10 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  drawn at half the resolution of brightness, the relativistic pairing loss with lazy
                  R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std
                  group, EMA over 10k images, learning rate falling to zero over the second half of the
-                 budget; one generated batch per step, shared by the critic's and the generator's updates)
+                 budget; one generated batch per step, shared by the critic's and the generator's updates;
+                 budgets up to 2 minutes start the learning rates at 3x and let them fall over the last
+                 quarter instead, gan_core.config.SHORT_BUDGET)
+  studio-noshort the default before: studio without the short budget's schedule (lr_boost 1)
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update
   studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
   studio-nosle   the default before: studio without skip-layer excitation
@@ -37,7 +40,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-fast-lr studio with Adam 2e-4 instead of 1e-4
   studio-boost   studio whose learning rates start at 2x for 10k images and fall back to 1x over the
                  next 10k (studio-boost20: 20k each; studio-boost3, studio-boost4: 3x, 4x for 10k; the
-                 train option --lr-boost, off in the recipe)
+                 train option --lr-boost, which holds whatever the budget)
+  studio-boost3-b16, studio-boost3-ld25, studio-boost3-ld0  studio-boost3 with batches of 16, with the
+                 learning rates falling over the last quarter of the budget, and with no fall at all
   studio-hinge-slow  studio with the hinge loss (and the default Adam 1e-4)
   studio-bilinear  studio with bilinear instead of nearest-neighbour resizing
   studio-wide    studio with twice the channels in the generator and the critic
@@ -50,7 +55,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-b16     studio with batches of 16
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
   studio-noaug   studio without augmentation
-  studio-div     studio with the mode-seeking term (weight 0.2)
+  studio-div     studio with the mode-seeking term (weight 0.2; studio-div1: weight 1)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -168,6 +173,7 @@ CONTENDERS = {
     "studio-bilinear": ("studio", {"upsample": "bilinear"}, {}),
     "studio-noaug": ("studio", {}, {"augment": [], "ada_target": 0.0}),
     "studio-div": ("studio", {}, {"diversity": 0.2}),
+    "studio-div1": ("studio", {}, {"diversity": 1.0}),
     "studio-v1": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "diversity": 0.2, "ada_kimg": 20.0,
                                  "lr_decay": 0.0}),
     "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
@@ -176,6 +182,10 @@ CONTENDERS = {
     "studio-boost20": ("studio", {}, {"lr_boost": 2.0, "lr_boost_kimg": 20.0}),
     "studio-boost3": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0}),
     "studio-boost4": ("studio", {}, {"lr_boost": 4.0, "lr_boost_kimg": 10.0}),
+    "studio-noshort": ("studio", {}, {"lr_boost": 1.0}),
+    "studio-boost3-b16": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "batch": 16}),
+    "studio-boost3-ld25": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "lr_decay": 0.25}),
+    "studio-boost3-ld0": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "lr_decay": 0.0}),
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-d12": ("studio", {"d_channels": 12}, {}),
     "studio-d8": ("studio", {"d_channels": 8}, {}),

@@ -85,8 +85,9 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
                    help="critic learning rate, if it should differ from --lr (e.g. 4e-4 with --lr 1e-4)")
     g.add_argument("--lr-boost", type=options.arg("lr_boost"),
                    help="both learning rates start at this multiple for the first 10k images and fall back "
-                        "over the next 10k (default 1: off; 3 brings a 1-minute run much closer to the "
-                        "photos, a 10-minute run no closer, see README)")
+                        "over the next 10k, whatever the budget (1: off). Default: by the budget; the studio "
+                        "recipe's conditional models start at 3x for budgets up to 2 minutes (their rates "
+                        "falling over the last quarter), at 1x from 5 minutes on, see README")
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     g.add_argument("--augment", type=_augment, default=None, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "

@@ -34,6 +34,15 @@ NO_STEP_LIMIT = 10**8  # the step total of a run trained for a time budget alone
 # (transposed convolutions, WGAN-GP lambda 5, Adam 1e-4, betas (0.1, 0.9)). "fast": the reference
 # networks with hinge loss, one critic step, Adam 2e-4 (0, 0.99) and the mode-seeking term.
 LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
+
+# A short time budget's schedule (TrainConfig.lr_boost 0, as the studio recipe's conditional models have
+# it): a budget of at most SHORT_BUDGET minutes starts both learning rates at SHORT_BOOST times the base
+# (for lr_boost_kimg thousand images, then back, as --lr-boost does) and lets them fall to zero over the
+# last SHORT_DECAY of the budget instead of its last lr_decay; a budget of LONG_BUDGET minutes or more,
+# or a run without one, keeps lr_decay and no boost; budgets between take the two in proportion.
+# Chosen by 1-minute budgets in bench/time_to_quality.py (bench/RESULTS.md); 10-minute runs unchanged.
+SHORT_BUDGET, LONG_BUDGET = 2.0, 5.0
+SHORT_BOOST, SHORT_DECAY = 3.0, 0.25
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
         "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
@@ -49,7 +58,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # the photos'), which a critic judging one picture at a time cannot see. At 0.3 over four
         # 10-minute bf16 runs every class within 2.5x of the real-vs-real distance (18 of 18), pooled
         # 0.96-1.86x; at 1.0 the photo set's space class came out further and less varied.
-        "train_cgan": {"mirror_balance": 0.3},
+        "train_cgan": {"mirror_balance": 0.3, "lr_boost": 0.0},
         "train_sgan": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "augment": [], "ada_target": 0.0,
                        "diversity": 0.2},
         # Texture models draw a noise cell beyond each side of what the critic sees (SGANConfig.margin):
@@ -236,6 +245,8 @@ class TrainConfig:
     #                        learning rates fall linearly to zero; 0: constant
     lr_boost: float = 1.0  # both learning rates start at this multiple of lr_g and lr_d ...
     lr_boost_kimg: float = 10.0  # ... for this many thousand images, then fall to them over as many again
+    #                              (lr_boost 0: the multiple, and the decay, that the time budget calls for:
+    #                              short_share() and SHORT_BUDGET above)
     r1_gamma: float = 0.1  # rpgan loss: weight of the zero-centred R1 and R2 penalties
     reg_every: int = 4  # rpgan loss: penalties every this many critic steps (lazy, scaled up to match)
     minutes: float = 0.0  # time budget: stop with a checkpoint after this much training time (0: steps only)
@@ -266,6 +277,25 @@ class TrainConfig:
     #                           (bench/RESULTS.md: brick no longer flat in tileable textures, but a 4 px grid)
     patch: int = 128
     max_side: int = 512
+
+    def short_share(self) -> float:
+        """How much of the short budget's schedule this run takes (lr_boost 0 only): 1 for a budget of
+        at most SHORT_BUDGET minutes, 0 from LONG_BUDGET minutes on and without a budget, in between
+        in proportion."""
+        if self.lr_boost or not self.minutes:
+            return 0.0
+        return min(1.0, max(0.0, (LONG_BUDGET - self.minutes) / (LONG_BUDGET - SHORT_BUDGET)))
+
+    def boost(self) -> float:
+        """The multiple the learning rates start at: lr_boost, or (lr_boost 0) the budget's."""
+        return self.lr_boost or 1.0 + (SHORT_BOOST - 1.0) * self.short_share()
+
+    def decay(self) -> float:
+        """The last fraction of the run in which the learning rates fall to zero: lr_decay, or
+        (lr_boost 0, a decay to begin with) the budget's."""
+        if not self.lr_decay:
+            return 0.0
+        return self.lr_decay + (SHORT_DECAY - self.lr_decay) * self.short_share()
 
     @property
     def heldout_signal(self) -> bool:
@@ -318,8 +348,9 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be a finite number of at least 0, got {v!r}.")
         if self.minutes > 100_000:
             raise ConfigError("minutes must be at most 100000.")
-        if not (math.isfinite(self.lr_boost) and 1 <= self.lr_boost <= 10):
-            raise ConfigError(f"lr-boost must be a number from 1 to 10, got {self.lr_boost!r}.")
+        if not (math.isfinite(self.lr_boost) and (1 <= self.lr_boost <= 10 or self.lr_boost == 0)):
+            raise ConfigError(f"lr-boost must be a number from 1 to 10 (or 0: by the time budget), "
+                              f"got {self.lr_boost!r}.")
         if not (math.isfinite(self.lr_decay) and 0 <= self.lr_decay <= 1):
             raise ConfigError("lr-decay must be between 0 and 1.")
         if not 0 <= self.ada_target < 1:

@@ -345,20 +345,22 @@ class Trainer:
         return min(1.0, self.step / t.steps)
 
     def set_learning_rates(self) -> None:
-        """The learning rates of this step: lr_boost times the base rates over the first lr_boost_kimg
-        thousand images, falling linearly to the base rates over as many again (a young generator
-        far from the photos takes large steps), then (lr_decay > 0) a linear fall to zero over the
-        last lr_decay of the run, so the last minutes of a budget settle the weights instead of
-        stirring them. All processes use the mean of their progress (their clocks differ by a little)."""
+        """The learning rates of this step: the boost (TrainConfig.boost: lr_boost, or the time
+        budget's) times the base rates over the first lr_boost_kimg thousand images, falling linearly
+        to the base rates over as many again (a young generator far from the photos takes large
+        steps), then (TrainConfig.decay > 0) a linear fall to zero over the last part of the run, so
+        the last minutes of a budget settle the weights instead of stirring them. All processes use
+        the mean of their progress (their clocks differ by a little)."""
         t = self.cfg.train
-        if not t.lr_decay and t.lr_boost == 1:
+        decay = t.decay()
+        if not decay and t.boost() == 1:
             return
         factor = 1.0
-        if t.lr_decay:
+        if decay:
             f = self.progress()
             if self.share.world > 1:
                 f = parallel.mean_over_processes({"f": f}, self.device)["f"]
-            factor = min(1.0, (1.0 - f) / t.lr_decay)
+            factor = min(1.0, (1.0 - f) / decay)
         factor *= self.boost_factor()
         for opt, base in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
             for group in opt.param_groups:
@@ -371,10 +373,11 @@ class Trainer:
     def boost_factor(self) -> float:
         """The early multiplier of the learning rates at this step (1 once the boost is over)."""
         t = self.cfg.train
-        if t.lr_boost == 1 or t.lr_boost_kimg <= 0:
+        boost = t.boost()
+        if boost == 1 or t.lr_boost_kimg <= 0:
             return 1.0
         seen = self.kimg() / t.lr_boost_kimg  # in boost periods
-        return t.lr_boost + (1 - t.lr_boost) * min(1.0, max(0.0, seen - 1))
+        return boost + (1 - boost) * min(1.0, max(0.0, seen - 1))
 
     def train_step(self) -> dict:
         t = self.cfg.train

@@ -130,6 +130,11 @@ def test_recipe_sets_the_optimiser_and_single_options_override_it(class_dir, tmp
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").model.g_extra == 0
     assert _config("cgan", class_dir, "--batch", "4", "--lr-boost", "2.5").train.lr_boost == 2.5
     assert _config("cgan", class_dir, "--recipe", "reference", "--batch", "4").train.lr_boost == 1.0
+    short = _config("cgan", class_dir, "--batch", "4", "--minutes", "1")
+    assert short.train.lr_boost == 0 and short.train.boost() == 3  # the studio recipe: by the budget
+    off = _config("cgan", class_dir, "--batch", "4", "--minutes", "1", "--lr-boost", "1").train
+    assert (off.boost(), off.decay()) == (1.0, 0.5)  # given, it holds whatever the budget
+    assert _config("sgan", tex, "--minutes", "1").train.boost() == 1  # textures: not measured, no boost
     with pytest.raises(SystemExit):
         _config("cgan", class_dir, "--lr-boost", "0.5")  # argparse: "must be between 1 and 10"
 

@@ -675,6 +675,35 @@ def test_boosted_learning_rates_start_high_and_return_to_the_base_then_decay(cla
     assert lrs[5, 45.0] == pytest.approx((3e-4, 6e-4))  # and on top of the boost in a short budget
 
 
+def test_short_budgets_start_boosted_and_settle_later_longer_ones_keep_the_settings(class_dir, tmp_path):
+    from gan_core.config import LONG_BUDGET, SHORT_BOOST, SHORT_BUDGET, SHORT_DECAY, TrainConfig
+    from gan_core.train import Trainer
+
+    def fit(**kw):
+        t = TrainConfig(lr_decay=0.5, lr_boost=0.0, **kw)
+        return t.boost(), t.decay()
+    assert fit(minutes=1.0) == fit(minutes=SHORT_BUDGET) == (SHORT_BOOST, SHORT_DECAY)
+    middle = fit(minutes=(SHORT_BUDGET + LONG_BUDGET) / 2)
+    assert middle == pytest.approx(((1 + SHORT_BOOST) / 2, (0.5 + SHORT_DECAY) / 2))
+    assert fit(minutes=LONG_BUDGET) == fit(minutes=10.0) == fit(minutes=0.0) == (1.0, 0.5)  # or steps only
+    assert TrainConfig(lr_decay=0.5, lr_boost=2.0, minutes=1.0).boost() == 2.0  # a given boost holds
+    assert TrainConfig(lr_decay=0.5, lr_boost=2.0, minutes=1.0).decay() == 0.5
+    assert TrainConfig(lr_decay=0.0, lr_boost=0.0, minutes=1.0).decay() == 0  # constant rates stay so
+
+    cfg = tiny_cgan(class_dir, minutes=1.0, lr_decay=0.5, lr_boost=0.0, lr_g=2e-4, lr_d=4e-4, batch=8,
+                    n_critic=1, lr_boost_kimg=0.08)
+    cfg.validate(require_names=False)
+    loop = Trainer(cfg, tmp_path, torch.device("cpu"))
+    lrs = {}
+    for step, wall in ((0, 0.0), (25, 40.0), (25, 52.5)):
+        loop.step, loop.wall = step, wall
+        loop.set_learning_rates()
+        lrs[step, wall] = (loop.opt_g.param_groups[0]["lr"], loop.opt_d.param_groups[0]["lr"])
+    assert lrs[0, 0.0] == pytest.approx((6e-4, 12e-4))  # 3x at the start of a 1-minute budget
+    assert lrs[25, 40.0] == pytest.approx((2e-4, 4e-4))  # back to the base, not yet falling at 2/3
+    assert lrs[25, 52.5] == pytest.approx((1e-4, 2e-4))  # halfway down the last quarter
+
+
 def test_learning_rate_boost_outside_its_range_is_refused(class_dir):
     from gan_core.config import ConfigError
     for bad in (0.5, float("nan"), 11.0):
