@@ -16,7 +16,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  R1 + R2 of weight 1, Adam 1e-4, adaptive DiffAugment drawn once per minibatch-std
                  group, EMA over 10k images, learning rate falling to zero over the second half of the
                  budget; one generated batch per step, shared by the critic's and the generator's updates;
-                 budgets up to 2 minutes start the learning rates at 3x and let them fall over the last
+                 budgets up to 1 minute start the learning rates at 3x and let them fall over the last
                  quarter instead, gan_core.config.SHORT_BUDGET)
   studio-noshort the default before: studio without the short budget's schedule (lr_boost 1)
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update

@@ -86,8 +86,8 @@ def _add_train_options(p: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     g.add_argument("--lr-boost", type=options.arg("lr_boost"),
                    help="both learning rates start at this multiple for the first 10k images and fall back "
                         "over the next 10k, whatever the budget (1: off). Default: by the budget; the studio "
-                        "recipe's conditional models start at 3x for budgets up to 2 minutes (their rates "
-                        "falling over the last quarter), at 1x from 5 minutes on, see README")
+                        "recipe's conditional models start at 3x for budgets up to 1 minute (their rates "
+                        "falling over the last quarter), at 1x from 2 minutes on, see README")
     g.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
     g.add_argument("--augment", type=_augment, default=None, metavar="LIST",
                    help=f"comma-separated differentiable augmentations for small datasets: {','.join(AUGMENTS)} "

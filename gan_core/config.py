@@ -40,8 +40,9 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 # (for lr_boost_kimg thousand images, then back, as --lr-boost does) and lets them fall to zero over the
 # last SHORT_DECAY of the budget instead of its last lr_decay; a budget of LONG_BUDGET minutes or more,
 # or a run without one, keeps lr_decay and no boost; budgets between take the two in proportion.
-# Chosen by 1-minute budgets in bench/time_to_quality.py (bench/RESULTS.md); 10-minute runs unchanged.
-SHORT_BUDGET, LONG_BUDGET = 2.0, 5.0
+# Chosen by 1- and 2-minute budgets in bench/time_to_quality.py (bench/RESULTS.md): the boost brought
+# 1-minute runs far closer, a 2-minute run no closer than without it (nor a 10-minute run).
+SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
 SHORT_BOOST, SHORT_DECAY = 3.0, 0.25
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
