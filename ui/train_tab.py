@@ -16,8 +16,8 @@ from .common import LOSS_COLORS, MAX_UPLOAD_MB, Context, errors_as_messages, los
 RECIPE_CHOICES = [("Studio (recommended)", "studio"),
                   ("Fast (older networks, hinge)", "fast"),
                   ("Reference (older networks, WGAN-GP, 2 critic updates)", "reference")]
-TRAIN_FOR = [("2 minutes", 2), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20), ("30 minutes", 30), ("60 minutes", 60),
-             ("the number of steps", 0)]
+TRAIN_FOR = [("2 minutes", 2), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20), ("30 minutes", 30),
+             ("60 minutes", 60), ("the number of steps", 0)]
 ADD_TIME = [("no time (use steps)", 0), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20),
             ("30 minutes", 30), ("60 minutes", 60)]
 RESOLUTION_HINT = "128 px costs about 4x the time per image of 64 px: give it at least 4x the time."
