@@ -55,7 +55,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-b16     studio with batches of 16
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
   studio-noaug   studio without augmentation
-  studio-div     studio with the mode-seeking term (weight 0.2; studio-div1: weight 1)
+  studio-div     studio with the mode-seeking term (weight 0.2; studio-div1: weight 1; studio-div005: 0.05)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -174,6 +174,7 @@ CONTENDERS = {
     "studio-noaug": ("studio", {}, {"augment": [], "ada_target": 0.0}),
     "studio-div": ("studio", {}, {"diversity": 0.2}),
     "studio-div1": ("studio", {}, {"diversity": 1.0}),
+    "studio-div005": ("studio", {}, {"diversity": 0.05}),
     "studio-v1": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "diversity": 0.2, "ada_kimg": 20.0,
                                  "lr_decay": 0.0}),
     "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
