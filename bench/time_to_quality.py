@@ -56,6 +56,7 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
   studio-noaug   studio without augmentation
   studio-div     studio with the mode-seeking term (weight 0.2; studio-div1: weight 1; studio-div005: 0.05)
+  studio-r1-0.3  studio with R1 + R2 at weight 0.3 instead of 1
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -175,6 +176,7 @@ CONTENDERS = {
     "studio-div": ("studio", {}, {"diversity": 0.2}),
     "studio-div1": ("studio", {}, {"diversity": 1.0}),
     "studio-div005": ("studio", {}, {"diversity": 0.05}),
+    "studio-r1-0.3": ("studio", {}, {"r1_gamma": 0.3}),
     "studio-v1": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4, "diversity": 0.2, "ada_kimg": 20.0,
                                  "lr_decay": 0.0}),
     "studio-hinge": ("studio", {}, {"loss": "hinge", "lr_g": 2e-4, "lr_d": 2e-4}),
