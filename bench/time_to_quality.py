@@ -17,8 +17,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  group, EMA over 10k images, learning rate falling to zero over the second half of the
                  budget; one generated batch per step, shared by the critic's and the generator's updates;
                  budgets up to 1 minute start the learning rates at 3x and let them fall over the last
-                 quarter instead, gan_core.config.SHORT_BUDGET)
-  studio-noshort the default before: studio without the short budget's schedule (lr_boost 1)
+                 quarter instead, and start the coarse noise maps' gains at 0.2, gan_core.config.SHORT_BUDGET)
+  studio-noshort studio without the short budget's learning-rate schedule (lr_boost 1)
+  studio-noise0  the default before: studio whose coarse noise maps start at gain 0 whatever the budget
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update
   studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
   studio-nosle   the default before: studio without skip-layer excitation
@@ -69,7 +70,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-cbn     studio whose class also sets the generator's BatchNorm gains and biases (cond_bn)
   studio-zbn     studio whose noise z also sets the generator's BatchNorm gains and biases (latent_bn)
   studio-coarse-noise  studio whose noise maps at the coarse stages (8 and 16 px at 64 px) start at
-                 gain 0.2 instead of 0 (noise_start), so the seed sets the layout from the first step
+                 gain 0.2 (noise_start) whatever the budget, so the seed sets the layout from the first
+                 step (as the default does for budgets up to 1 minute; studio-coarse-noise4,
+                 studio-coarse-noise6: 0.4, 0.6)
   studio-skip    studio whose coarse stages (8, 16 and 32 px at 64 px) also draw images of their own,
                  resized up and added to the picture (skip_rgb 32, StyleGAN2's skip generator)
   studio-skip16  studio-skip with images from the 8 and 16 px stages only, where the layout is set (skip_rgb 16)
@@ -186,6 +189,7 @@ CONTENDERS = {
     "studio-boost3": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0}),
     "studio-boost4": ("studio", {}, {"lr_boost": 4.0, "lr_boost_kimg": 10.0}),
     "studio-noshort": ("studio", {}, {"lr_boost": 1.0}),
+    "studio-noise0": ("studio", {"noise_start": 0.0}, {}),
     "studio-boost3-b16": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "batch": 16}),
     "studio-boost3-ld25": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "lr_decay": 0.25}),
     "studio-boost3-ld0": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "lr_decay": 0.0}),
@@ -207,6 +211,8 @@ CONTENDERS = {
     "studio-cbn": ("studio", {"cond_bn": True}, {}),
     "studio-zbn": ("studio", {"latent_bn": True}, {}),
     "studio-coarse-noise": ("studio", {"noise_start": 0.2}, {}),
+    "studio-coarse-noise4": ("studio", {"noise_start": 0.4}, {}),
+    "studio-coarse-noise6": ("studio", {"noise_start": 0.6}, {}),
     "studio-skip": ("studio", {"skip_rgb": 32}, {}),
     "studio-skip16": ("studio", {"skip_rgb": 16}, {}),
     "studio-gate": ("studio", {"colour_gate": True}, {}),
@@ -300,11 +306,12 @@ class Seed(Contender):
 
 
 class Project(Contender):
-    def __init__(self, name: str, folder: Path, run_dir: Path, seed: int, res: int = 64):
+    def __init__(self, name: str, folder: Path, run_dir: Path, seed: int, res: int, seconds: float):
         super().__init__(name)
         recipe, model_kw, train_kw = CONTENDERS[name]
         t0 = time.perf_counter()
-        t = TrainConfig.recipe(recipe, "cgan", seed=seed, quality_every=0, **train_kw)
+        # the bench's budget, so the run's schedules (learning rate) and new model fit it as in the studio
+        t = TrainConfig.recipe(recipe, "cgan", seed=seed, quality_every=0, minutes=seconds / 60, **train_kw)
         model = CGANConfig(**{**recipe_model(recipe, "cgan"), "resolution": res, **model_kw})
         cfg = RunConfig("cgan", model, t, data=[str(folder)])
         cfg.validate(require_names=False)
@@ -339,10 +346,6 @@ class Project(Contender):
         """The averaged generator as a model folder (config.json + G_ema.safetensors, float32): a
         checkpoint of the run (BatchNorm recalibrated), exported as `python -m gan_core export` does."""
         export_model(self.loop.save(), folder, half=False)
-
-    def set_budget(self, seconds: float) -> None:
-        """Give the run the bench's budget, so its schedules (learning rate) fit it as in the studio."""
-        self.loop.cfg.train.minutes = seconds / 60
 
     def step(self) -> int:
         self.loop.wall = self.train_s  # the run's clock: its own training time
@@ -441,7 +444,7 @@ def run(a, tmp: Path) -> int:
         if n == "seed":
             cs.append(Seed(train_dir, train_seed))
         elif n in CONTENDERS:
-            cs.append(Project(n, train_dir, tmp / n, train_seed, a.res))
+            cs.append(Project(n, train_dir, tmp / n, train_seed, a.res, a.budget))
         else:
             raise SystemExit(f"unknown contender {n!r}; choose from seed, {', '.join(CONTENDERS)}")
 
@@ -463,7 +466,6 @@ def run(a, tmp: Path) -> int:
         if isinstance(c, Project):
             for kimg, ramp in probes:
                 c.add_probe(kimg, ramp)
-            c.set_budget(a.budget)
         evaluate(c)  # point 0: the untrained generator (construction time already counted)
     finals = {}
     for k in range(1, a.points + 1):

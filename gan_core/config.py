@@ -42,8 +42,17 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 # or a run without one, keeps lr_decay and no boost; budgets between take the two in proportion.
 # Chosen by 1- and 2-minute budgets in bench/time_to_quality.py (bench/RESULTS.md): the boost brought
 # 1-minute runs far closer, a 2-minute run no closer than without it (nor a 10-minute run).
+# A short budget's new model also starts the gains of its coarse noise maps at SHORT_NOISE (the studio
+# recipe's conditional models have CGANConfig.noise_start None, "by the budget"; budgets between in
+# proportion, none from LONG_BUDGET on): the seed then has a say in a picture's layout from the first
+# step, where a young generator otherwise draws one picture per class. Chosen by 1-minute budgets in
+# bench/time_to_quality.py: with 0.2, six runs of eight came as close as the reference recipe's 10
+# minutes (its further run of each dataset), against four of eighteen from zero; 0.4 was closer on the
+# demo classes and further on the photo set.
+# At 10 minutes (an earlier model, fp32) a start of 0.2 drew a finer grid and seeds no more varied,
+# so longer budgets keep zero.
 SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
-SHORT_BOOST, SHORT_DECAY = 3.0, 0.25
+SHORT_BOOST, SHORT_DECAY, SHORT_NOISE = 3.0, 0.25, 0.2
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
         "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
@@ -78,7 +87,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # four (1.80x against 2.12x, 2.75x against 3.26x, 2.12x against 2.59x, 1.69x against 1.88x) and
         # the pooled distance in three, at 4-10% fewer steps.
         "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True, "sle": True,
-                           "half_chroma": True, "colour_gate": True, "g_extra": 3},
+                           "half_chroma": True, "colour_gate": True, "g_extra": 3, "noise_start": None},
                   "sgan": {"upsample": "nearest", "margin": 1}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
@@ -119,7 +128,8 @@ class CGANConfig:
     latent_bn: bool = False  # z sets each upsampling stage's BatchNorm gain and bias (with cond_bn: z and the class)
     noise_maps: bool = False  # each upsampling stage adds a per-pixel noise map made from z
     noise_last: bool = True  # with noise_maps: the last (full-resolution) stage gets one too
-    noise_start: float = 0.0  # with noise_maps: the starting gain of the coarse stages' maps (all but the last two)
+    noise_start: float | None = 0.0  # with noise_maps: the starting gain of the coarse stages' maps (all but the
+    #                                  last two); None: the time budget's (TrainConfig.noise_start), set when a run starts
     g_extra: int = 0  # the first this many upsampling stages (8 px, 16 px, ...) draw with a second 3x3 convolution
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
     half_chroma: bool = False  # colour (beyond grey) drawn by the stage before the last, at half resolution
@@ -161,7 +171,9 @@ class CGANConfig:
                               "turn half_chroma on (--half-chroma) or the gate off (--no-colour-gate).")
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
                              ("d_full_res", 0, 1024), ("noise_start", 0, 10), ("g_extra", 0, 5)):  # d_full_res 0: as d_channels
-            if not lo <= getattr(self, name) <= hi:  # also false for NaN
+            if name == "noise_start" and self.noise_start is None:  # by the budget
+                continue
+            if not (isinstance(getattr(self, name), (int, float)) and lo <= getattr(self, name) <= hi):  # also false for NaN
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
@@ -279,13 +291,20 @@ class TrainConfig:
     patch: int = 128
     max_side: int = 512
 
-    def short_share(self) -> float:
-        """How much of the short budget's schedule this run takes (lr_boost 0 only): 1 for a budget of
-        at most SHORT_BUDGET minutes, 0 from LONG_BUDGET minutes on and without a budget, in between
-        in proportion."""
-        if self.lr_boost or not self.minutes:
+    def budget_share(self) -> float:
+        """How short the time budget is: 1 for at most SHORT_BUDGET minutes, 0 from LONG_BUDGET minutes on
+        and without a budget, in between in proportion."""
+        if not self.minutes:
             return 0.0
         return min(1.0, max(0.0, (LONG_BUDGET - self.minutes) / (LONG_BUDGET - SHORT_BUDGET)))
+
+    def short_share(self) -> float:
+        """How much of the short budget's schedule this run takes: budget_share(), with lr_boost 0 only."""
+        return 0.0 if self.lr_boost else self.budget_share()
+
+    def noise_start(self) -> float:
+        """The coarse noise maps' starting gain for a new model whose CGANConfig.noise_start is None."""
+        return round(SHORT_NOISE * self.budget_share(), 4)
 
     def boost(self) -> float:
         """The multiple the learning rates start at: lr_boost, or (lr_boost 0) the budget's."""

@@ -152,6 +152,8 @@ class Trainer:
         self.bf16 = use_bf16(t.precision, device)
         self.mem = torch.channels_last if device.type == "cpu" else torch.contiguous_format
         self._load_data()
+        if cfg.variant == "cgan" and cfg.model.noise_start is None:  # a new run of the studio recipe: the
+            cfg.model.noise_start = t.noise_start()                    # budget's, saved in config.json
         torch.manual_seed(t.seed)
         self.G = build_generator(cfg).to(device, memory_format=self.mem)
         if cfg.variant == "sgan" and t.wrap_train:

@@ -246,23 +246,25 @@ def test_noise_start_gives_the_coarse_stages_maps_a_starting_gain_and_the_seed_a
     g = torch.Generator().manual_seed(0)
     z1, z2, y = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g), torch.tensor([0, 1])
     images = {}
-    for start in (0.0, 0.2):
+    for start in (0.0, 0.2, None):  # None: a training run sets it from its budget; built alone, zero
         cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True,
                                            noise_start=start))
         G = build_generator(cfg).eval()
-        assert [float(gain.detach().max()) for gain in G.noise_gain] == pytest.approx([start, start, 0.0, 0.0])
+        assert [float(gain.detach().max()) for gain in G.noise_gain] == pytest.approx([start or 0.0] * 2 + [0.0, 0.0])
         with torch.no_grad():
             G.fc.weight[:, :8] = 0  # z enters through the maps alone
             images[start] = (G(z1, y), G(z2, y))
-    assert torch.equal(*images[0.0])  # no starting gain: the seed has no say yet
+    assert torch.equal(*images[0.0]) and torch.equal(*images[None])  # no starting gain: the seed has no say yet
     a, b = images[0.2]
     # with it, two seeds differ, and at the layout's scale: a map at 8 or 16 px moves blocks of
     # pixels, so much of the difference is left in 8 x 8 pixel averages (pixel-sized noise would
     # keep about 1/8 of it there)
     d = a - b
     assert d.abs().mean() > 0 and F.avg_pool2d(d, 8).abs().mean() > 0.25 * d.abs().mean()
-    with pytest.raises(ConfigError, match="noise_start"):
-        CGANConfig(class_names=["a", "b"], noise_start=float("nan")).validate()
+    for bad in (float("nan"), -0.1, "0.2"):
+        with pytest.raises(ConfigError, match="noise_start"):
+            CGANConfig(class_names=["a", "b"], noise_start=bad).validate()
+    CGANConfig(class_names=["a", "b"], noise_start=None).validate()  # by the budget
 
 
 def test_noise_maps_give_each_seed_its_own_detail_and_stay_a_function_of_the_seed():

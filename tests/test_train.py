@@ -704,6 +704,34 @@ def test_short_budgets_start_boosted_and_settle_later_longer_ones_keep_the_setti
     assert lrs[25, 52.5] == pytest.approx((1e-4, 2e-4))  # halfway down the last quarter
 
 
+def test_a_short_budget_starts_a_new_model_with_coarse_noise_maps_and_longer_ones_without(class_dir, tmp_path):
+    from gan_core.config import LONG_BUDGET, NO_STEP_LIMIT, SHORT_BUDGET, SHORT_NOISE, TrainConfig
+    assert TrainConfig(minutes=SHORT_BUDGET).noise_start() == TrainConfig(minutes=0.5).noise_start() == SHORT_NOISE
+    assert TrainConfig(minutes=(SHORT_BUDGET + LONG_BUDGET) / 2).noise_start() == pytest.approx(SHORT_NOISE / 2)
+    assert TrainConfig(minutes=LONG_BUDGET).noise_start() == TrainConfig(minutes=10).noise_start() == 0.0
+    assert TrainConfig(minutes=0.0).noise_start() == 0.0  # steps only
+    assert TrainConfig(minutes=1.0, lr_boost=3.0).noise_start() == SHORT_NOISE  # a given boost changes nothing here
+
+    from gan_core.train import Trainer
+    for minutes, given, want in ((0.01, None, SHORT_NOISE), (10.0, None, 0.0), (0.0, None, 0.0), (0.01, 0.0, 0.0),
+                                 (10.0, 0.3, 0.3)):
+        cfg = tiny_cgan(class_dir, minutes=minutes)
+        cfg.model.noise_maps, cfg.model.noise_start = True, given
+        cfg.validate(require_names=False)
+        loop = Trainer(cfg, tmp_path / f"t{minutes}_{given}", torch.device("cpu"))
+        stages = len(loop.G.noise_gain)  # at 32 px: 8, 16 and 32 px; the coarse ones all but the last two
+        for k, g in enumerate(loop.G.noise_gain):
+            assert torch.equal(g.detach(), torch.full_like(g, want if k < stages - 2 else 0.0))
+        assert loop.cfg.model.noise_start == want and cfg.model.noise_start == given  # the caller's is kept
+    # a new run saves the value it started with; resuming (with more time) keeps it and the weights
+    cfg = tiny_cgan(class_dir, steps=NO_STEP_LIMIT, minutes=0.01, ckpt_every=10**6)
+    cfg.model.noise_maps, cfg.model.noise_start = True, None
+    first = train(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["noise_start"] == SHORT_NOISE
+    resume(tmp_path / "run", steps=first.step + 2, minutes=3.0)  # now a budget of 3 minutes
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["noise_start"] == SHORT_NOISE
+
+
 def test_learning_rate_boost_outside_its_range_is_refused(class_dir):
     from gan_core.config import ConfigError
     for bad in (0.5, float("nan"), 11.0):

@@ -21,7 +21,8 @@ a stone edge falls) a source of its own. The map is a fixed random projection of
 an image stays a function of its seed and class, so seeds, truncation and interpolation behave as
 without it. `noise_last=False` leaves the last, full-resolution stage without a map. `noise_start`
 starts the gains of the coarse stages' maps (all but the last two: at 64 px those at 8 and 16 px,
-where the layout is set) at that value instead of zero.
+where the layout is set) at that value instead of zero (None, a value a training run sets from its
+time budget, builds as zero).
 With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, pooled to 4x4, set a
 gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
 (a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
@@ -106,7 +107,8 @@ class CondGenerator(nn.Module):
                 self.register_buffer(f"noise_proj{i}", torch.randn(cfg.nz, size * size, generator=g)
                                      / math.sqrt(cfg.nz), persistent=False)
                 coarse = i < stages - 2  # the stages that set the layout; the last two draw detail
-                self.noise_gain.append(nn.Parameter(torch.full((cout,), cfg.noise_start if coarse else 0.0)))
+                start = (cfg.noise_start or 0.0) if coarse else 0.0
+                self.noise_gain.append(nn.Parameter(torch.full((cout,), start)))
         # skip-layer excitation (FastGAN): stage k's features, pooled to 4x4, set a gain per channel
         # (0-1) on stage k + 2's output
         self.sle = nn.ModuleList(
