@@ -46,9 +46,9 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 # recipe's conditional models have CGANConfig.noise_start None, "by the budget"; budgets between in
 # proportion, none from LONG_BUDGET on): the seed then has a say in a picture's layout from the first
 # step, where a young generator otherwise draws one picture per class. Chosen by 1-minute budgets in
-# bench/time_to_quality.py: with 0.2, six runs of eight came as close as the reference recipe's 10
-# minutes (its further run of each dataset), against four of eighteen from zero; 0.4 was closer on the
-# demo classes and further on the photo set.
+# bench/time_to_quality.py: with 0.2, six runs of eight came as close as the further of the reference
+# recipe's two 10-minute runs of each dataset, against four of eighteen from zero; 0.4 was closer on
+# the demo classes and further on the photo set.
 # At 10 minutes (an earlier model, fp32) a start of 0.2 drew a finer grid and seeds no more varied,
 # so longer budgets keep zero.
 SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
