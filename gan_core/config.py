@@ -171,10 +171,11 @@ class CGANConfig:
                               "turn half_chroma on (--half-chroma) or the gate off (--no-colour-gate).")
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
                              ("d_full_res", 0, 1024), ("noise_start", 0, 10), ("g_extra", 0, 5)):  # d_full_res 0: as d_channels
-            if name == "noise_start" and self.noise_start is None:  # by the budget
+            value = getattr(self, name)
+            if value is None and name == "noise_start":  # by the budget
                 continue
-            if not (isinstance(getattr(self, name), (int, float)) and lo <= getattr(self, name) <= hi):  # also false for NaN
-                raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}.")
+            if not (isinstance(value, (int, float)) and lo <= value <= hi):  # also false for NaN
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}.")
         if not 0 <= self.mbstd_group <= 64:
             raise ConfigError(f"mbstd_group must be between 0 and 64, got {self.mbstd_group}.")
         width = self.critic_widths()[-1]

@@ -723,7 +723,7 @@ def test_a_short_budget_starts_a_new_model_with_coarse_noise_maps_and_longer_one
         for k, g in enumerate(loop.G.noise_gain):
             assert torch.equal(g.detach(), torch.full_like(g, want if k < stages - 2 else 0.0))
         assert loop.cfg.model.noise_start == want and cfg.model.noise_start == given  # the caller's is kept
-    # a new run saves the value it started with; resuming (with more time) keeps it and the weights
+    # a new run saves the value it started with; resuming (with more time) keeps it
     cfg = tiny_cgan(class_dir, steps=NO_STEP_LIMIT, minutes=0.01, ckpt_every=10**6)
     cfg.model.noise_maps, cfg.model.noise_start = True, None
     first = train(cfg, tmp_path / "run")
