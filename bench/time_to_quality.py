@@ -73,6 +73,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  gain 0.2 (noise_start) whatever the budget, so the seed sets the layout from the first
                  step (as the default does for budgets up to 1 minute; studio-coarse-noise4,
                  studio-coarse-noise6: 0.4, 0.6)
+  studio-noise-lr10  studio whose noise maps' gains learn 10x faster (noise_lr 10: each gain is 10x its
+                 parameter, so Adam moves it 10x as far per step); studio-noise-lr10-0: the same with the
+                 coarse maps starting at zero whatever the budget, so the gains find their own level
   studio-skip    studio whose coarse stages (8, 16 and 32 px at 64 px) also draw images of their own,
                  resized up and added to the picture (skip_rgb 32, StyleGAN2's skip generator)
   studio-skip16  studio-skip with images from the 8 and 16 px stages only, where the layout is set (skip_rgb 16)
@@ -212,6 +215,8 @@ CONTENDERS = {
     "studio-zbn": ("studio", {"latent_bn": True}, {}),
     "studio-coarse-noise": ("studio", {"noise_start": 0.2}, {}),
     "studio-coarse-noise4": ("studio", {"noise_start": 0.4}, {}),
+    "studio-noise-lr10": ("studio", {"noise_lr": 10.0}, {}),
+    "studio-noise-lr10-0": ("studio", {"noise_lr": 10.0, "noise_start": 0.0}, {}),
     "studio-coarse-noise6": ("studio", {"noise_start": 0.6}, {}),
     "studio-skip": ("studio", {"skip_rgb": 32}, {}),
     "studio-skip16": ("studio", {"skip_rgb": 16}, {}),

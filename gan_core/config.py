@@ -130,6 +130,8 @@ class CGANConfig:
     noise_last: bool = True  # with noise_maps: the last (full-resolution) stage gets one too
     noise_start: float | None = 0.0  # with noise_maps: the starting gain of the coarse stages' maps (all but the
     #                                  last two); None: the time budget's (TrainConfig.noise_start), set when a run starts
+    noise_lr: float = 1.0  # with noise_maps: each gain is this times its parameter (an equalised learning rate:
+    #                        Adam moves it this much faster; 1: the parameter is the gain)
     g_extra: int = 0  # the first this many upsampling stages (8 px, 16 px, ...) draw with a second 3x3 convolution
     sle: bool = False  # skip-layer excitation: each stage's features gate those two stages finer, per channel
     half_chroma: bool = False  # colour (beyond grey) drawn by the stage before the last, at half resolution
@@ -170,7 +172,7 @@ class CGANConfig:
             raise ConfigError("colour_gate needs half_chroma (the gate scales the half-resolution colour): "
                               "turn half_chroma on (--half-chroma) or the gate off (--no-colour-gate).")
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
-                             ("d_full_res", 0, 1024), ("noise_start", 0, 10), ("g_extra", 0, 5)):  # d_full_res 0: as d_channels
+                             ("d_full_res", 0, 1024), ("noise_start", 0, 10), ("noise_lr", 0.01, 100), ("g_extra", 0, 5)):  # d_full_res 0: as d_channels
             value = getattr(self, name)
             if value is None and name == "noise_start":  # by the budget
                 continue

@@ -267,6 +267,31 @@ def test_noise_start_gives_the_coarse_stages_maps_a_starting_gain_and_the_seed_a
     CGANConfig(class_names=["a", "b"], noise_start=None).validate()  # by the budget
 
 
+def test_noise_lr_draws_the_same_images_and_lets_adam_move_the_gains_that_many_times_faster():
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(4, 8, generator=g), torch.tensor([0, 1, 0, 1])
+    images, moved = {}, {}
+    for lr in (1.0, 10.0):
+        torch.manual_seed(1)  # the same weights for both
+        cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True,
+                                           noise_start=0.2, noise_lr=lr))
+        G = build_generator(cfg).train()
+        gains = [p.detach() * lr for p in G.noise_gain]  # what each map is scaled by
+        assert [float(x.max()) for x in gains] == pytest.approx([0.2, 0.2, 0.0, 0.0])
+        opt = torch.optim.Adam(G.noise_gain.parameters(), lr=1e-3)
+        out = G(z, y)
+        images[lr] = out.detach()
+        out.square().mean().backward()
+        opt.step()  # Adam's first step moves each parameter by about its learning rate
+        moved[lr] = torch.cat([(p.detach() * lr - x).abs() for p, x in zip(G.noise_gain, gains)])
+    assert torch.allclose(images[1.0], images[10.0], atol=1e-5)
+    step = moved[1.0] > 0  # the channels whose gain had a gradient
+    assert step.any() and torch.allclose(moved[10.0][step], 10 * moved[1.0][step], rtol=1e-2)
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ConfigError, match="noise_lr"):
+            CGANConfig(class_names=["a", "b"], noise_lr=bad).validate()
+
+
 def test_noise_maps_give_each_seed_its_own_detail_and_stay_a_function_of_the_seed():
     cfg = RunConfig("cgan", CGANConfig(class_names=["a", "b"], nz=8, embed_dim=4, g_channels=4, noise_maps=True))
     G = build_generator(cfg).eval()

@@ -108,7 +108,7 @@ class CondGenerator(nn.Module):
                                      / math.sqrt(cfg.nz), persistent=False)
                 coarse = i < stages - 2  # the stages that set the layout; the last two draw detail
                 start = (cfg.noise_start or 0.0) if coarse else 0.0
-                self.noise_gain.append(nn.Parameter(torch.full((cout,), start)))
+                self.noise_gain.append(nn.Parameter(torch.full((cout,), start / cfg.noise_lr)))
         # skip-layer excitation (FastGAN): stage k's features, pooled to 4x4, set a gain per channel
         # (0-1) on stage k + 2's output
         self.sle = nn.ModuleList(
@@ -166,7 +166,8 @@ class CondGenerator(nn.Module):
             elif k < len(self.noise_gain) and isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 size = h.shape[-1]
                 noise = (z.float() @ getattr(self, f"noise_proj{k}")).view(-1, 1, size, size)
-                h = h + self.noise_gain[k].view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
+                gain = self.noise_gain[k] * self.cfg.noise_lr
+                h = h + gain.view(1, -1, 1, 1).to(h.dtype) * noise.to(h.dtype)
         if not self.cfg.rgb_notch:
             x = self.to_rgb(h)
         else:
