@@ -22,7 +22,9 @@ an image stays a function of its seed and class, so seeds, truncation and interp
 without it. `noise_last=False` leaves the last, full-resolution stage without a map. `noise_start`
 starts the gains of the coarse stages' maps (all but the last two: at 64 px those at 8 and 16 px,
 where the layout is set) at that value instead of zero (None, a value a training run sets from its
-time budget, builds as zero).
+time budget, builds as zero). `noise_lr` makes each map's gain that many times its parameter (an
+equalised learning rate: Adam moves the gain that many times as far per step; 1: the parameter is
+the gain).
 With `sle` (skip-layer excitation, as in FastGAN) the features of each stage, pooled to 4x4, set a
 gain between 0 and 1 per channel on the output of the stage two doublings finer: the coarse layout
 (a wall's tilt, where the sky is) steers which of the fine stage's features are drawn, through a
