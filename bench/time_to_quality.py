@@ -57,7 +57,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
   studio-noaug   studio without augmentation
   studio-div     studio with the mode-seeking term (weight 0.2; studio-div1: weight 1; studio-div005: 0.05)
-  studio-r1-0.3  studio with R1 + R2 at weight 0.3 instead of 1
+  studio-r1-0.3  studio with R1 + R2 at weight 0.3 instead of 1 (studio-r1-3: at weight 3)
+  studio-beta1-05  studio with Adam's first beta at 0.5 instead of 0 (momentum; DCGAN's setting)
+  studio-beta2-09  studio with Adam's second beta at 0.9 instead of 0.99 (the reference's)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -257,6 +259,9 @@ CONTENDERS = {
     "studio-group8": ("studio", {"mbstd_group": 8}, {}),
     "studio-sub2": ("studio", {}, {"submodes": 2}),
     "studio-sub2pair": ("studio", {}, {"submodes": 2, "group_critic": False}),
+    "studio-beta1-05": ("studio", {}, {"beta1": 0.5}),
+    "studio-beta2-09": ("studio", {}, {"beta2": 0.9}),
+    "studio-r1-3": ("studio", {}, {"r1_gamma": 3.0}),
 }
 
 
