@@ -60,6 +60,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-r1-0.3  studio with R1 + R2 at weight 0.3 instead of 1 (studio-r1-3: at weight 3)
   studio-beta1-05  studio with Adam's first beta at 0.5 instead of 0 (momentum; DCGAN's setting)
   studio-beta2-09  studio with Adam's second beta at 0.9 instead of 0.99 (the reference's)
+  studio-nc2     studio with two critic steps per generator step (the reference's n_critic; each draws its
+                 own generated batch)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -262,6 +264,7 @@ CONTENDERS = {
     "studio-beta1-05": ("studio", {}, {"beta1": 0.5}),
     "studio-beta2-09": ("studio", {}, {"beta2": 0.9}),
     "studio-r1-3": ("studio", {}, {"r1_gamma": 3.0}),
+    "studio-nc2": ("studio", {}, {"n_critic": 2, "reuse_batch": False}),
 }
 
 
