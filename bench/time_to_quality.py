@@ -62,6 +62,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-beta2-09  studio with Adam's second beta at 0.9 instead of 0.99 (the reference's)
   studio-nc2     studio with two critic steps per generator step (the reference's n_critic; each draws its
                  own generated batch); studio-nc2-noise4: with the coarse noise maps starting at 0.4
+  studio-ttur2   studio whose critic learns at twice the generator's rate (Adam 2e-4 against 1e-4,
+                 both boosted alike at short budgets)
   studio-ga      the same settings as studio: the name of the runs that chose augmentation drawn per
                  critic group (bench/RESULTS.md)
   studio-per-image  studio with augmentation drawn per image (the default before)
@@ -266,6 +268,7 @@ CONTENDERS = {
     "studio-r1-3": ("studio", {}, {"r1_gamma": 3.0}),
     "studio-nc2": ("studio", {}, {"n_critic": 2, "reuse_batch": False}),
     "studio-nc2-noise4": ("studio", {"noise_start": 0.4}, {"n_critic": 2, "reuse_batch": False}),
+    "studio-ttur2": ("studio", {}, {"lr_d": 2e-4}),
 }
 
 
