@@ -48,9 +48,9 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 # step, where a young generator otherwise draws one picture per class. Chosen by 1-minute budgets in
 # bench/time_to_quality.py: with 0.2, six runs of eight came as close as the further of the reference
 # recipe's first two 10-minute runs of each dataset, against four of eighteen from zero; 0.4 was closer
-# on the demo classes and further on the photo set. Against three reference runs each, 1-minute runs
-# with 0.2 are level on the demo classes and behind on the photo set (the running tally: README, "What
-# to expect"; each run: bench/RESULTS.md).
+# on the demo classes and further on the photo set. Against the reference recipe's 10-minute runs,
+# 1-minute runs with 0.2 are level on the demo classes and behind on the photo set (the running tally:
+# README, "What to expect"; each run: bench/RESULTS.md).
 # At 10 minutes (an earlier model, fp32) a start of 0.2 drew a finer grid and seeds no more varied,
 # so longer budgets keep zero.
 SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
