@@ -19,6 +19,8 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  budgets up to 1 minute start the learning rates at 3x and let them fall over the last
                  quarter instead, and start the coarse noise maps' gains at 0.2, gan_core.config.SHORT_BUDGET)
   studio-noshort studio without the short budget's learning-rate schedule (lr_boost 1)
+  studio-by-minutes  the default before: studio whose short schedule follows the budget's minutes
+                 alone, not also the images it will see at this machine's pace (short_by_pace)
   studio-noise0  the default before: studio whose coarse noise maps start at gain 0 whatever the budget
   studio-noreuse the default before: studio drawing a second generated batch for the generator's update
   studio-reuse   the same settings as studio: the name of the runs that chose one generated batch per step
@@ -198,6 +200,7 @@ CONTENDERS = {
     "studio-boost3": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0}),
     "studio-boost4": ("studio", {}, {"lr_boost": 4.0, "lr_boost_kimg": 10.0}),
     "studio-noshort": ("studio", {}, {"lr_boost": 1.0}),
+    "studio-by-minutes": ("studio", {}, {"short_by_pace": False}),
     "studio-noise0": ("studio", {"noise_start": 0.0}, {}),
     "studio-boost3-b16": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "batch": 16}),
     "studio-boost3-ld25": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "lr_decay": 0.25}),
@@ -533,6 +536,9 @@ def run(a, tmp: Path) -> int:
 
     columns = ([(c, None) for c in cs] + [(c, RAW) for c in cs if isinstance(c, Project)]
                + [(c, p) for c in cs if isinstance(c, Project) for p in c.probes])
+    # the final figures draw and score a.draws sets of samples per column (a few minutes on a slow CPU):
+    # say so, so that a log that stops after its curve is not taken for a finished one
+    print(f"\nscoring the end: {a.draws} draws for each of {len(columns)} column(s)...", flush=True)
     results = [final_figures(c, p) for c, p in columns]
     print(f"\nAt the end, per class, means over {a.draws} draws of samples and of floor images: SWD / floor "
           "(the range over the draws); spread (how much the samples of the class differ from each other, over "

@@ -54,6 +54,15 @@ LEGACY_MODEL = {"cgan": {"arch": "dcgan"}, "sgan": {"upsample": "transposed"}}
 # At 10 minutes (an earlier model, fp32) a start of 0.2 drew a finer grid and seeds no more varied,
 # so longer budgets keep zero.
 SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
+# The schedule fits the images a budget will see rather than its minutes alone: those budgets were
+# chosen on a CPU with AVX512-BF16, where a minute is 10-12 thousand images; an AVX2-only CPU (fp32)
+# sees 2-3.5 thousand in a minute and 4.5-5.5 thousand in two, where a 2-minute budget without the short
+# schedule came out no closer than a 1-minute one with it, and with it closer in three pairings of four
+# (bench/RESULTS.md). So a run whose pace (measured over its first steps, Trainer.expected_kimg) will
+# see at most SHORT_KIMG thousand images within its budget takes the whole short schedule, from
+# LONG_KIMG thousand none, in between in proportion; the larger of this and the minutes' share holds.
+# The noise maps' start is set before the first step, so it follows the minutes alone.
+SHORT_KIMG, LONG_KIMG = 8.0, 16.0
 SHORT_BOOST, SHORT_DECAY, SHORT_NOISE = 3.0, 0.25, 0.2
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
@@ -281,6 +290,8 @@ class TrainConfig:
     #                    the critic is told the group, the generator's first latent value carries it (submodes.py)
     group_critic: bool = True  # with submodes: False leaves the critic's score to the class alone, so only the
     #                            pairing of each generated image with a real one of its group carries the group
+    short_by_pace: bool = True  # lr_boost 0: the short schedule also follows the images the budget will see
+    #                             at this machine's pace (SHORT_KIMG above), not its minutes alone
     reuse_batch: bool = False  # rpgan, one critic step: the generator step reuses the critic step's generated
     #                            batch and real scores instead of drawing and scoring them again
     seed: int = 0
@@ -303,24 +314,32 @@ class TrainConfig:
             return 0.0
         return min(1.0, max(0.0, (LONG_BUDGET - self.minutes) / (LONG_BUDGET - SHORT_BUDGET)))
 
-    def short_share(self) -> float:
-        """How much of the short budget's schedule this run takes: budget_share(), with lr_boost 0 only."""
-        return 0.0 if self.lr_boost else self.budget_share()
+    def short_share(self, kimg: float | None = None) -> float:
+        """How much of the short budget's schedule this run takes, with lr_boost 0 only: budget_share(),
+        or (short_by_pace, `kimg` the thousands of images the whole budget is expected to see at this
+        machine's pace) the images' share if that is larger."""
+        if self.lr_boost:
+            return 0.0
+        share = self.budget_share()
+        if kimg is not None and self.short_by_pace and self.minutes:
+            share = max(share, min(1.0, max(0.0, (LONG_KIMG - kimg) / (LONG_KIMG - SHORT_KIMG))))
+        return share
 
     def noise_start(self) -> float:
         """The coarse noise maps' starting gain for a new model whose CGANConfig.noise_start is None."""
         return round(SHORT_NOISE * self.budget_share(), 4)
 
-    def boost(self) -> float:
-        """The multiple the learning rates start at: lr_boost, or (lr_boost 0) the budget's."""
-        return self.lr_boost or 1.0 + (SHORT_BOOST - 1.0) * self.short_share()
+    def boost(self, kimg: float | None = None) -> float:
+        """The multiple the learning rates start at: lr_boost, or (lr_boost 0) the budget's
+        (short_share: `kimg` as there)."""
+        return self.lr_boost or 1.0 + (SHORT_BOOST - 1.0) * self.short_share(kimg)
 
-    def decay(self) -> float:
+    def decay(self, kimg: float | None = None) -> float:
         """The last fraction of the run in which the learning rates fall to zero: lr_decay, or
-        (lr_boost 0, a decay to begin with) the budget's."""
+        (lr_boost 0, a decay to begin with) the budget's (short_share: `kimg` as there)."""
         if not self.lr_decay:
             return 0.0
-        return self.lr_decay + (SHORT_DECAY - self.lr_decay) * self.short_share()
+        return self.lr_decay + (SHORT_DECAY - self.lr_decay) * self.short_share(kimg)
 
     @property
     def heldout_signal(self) -> bool:

@@ -48,6 +48,7 @@ except ImportError:  # Windows: no run-folder lock
 LOCK_FILE = ".lock"
 DRIFT = 1e-3  # small penalty on the critic's real scores, keeps WGAN scores from drifting away
 MAX_ROLLBACKS = 3
+PACE_SKIP, PACE_STEPS = 2, 5  # a session's first steps set up kernels; the pace is timed over the next five
 PLOT_EVERY_S = 60.0  # the loss plot is redrawn at a checkpoint at most once a minute, and at the end
 MIRROR_RATE = 0.02  # per step: the generator's diagonal lean is averaged over about the last 50 steps
 _plot_clock = time.monotonic
@@ -186,6 +187,10 @@ class Trainer:
         self.history: list[dict] = []
         self._plotted: tuple[float, int] | None = None  # (when, records drawn) of the last loss plot
         self.rollbacks = 0
+        # the machine's pace, read by expected_kimg: (the step it is timed from, the clock then), and
+        # the thousands of images the whole budget is expected to see at it
+        self._pace_mark: tuple[int, float | None] | None = None
+        self._pace_kimg: float | None = None
 
     # ---- data ---------------------------------------------------------------------------
     def _load_data(self) -> None:
@@ -354,8 +359,9 @@ class Trainer:
         the last minutes of a budget settle the weights instead of stirring them. All processes use
         the mean of their progress (their clocks differ by a little)."""
         t = self.cfg.train
-        decay = t.decay()
-        if not decay and t.boost() == 1:
+        kimg = self.expected_kimg()
+        decay = t.decay(kimg)
+        if not decay and t.boost(kimg) == 1:
             return
         factor = 1.0
         if decay:
@@ -368,6 +374,28 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = base * factor
 
+    def expected_kimg(self) -> float | None:
+        """The thousands of images the whole time budget is expected to see at this machine's pace
+        (TrainConfig.short_share), timed over PACE_STEPS steps after the first PACE_SKIP of this session
+        (which set up the kernels) and then kept; None before then, without a budget, or where the
+        schedule does not follow the pace. All processes use the mean of their estimates."""
+        t = self.cfg.train
+        if self._pace_kimg is not None or not (t.minutes and t.short_by_pace and not t.lr_boost):
+            return self._pace_kimg
+        if self._pace_mark is None:
+            self._pace_mark = (self.step + PACE_SKIP, None)
+        start, wall0 = self._pace_mark
+        if self.step == start:
+            self._pace_mark = (start, self.wall)
+        elif wall0 is not None and self.step >= start + PACE_STEPS:
+            used = self.wall - wall0  # no time passed (a clock nobody advanced): no pace to read
+            rate = (self.step - start) * t.batch * t.n_critic / 1000 / used if used > 0 else math.inf
+            kimg = self.kimg() + rate * max(0.0, t.minutes * 60 - self.wall)
+            if self.share.world > 1:
+                kimg = parallel.mean_over_processes({"kimg": kimg}, self.device)["kimg"]
+            self._pace_kimg = kimg
+        return self._pace_kimg
+
     def kimg(self) -> float:
         """Thousands of real images the critic has seen (steps x global batch x critic steps)."""
         return self.step * self.cfg.train.batch * self.cfg.train.n_critic / 1000
@@ -375,7 +403,7 @@ class Trainer:
     def boost_factor(self) -> float:
         """The early multiplier of the learning rates at this step (1 once the boost is over)."""
         t = self.cfg.train
-        boost = t.boost()
+        boost = t.boost(self.expected_kimg())
         if boost == 1 or t.lr_boost_kimg <= 0:
             return 1.0
         seen = self.kimg() / t.lr_boost_kimg  # in boost periods

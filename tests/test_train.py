@@ -704,6 +704,41 @@ def test_short_budgets_start_boosted_and_settle_later_longer_ones_keep_the_setti
     assert lrs[25, 52.5] == pytest.approx((1e-4, 2e-4))  # halfway down the last quarter
 
 
+def test_the_short_schedule_follows_the_images_a_budget_will_see_at_this_machines_pace(class_dir, tmp_path):
+    from gan_core.config import LONG_KIMG, SHORT_BOOST, SHORT_DECAY, SHORT_KIMG, TrainConfig
+    t = TrainConfig(lr_decay=0.5, lr_boost=0.0, minutes=2.0)  # by its minutes alone, no short schedule
+    assert (t.boost(), t.decay()) == (1.0, 0.5) == (t.boost(LONG_KIMG), t.decay(LONG_KIMG))
+    assert (t.boost(SHORT_KIMG), t.decay(SHORT_KIMG)) == (SHORT_BOOST, SHORT_DECAY) == (t.boost(1.0), t.decay(1.0))
+    assert t.boost((SHORT_KIMG + LONG_KIMG) / 2) == pytest.approx((1 + SHORT_BOOST) / 2)
+    short = TrainConfig(lr_decay=0.5, lr_boost=0.0, minutes=1.0)  # the minutes' share holds where it is larger
+    assert (short.boost(10 * LONG_KIMG), short.decay(10 * LONG_KIMG)) == (SHORT_BOOST, SHORT_DECAY)
+    assert TrainConfig(lr_decay=0.5, lr_boost=0.0, minutes=2.0, short_by_pace=False).boost(1.0) == 1.0
+    assert TrainConfig(lr_decay=0.5, lr_boost=2.0, minutes=2.0).boost(1.0) == 2.0  # a given boost holds
+    assert TrainConfig(lr_decay=0.5, lr_boost=0.0, minutes=0.0).boost(1.0) == 1.0  # steps only: no budget
+
+    from gan_core.train import PACE_SKIP, PACE_STEPS, Trainer
+
+    def lrs(seconds_per_step: float, **kw) -> list[float]:
+        """The generator's learning rate over the first steps of a 2-minute budget whose steps take
+        seconds_per_step of the run's clock (batches of 8)."""
+        cfg = tiny_cgan(class_dir, minutes=2.0, lr_decay=0.5, lr_boost=0.0, lr_g=2e-4, batch=8, n_critic=1, **kw)
+        cfg.validate(require_names=False)
+        loop = Trainer(cfg, tmp_path / f"run{seconds_per_step}{kw}", torch.device("cpu"))
+        out = []
+        for step in range(PACE_SKIP + PACE_STEPS + 3):
+            loop.step, loop.wall = step, step * seconds_per_step
+            loop.set_learning_rates()
+            out.append(loop.opt_g.param_groups[0]["lr"])
+        return out
+    read = PACE_SKIP + PACE_STEPS  # the first step that knows the pace
+    slow = lrs(5.0)  # 1.6 images a second: the budget will see about 0.2 thousand images
+    assert slow[:read] == pytest.approx([2e-4] * read)  # by the minutes until the pace is known
+    assert slow[read:] == pytest.approx([SHORT_BOOST * 2e-4] * 3)  # then the short schedule's boost
+    assert lrs(0.001) == pytest.approx([2e-4] * (read + 3))  # a fast machine: hundreds of thousands, none
+    assert lrs(5.0, short_by_pace=False) == pytest.approx([2e-4] * (read + 3))  # switched off: by the minutes
+    assert lrs(0.0) == pytest.approx([2e-4] * (read + 3))  # a clock that never moved tells no pace
+
+
 def test_a_short_budget_starts_a_new_model_with_coarse_noise_maps_and_longer_ones_without(class_dir, tmp_path):
     from gan_core.config import LONG_BUDGET, NO_STEP_LIMIT, SHORT_BUDGET, SHORT_NOISE, TrainConfig
     assert TrainConfig(minutes=SHORT_BUDGET).noise_start() == TrainConfig(minutes=0.5).noise_start() == SHORT_NOISE
