@@ -360,8 +360,8 @@ class Trainer:
         the mean of their progress (their clocks differ by a little)."""
         t = self.cfg.train
         kimg = self.expected_kimg()
-        decay = t.decay(kimg)
-        if not decay and t.boost(kimg) == 1:
+        decay, boost = t.decay(kimg), t.boost(kimg)
+        if not decay and boost == 1:
             return
         factor = 1.0
         if decay:
@@ -369,7 +369,7 @@ class Trainer:
             if self.share.world > 1:
                 f = parallel.mean_over_processes({"f": f}, self.device)["f"]
             factor = min(1.0, (1.0 - f) / decay)
-        factor *= self.boost_factor()
+        factor *= self.boost_factor(boost)
         for opt, base in ((self.opt_g, t.lr_g), (self.opt_d, t.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * factor
@@ -389,8 +389,8 @@ class Trainer:
             self._pace_mark = (start, self.wall)
         elif wall0 is not None and self.step >= start + PACE_STEPS:
             used = self.wall - wall0  # no time passed (a clock nobody advanced): no pace to read
-            rate = (self.step - start) * t.batch * t.n_critic / 1000 / used if used > 0 else math.inf
-            kimg = self.kimg() + rate * max(0.0, t.minutes * 60 - self.wall)
+            steps_per_s = (self.step - start) / used if used > 0 else math.inf
+            kimg = self.kimg() * (1 + steps_per_s * max(0.0, t.minutes * 60 - self.wall) / self.step)
             if self.share.world > 1:
                 kimg = parallel.mean_over_processes({"kimg": kimg}, self.device)["kimg"]
             self._pace_kimg = kimg
@@ -400,10 +400,10 @@ class Trainer:
         """Thousands of real images the critic has seen (steps x global batch x critic steps)."""
         return self.step * self.cfg.train.batch * self.cfg.train.n_critic / 1000
 
-    def boost_factor(self) -> float:
-        """The early multiplier of the learning rates at this step (1 once the boost is over)."""
+    def boost_factor(self, boost: float) -> float:
+        """The early multiplier of the learning rates at this step for a run that starts at `boost`
+        (TrainConfig.boost): 1 once the boost is over."""
         t = self.cfg.train
-        boost = t.boost(self.expected_kimg())
         if boost == 1 or t.lr_boost_kimg <= 0:
             return 1.0
         seen = self.kimg() / t.lr_boost_kimg  # in boost periods
