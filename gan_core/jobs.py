@@ -161,7 +161,10 @@ class Jobs:
             v.signature = ("none", snap["state"], snap["message"])
             return v
         mine = run == snap["run"]
-        sig = run.signature() + ((snap["state"], snap["step"], snap["message"]) if mine else ("not running",))
+        # busy too: the worker sets the final state and message just before its job counts as done, and a
+        # view taken between the two must not be the last (the page would keep Start disabled)
+        sig = run.signature() + ((snap["state"], snap["step"], snap["message"], snap["busy"]) if mine
+                                 else ("not running",))
         if sig == since:
             return RunView(run=run.name, signature=sig)
         cfg = run.settings()  # None while a new run's config.json is still being written

@@ -135,3 +135,26 @@ def test_the_monitor_shows_the_training_run_else_the_chosen_one(class_dir, tmp_p
         release.set()
         jobs.wait(30)
     assert jobs.view(a).run == "a"
+
+
+def test_the_view_after_a_job_ends_differs_from_one_taken_as_its_last_state_was_set(class_dir, tmp_path, monkeypatch):
+    """The worker sets "stopped at step N" a moment before its job counts as done: a page that read the
+    view in between must still be told that Start can be pressed again."""
+    from gan_core import jobs as jobs_module
+    run, between, release = RunDir(tmp_path / "run"), threading.Event(), threading.Event()
+    real = jobs_module.earlier_best
+
+    def held(*args):  # runs after the final state and message are set, before the job is done
+        between.set()
+        release.wait(30)
+        return real(*args)
+    monkeypatch.setattr(jobs_module, "earlier_best", held)
+    jobs = Jobs()
+    jobs.train(tiny_cgan(class_dir, steps=2, ckpt_every=2), run)
+    assert between.wait(120)
+    seen = jobs.view(run)
+    assert seen.state == "finished" and seen.busy  # the last state, the job not yet done
+    release.set()
+    assert jobs.wait(30)
+    now = jobs.view(run, since=seen.signature)
+    assert now.signature != seen.signature and not now.busy and now.state == "finished"
