@@ -367,6 +367,32 @@ def test_a_time_budget_stops_with_a_checkpoint_and_resume_adds_time(class_dir, t
     assert abs(cfg["minutes"] - (saved / 60 + 0.02)) < 1e-4  # the run's budget grew by 0.02 min
 
 
+def test_the_budgets_clock_starts_at_the_first_step_after_the_untrained_reading_and_checkpoint(
+        class_dir, tmp_path, monkeypatch):
+    """A slow computer's step-0 reading and checkpoint are setup, as loading the data is: a budget
+    shorter than they take still trains, and the time they took is not reported as used."""
+    from gan_core.config import NO_STEP_LIMIT
+    from gan_core.train import Trainer
+    real_quality, real_save = Trainer.quality, Trainer.save
+
+    def slow_at_step_0(real):
+        def slow(self):
+            if self.step == 0:
+                time.sleep(2.5)  # the two together longer than the whole 3-s budget
+            return real(self)
+        return slow
+    monkeypatch.setattr(Trainer, "quality", slow_at_step_0(real_quality))
+    monkeypatch.setattr(Trainer, "save", slow_at_step_0(real_save))
+    events = []
+    res = train(tiny_cgan(class_dir, steps=NO_STEP_LIMIT, minutes=0.05, ckpt_every=10**6, quality_every=10**6),
+                tmp_path / "run", on_progress=events.append)
+    assert [e.step for e in events if e.event == "quality"] == [0, res.step]  # it read step 0 (and the last)
+    assert res.step > 0 and events[-1].message == "time is up"
+    first_log = next(e for e in events if e.event == "log")
+    assert first_log.used_s < 2.5  # the sleeps are not on the clock
+    assert 2.7 <= events[-1].used_s < 3.0 + 30
+
+
 def test_held_back_images_are_fixed_disjoint_per_class_and_only_from_larger_datasets():
     from gan_core.train import held_back_split
     labels = torch.arange(300) % 3
@@ -402,7 +428,7 @@ def test_a_time_budget_that_runs_out_right_after_a_checkpoint_still_reads_the_ga
     from gan_core.runs import read_quality
     data = make_class_folder(tmp_path / "data", n_per_class=50, size=32)
     run = tmp_path / "run"
-    # 3 s: the budget also counts the step-0 reading and save, which take most of a second on a slow, busy CPU
+    # 3 s: room for a few steps (with their checkpoints) on a slow, busy CPU
     res = train(tiny_cgan(data, steps=NO_STEP_LIMIT, minutes=0.05, ckpt_every=1, quality_every=10**6), run)
     steps = [r["step"] for r in read_quality(run)]
     assert res.step > 0 and steps == [0, res.step]
