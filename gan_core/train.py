@@ -1056,7 +1056,6 @@ def _run(loop: Trainer, on_progress, should_stop, start: Path | None = None) -> 
     stats_path, quality_path = loop.run_dir / "stats.jsonl", loop.run_dir / "quality.jsonl"
     window: list[dict] = []
     imgs0, step0 = 0, loop.step
-    t0 = mark = time.perf_counter()  # (both set again at the first step, below)
 
     def clock() -> None:  # the budget counts the loop from the first step: steps, samples, checkpoints, gauge
         nonlocal mark
