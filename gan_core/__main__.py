@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from . import SHIPPED_MODELS, cli_explore, options, texture_command
-from .config import (AUGMENTS, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, CGANConfig, RunConfig,
-                     SGANConfig, TrainConfig)
+from .config import (AUGMENTS, CRITIC_WIDTH, DEFAULT_RECIPE, LOSSES, NO_STEP_LIMIT, RECIPES, RESOLUTIONS, SHORT_CRITIC,
+                     SHORT_KIMG, CGANConfig, RunConfig, SGANConfig, TrainConfig)
 from .errors import StudioError, os_error_text
 
 DEMO_CGAN = SHIPPED_MODELS / "demo-classes"
@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     mc = CGANConfig()
     c.add_argument("--res", type=int, choices=RESOLUTIONS, help=f"image size (default {mc.resolution})")
     c.add_argument("--g-channels", type=options.arg("g_channels"), help=f"generator width (default {mc.g_channels})")
-    c.add_argument("--d-channels", type=options.arg("d_channels"), help=f"critic width (default {mc.d_channels})")
+    c.add_argument("--d-channels", type=options.arg("d_channels"),
+                   help=f"critic width (default: the recipe's; in studio 0, by the time budget: {SHORT_CRITIC} for a "
+                        f"budget this computer trains on at most {SHORT_KIMG:g} thousand images, else {CRITIC_WIDTH})")
     c.add_argument("--conditioning", choices=("projection", "concat"),
                    help=f"how the critic sees the class (default {mc.conditioning})")
     c.add_argument("--noise-maps", action=argparse.BooleanOptionalAction, default=None,

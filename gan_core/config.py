@@ -64,6 +64,20 @@ SHORT_BUDGET, LONG_BUDGET = 1.0, 2.0
 # The noise maps' start is set before the first step, so it follows the minutes alone.
 SHORT_KIMG, LONG_KIMG = 8.0, 16.0
 SHORT_BOOST, SHORT_DECAY, SHORT_NOISE = 3.0, 0.25, 0.2
+# The critic's width (CGANConfig.d_channels, the first stage's; every later stage doubles it). The studio
+# recipe's conditional models have None, "by the budget": a new run whose budget will see at most SHORT_KIMG
+# thousand images at this machine's pace with the full-width critic (Trainer.probe_kimg, before the first
+# step) trains a critic of SHORT_CRITIC channels, which costs a quarter of the full critic's work per image;
+# any other run keeps CRITIC_WIDTH. Chosen by 1- and 2-minute budgets on a 2-core AVX2-only CPU (fp32,
+# bench/time_to_quality.py): 55-65% more steps, and the seeds of a class drew different pictures where the
+# full critic's drew one; at 1 minute the photo set 1.50x, 1.44x and 1.48x the real-vs-real distance against
+# 2.06x, 2.36x and 2.56x (the reference recipe's 10 minutes there 1.62x), the demo classes 2.86x, 2.71x and
+# 2.07x against 2.58x, 2.43x and 3.17x (reference 2.97x); at 2 minutes the photo set 1.14x against 1.63x,
+# the demo classes 2.62x against 1.88x pooled but closer on three classes of five, where the full critic
+# drew a diagonal hatching. Over 10 fp32 minutes the half-width critic was further (brick 5.34x), so longer
+# budgets keep the full width; a 1-minute budget on a CPU with AVX512-BF16 sees 10-12 thousand images and
+# keeps it.
+CRITIC_WIDTH, SHORT_CRITIC = 16, 8
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
         "train": {"loss": "rpgan", "n_critic": 1, "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.0, "beta2": 0.99,
@@ -98,7 +112,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         # four (1.80x against 2.12x, 2.75x against 3.26x, 2.12x against 2.59x, 1.69x against 1.88x) and
         # the pooled distance in three, at 4-10% fewer steps.
         "model": {"cgan": {"arch": "upconv", "upsample": "nearest", "noise_maps": True, "sle": True,
-                           "half_chroma": True, "colour_gate": True, "g_extra": 3, "noise_start": None},
+                           "half_chroma": True, "colour_gate": True, "g_extra": 3, "noise_start": None,
+                           "d_channels": None},
                   "sgan": {"upsample": "nearest", "margin": 1}},
     },
     "reference": {"train": {}, "model": LEGACY_MODEL},
@@ -126,7 +141,8 @@ class CGANConfig:
     nz: int = 100
     embed_dim: int = 50
     g_channels: int = 16  # width of the last generator stage; earlier stages double it (capped at 512)
-    d_channels: int = 16  # width of the first critic stage; later stages double it (capped at 512)
+    d_channels: int | None = CRITIC_WIDTH  # width of the first critic stage; later stages double it (capped at
+    #                                      512); None: the time budget's (SHORT_CRITIC above), set when a run starts
     d_full_res: int = 0  # width of the critic's full-resolution layer alone (0: d_channels), e.g. 16 with d_channels 12
     d_spectral_norm: bool = True  # the critic's layers are spectrally normalised (the reference's critic)
     conditioning: str = "projection"  # or "concat": the embedding as extra input planes
@@ -161,7 +177,8 @@ class CGANConfig:
         is the layer that sees pixel-scale patterns, and with three input channels a small share of
         the critic's work."""
         stages = int(math.log2(self.resolution)) - 2
-        ch = [min(self.d_channels * 2 ** i, 512) for i in range(stages + 1)]
+        base = CRITIC_WIDTH if self.d_channels is None else self.d_channels  # None builds the full width
+        ch = [min(base * 2 ** i, 512) for i in range(stages + 1)]
         ch[0] = self.d_full_res or ch[0]
         return ch
 
@@ -185,7 +202,7 @@ class CGANConfig:
         for name, lo, hi in (("nz", 1, 4096), ("embed_dim", 1, 4096), ("g_channels", 1, 1024), ("d_channels", 1, 1024),
                              ("d_full_res", 0, 1024), ("noise_start", 0, 10), ("noise_lr", 0.01, 100), ("g_extra", 0, 5)):  # d_full_res 0: as d_channels
             value = getattr(self, name)
-            if value is None and name == "noise_start":  # by the budget
+            if value is None and name in ("noise_start", "d_channels"):  # by the budget
                 continue
             if not (isinstance(value, (int, float)) and lo <= value <= hi):  # also false for NaN
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}.")
@@ -324,6 +341,12 @@ class TrainConfig:
         if kimg is not None and self.short_by_pace and self.minutes:
             share = max(share, min(1.0, max(0.0, (LONG_KIMG - kimg) / (LONG_KIMG - SHORT_KIMG))))
         return share
+
+    def critic_width(self, kimg: float | None) -> int:
+        """The critic's width for a new model whose CGANConfig.d_channels is None: SHORT_CRITIC if the
+        budget will see at most SHORT_KIMG thousand images (`kimg`, at this machine's pace with the
+        full-width critic; None: no budget), else CRITIC_WIDTH."""
+        return SHORT_CRITIC if self.minutes and kimg is not None and kimg <= SHORT_KIMG else CRITIC_WIDTH
 
     def noise_start(self) -> float:
         """The coarse noise maps' starting gain for a new model whose CGANConfig.noise_start is None."""

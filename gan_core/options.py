@@ -45,7 +45,7 @@ FIELDS = {
     "batch": Field("Batch", lo=1, hi=4096),
     "resolution": Field("Resolution", lo=min(RESOLUTIONS), hi=max(RESOLUTIONS)),
     "g_channels": Field("Generator width", lo=1, hi=512),
-    "d_channels": Field("Critic width", lo=1, hi=512),
+    "d_channels": Field("Critic width", lo=0, hi=512),  # conditional models: 0 leaves it to the time budget
     "g_extra": Field("Stages with two convolutions", lo=0, hi=5),
     "lr": Field("Learning rate", whole=False, lo=0, hi=1, lo_open=True, hi_open=True),
     "lr_d": Field("Critic learning rate", whole=False, lo=0, hi=1, lo_open=True, hi_open=True),
@@ -134,7 +134,8 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
     """The RunConfig of a new run: the recipe's defaults for the variant, then every setting given.
 
     settings (None: the recipe's): steps, minutes (a time budget; without steps the run has no
-    step limit), batch, resolution, g_channels, d_channels, conditioning, lr, lr_d, betas, loss,
+    step limit), batch, resolution, g_channels, d_channels (conditional models: 0 leaves the critic's
+    width to the time budget, config.SHORT_CRITIC), conditioning, lr, lr_d, betas, loss,
     n_critic, gp_lambda, r1_gamma, lr_boost, diversity, ema (a per-step decay instead of the recipe's
     half-life), augment (a list of names), mirror, seed, sample_every, ckpt_every, precision;
     conditional models also noise_maps, sle, half_chroma and colour_gate (on/off), g_extra and
@@ -196,7 +197,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
         res = value(s.get("resolution", CGANConfig.resolution), "resolution")
         if res not in RESOLUTIONS:
             raise ConfigError(f"Resolution must be one of {', '.join(map(str, RESOLUTIONS))} px, got {res}.")
-        model = CGANConfig(resolution=res, **recipe_model(recipe, "cgan"), **_widths(s))
+        model = CGANConfig(resolution=res, **{**recipe_model(recipe, "cgan"), **_widths(s, "cgan")})
         if "conditioning" in s:
             model.conditioning = s["conditioning"]
         if "g_extra" in s:
@@ -212,7 +213,7 @@ def run_config(variant: str, data: list[str | os.PathLike], *, recipe: str = DEF
             if name in s:
                 setattr(t, name, value(s[name], name))
         depth = value(s.get("depth", SGANConfig.depth), "depth")
-        model = SGANConfig(depth=depth, **recipe_model(recipe, "sgan"), **_widths(s))
+        model = SGANConfig(depth=depth, **{**recipe_model(recipe, "sgan"), **_widths(s, "sgan")})
         paths = [str(Path(p).expanduser().resolve()) for p in data]
     cfg = RunConfig(variant, model, t, data=paths)
     cfg.validate(require_names=False)
@@ -240,8 +241,14 @@ def augment_list(v: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
-def _widths(s: dict) -> dict[str, int]:
-    return {k: value(s[k], k) for k in ("g_channels", "d_channels") if k in s}
+def _widths(s: dict, variant: str) -> dict[str, int | None]:
+    """The networks' widths given; a conditional critic's 0 is "by the time budget" (None)."""
+    out: dict[str, int | None] = {k: value(s[k], k) for k in ("g_channels", "d_channels") if k in s}
+    if out.get("d_channels") == 0:
+        if variant != "cgan":
+            raise ConfigError("Critic width must be between 1 and 512 for a texture model, got 0.")
+        out["d_channels"] = None
+    return out
 
 
 def resume_limits(steps: Any = None, minutes: Any = None) -> tuple[int | None, float | None]:
@@ -255,10 +262,10 @@ def resume_limits(steps: Any = None, minutes: Any = None) -> tuple[int | None, f
 def defaults(variant: str, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
     """The settings a new run of a variant and recipe starts from, by name (for forms and --help)."""
     t = TrainConfig.recipe(recipe, variant)
-    m = CGANConfig() if variant == "cgan" else SGANConfig()
+    m = (CGANConfig if variant == "cgan" else SGANConfig)(**recipe_model(recipe, variant))
     out = {"steps": t.steps, "batch": t.batch, "lr": t.lr_g, "seed": t.seed, "augment": list(t.augment),
            "sample_every": t.sample_every, "ckpt_every": t.ckpt_every, "g_channels": m.g_channels,
-           "d_channels": m.d_channels, "loss": t.loss, "gp_lambda": t.gp_lambda}
+           "d_channels": m.d_channels or 0, "loss": t.loss, "gp_lambda": t.gp_lambda}  # 0: by the time budget
     if variant == "cgan":
         out.update(resolution=m.resolution, conditioning=m.conditioning)
     else:

@@ -30,7 +30,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import parallel, spectrum, submodes
 from .augment import augment
-from .config import NO_STEP_LIMIT, RunConfig
+from .config import CRITIC_WIDTH, NO_STEP_LIMIT, RunConfig
 from .data import load_class_dataset, load_textures, sample_patches, to_float
 from .errors import CheckpointError, ConfigError, StudioError
 from .io import atomic_write
@@ -163,14 +163,12 @@ class Trainer:
             # and a tileable canvas, which has no edges, came out flat grey). Padded circularly, every
             # position looks alike to it, as in a tileable texture.
             self.G.set_tileable(True)
-        self.D = build_discriminator(cfg).to(device, memory_format=self.mem)
+        rng_critic = torch.get_rng_state()  # the critic is drawn from here (again, if its width changes below)
+        self._build_critic()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        betas = (t.beta1, t.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         # what a training step calls: G and D, or under torchrun their DistributedDataParallel wrappers
         self.G_train = parallel.wrap_generator(self.G, device)
-        self.D_train = parallel.wrap_critic(self.D, device)
         self.gen = torch.Generator().manual_seed(t.seed + 1)
         self.step = 0
         self.elapsed = 0.0  # seconds spent in training steps
@@ -191,6 +189,61 @@ class Trainer:
         # the thousands of images the whole budget is expected to see at it
         self._pace_mark: tuple[int, float | None] | None = None
         self._pace_kimg: float | None = None
+        if cfg.variant == "cgan" and cfg.model.d_channels is None:  # a new run of the studio recipe: the
+            self._critic_by_budget(rng_critic)                       # budget's width, saved in config.json
+
+    def _build_critic(self) -> None:
+        """The critic, its optimizer and what a training step calls (its DDP wrapper under torchrun)."""
+        t = self.cfg.train
+        self.D = build_discriminator(self.cfg).to(self.device, memory_format=self.mem)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        self.D_train = parallel.wrap_critic(self.D, self.device)
+
+    def _critic_by_budget(self, rng_critic: torch.Tensor) -> None:
+        """Settle the width of a critic left to the budget (config.SHORT_CRITIC): time the full-width
+        critic's steps (probe_kimg), and if the budget is short, draw the critic again at the short
+        width from the random state the first was drawn from, as a run given that width draws it."""
+        t, m = self.cfg.train, self.cfg.model
+        kimg = None
+        if t.minutes:
+            rng = torch.get_rng_state()
+            kimg = self.probe_kimg()
+            torch.set_rng_state(rng)
+            if t.short_by_pace and not t.lr_boost:  # the schedule is judged by the same pace
+                self._pace_kimg = kimg
+        m.d_channels = t.critic_width(kimg)
+        if m.d_channels != CRITIC_WIDTH:  # the critic above was drawn at the full width
+            torch.set_rng_state(rng_critic)
+            self._build_critic()
+            self.summary += (f"\nA short budget: at this computer's pace a {t.minutes:g}-minute budget is about "
+                             f"{kimg:.1f} thousand images, so the critic is {m.d_channels} channels wide "
+                             f"instead of {CRITIC_WIDTH} (it learns faster; the generator is the same)")
+
+    def probe_kimg(self) -> float:
+        """Thousands of images the whole time budget would see at this machine's pace with the models as
+        built: PACE_SKIP + PACE_STEPS training steps of copies of them, timed over the last PACE_STEPS,
+        before the run's first step (its setup, outside the budget). The run's own models, optimizers
+        and random streams are not touched. Under torchrun every process times its own share and all
+        take the mean."""
+        t = self.cfg.train
+        probe = copy.copy(self)
+        probe.G, probe.D, probe.G_ema = (copy.deepcopy(m) for m in (self.G, self.D, self.G_ema))
+        probe.G_train, probe.D_train = probe.G, probe.D  # no gradient exchange: only the time is wanted
+        probe.opt_g = torch.optim.Adam(probe.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        probe.opt_d = torch.optim.Adam(probe.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        probe.gen = torch.Generator().manual_seed(t.seed + 7)
+        probe.mirror_bias = probe.class_credit = None
+        probe._pace_mark = probe._pace_kimg = None
+        start = 0.0
+        for i in range(PACE_SKIP + PACE_STEPS):
+            if i == PACE_SKIP:
+                start = time.perf_counter()
+            probe.train_step()
+        step_s = max((time.perf_counter() - start) / PACE_STEPS, 1e-9)
+        kimg = t.minutes * 60 / step_s * t.batch * t.n_critic / 1000
+        if self.share.world > 1:
+            kimg = parallel.mean_over_processes({"kimg": kimg}, self.device)["kimg"]
+        return kimg
 
     # ---- data ---------------------------------------------------------------------------
     def _load_data(self) -> None:

@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 from gan_core import checkpoint as ckpt
 from gan_core import train as train_mod
 from gan_core.__main__ import main
+from gan_core.config import SHORT_CRITIC
 from gan_core.errors import ConfigError
 from gan_core.train import resume, train
 from studio import free_port
@@ -230,6 +231,8 @@ def spawned(tmp_path_factory):
     train(sgan(), root / "sgan_one")
     train(cgan(steps=2), root / "resumed")
     train(cgan(steps=4, loss="hinge", diversity=0.5), root / "diverse_one")
+    short_budget = cgan(steps=4, minutes=0.05)
+    short_budget.model.d_channels = None
     jobs = [
         {"kind": "train", "name": "diverse", "cfg": cgan(steps=4, loss="hinge", diversity=0.5),
          "run": str(root / "diverse_two")},
@@ -237,6 +240,8 @@ def spawned(tmp_path_factory):
         {"kind": "resume", "name": "resumed", "run": str(root / "resumed"), "steps": 4},
         {"kind": "batch-error", "name": "batch", "cfg": cgan(batch=3), "run": str(root / "odd")},
         {"kind": "train", "name": "faults", "cfg": cgan(steps=8), "run": str(root / "faults"), "faults": True},
+        # a critic left to a short budget: both processes time their share and settle on one width
+        {"kind": "train", "name": "critic", "cfg": short_budget, "run": str(root / "critic")},
     ]
     out = root / "out"
     out.mkdir()
@@ -271,7 +276,7 @@ def _assert_identical(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("job", ["sgan", "resumed", "faults", "diverse"])
+@pytest.mark.parametrize("job", ["sgan", "resumed", "faults", "diverse", "critic"])
 def test_processes_end_with_identical_weights_buffers_and_state(spawned, job):
     _, dumps = spawned
     a, b = dumps[job]
@@ -279,6 +284,13 @@ def test_processes_end_with_identical_weights_buffers_and_state(spawned, job):
     assert any(k.endswith("running_var") for k in a["G"])  # and BatchNorm's running statistics
     for part in ("G", "D", "G_ema", "opt_g", "opt_d", "rng", "step", "stopped", "checkpoint"):
         _assert_identical(a[part], b[part], part)
+
+
+def test_processes_settle_on_one_critic_width_for_a_short_budget(spawned):
+    root, dumps = spawned
+    for dump in dumps["critic"]:
+        assert dump["D"]["features.0.parametrizations.weight.original"].shape[0] == SHORT_CRITIC
+    assert json.loads((root / "critic" / "config.json").read_text())["model"]["d_channels"] == SHORT_CRITIC
 
 
 def test_sgan_two_processes_train_like_one(spawned):

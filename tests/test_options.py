@@ -36,6 +36,23 @@ def test_empty_fields_take_the_recipes_defaults_and_whole_numbers_may_be_typed(c
     assert cfg.model.resolution == 64 and cfg.data == [str(__import__("pathlib").Path(class_dir).resolve())]
 
 
+def test_critic_width_0_leaves_a_conditional_critic_to_the_budget_and_the_forms_show_it(class_dir, tmp_path):
+    from gan_core.config import CRITIC_WIDTH
+    assert options.defaults("cgan")["d_channels"] == 0  # the studio recipe: by the budget
+    assert options.defaults("cgan", "reference")["d_channels"] == CRITIC_WIDTH
+    assert options.defaults("sgan")["d_channels"] == 32
+    assert options.run_config("cgan", [class_dir], **{**BASE, "d_channels": "0"}).model.d_channels is None
+    assert options.run_config("cgan", [class_dir], **{**BASE, "d_channels": None}).model.d_channels is None
+    assert options.run_config("cgan", [class_dir], recipe="reference", **{**BASE, "d_channels": None}
+                              ).model.d_channels == CRITIC_WIDTH
+    assert options.run_config("cgan", [class_dir], **BASE).model.d_channels == 4  # a width given is kept
+    tex = make_texture(tmp_path / "t.png", size=96)
+    with pytest.raises(ConfigError, match="Critic width must be between 1 and 512 for a texture model, got 0"):
+        options.run_config("sgan", [tex], patch=64, d_channels=0)
+    with pytest.raises(ConfigError, match="Critic width must be between 0 and 512, got -1"):
+        options.run_config("cgan", [class_dir], **{**BASE, "d_channels": -1})
+
+
 def test_texture_settings_are_checked_against_the_textures(tmp_path):
     tex = make_texture(tmp_path / "t.png", size=96)
     for over, msg in (({"patch": 0}, "Patch must be between 32"), ({"patch": 1024}, "Patch must be between 32"),

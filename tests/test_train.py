@@ -794,6 +794,52 @@ def test_a_short_budget_starts_a_new_model_with_coarse_noise_maps_and_longer_one
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["noise_start"] == SHORT_NOISE
 
 
+def test_a_short_budget_trains_a_half_width_critic_drawn_as_a_run_given_that_width(class_dir, tmp_path):
+    from gan_core.config import CRITIC_WIDTH, NO_STEP_LIMIT, SHORT_CRITIC, SHORT_KIMG, TrainConfig
+    assert TrainConfig(minutes=1.0).critic_width(SHORT_KIMG) == SHORT_CRITIC
+    assert TrainConfig(minutes=1.0).critic_width(SHORT_KIMG + 0.1) == CRITIC_WIDTH
+    assert TrainConfig(minutes=0.0).critic_width(0.1) == TrainConfig(minutes=1.0).critic_width(None) == CRITIC_WIDTH
+
+    from gan_core.train import Trainer
+
+    def loop(name: str, minutes: float, width: int | None) -> Trainer:
+        cfg = tiny_cgan(class_dir, minutes=minutes)
+        cfg.model.d_channels = width
+        cfg.validate(require_names=False)
+        return Trainer(cfg, tmp_path / name, torch.device("cpu"))
+
+    def widths(D) -> list[int]:  # (not through .weight: in training mode that steps spectral normalisation)
+        return [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    # a 0.01-minute budget: a few hundred images of this tiny model at any pace, a short budget
+    short, given = loop("short", 0.01, None), loop("given", 0.01, SHORT_CRITIC)
+    assert short.cfg.model.d_channels == SHORT_CRITIC and widths(short.D)[0] == SHORT_CRITIC
+    assert widths(short.D) == widths(given.D) and "critic is 8 channels wide" in short.summary
+    # the probe's steps ran on copies: the run's models are drawn as a run given the width draws them,
+    # and its training goes on alike (the same random streams and optimizer states)
+    for a, b in ((short.G, given.G), (short.D, given.D), (short.G_ema, given.G_ema)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
+    for _ in range(3):
+        short.train_step(), given.train_step()
+    for a, b in ((short.G, given.G), (short.D, given.D), (short.G_ema, given.G_ema)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert [k for k in sa if not torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-5, atol=1e-7)] == []
+    # a budget that sees far more than SHORT_KIMG thousand images, and a run by steps: the full width
+    for name, minutes in (("long", 1e5), ("steps", 0.0)):
+        full = loop(name, minutes, None)
+        assert full.cfg.model.d_channels == CRITIC_WIDTH and widths(full.D)[0] == CRITIC_WIDTH
+        assert "critic is" not in full.summary
+    assert loop("fixed", 0.01, 4).cfg.model.d_channels == 4  # a width given is kept
+    # a new run saves the width it chose; resuming with a longer budget keeps it (the weights fit it)
+    cfg = tiny_cgan(class_dir, steps=NO_STEP_LIMIT, minutes=0.01, ckpt_every=10**6)
+    cfg.model.d_channels = None
+    first = train(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["d_channels"] == SHORT_CRITIC
+    resume(tmp_path / "run", steps=first.step + 2, minutes=3.0)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["d_channels"] == SHORT_CRITIC
+
+
 def test_learning_rate_boost_outside_its_range_is_refused(class_dir):
     from gan_core.config import ConfigError
     for bad in (0.5, float("nan"), 11.0):

@@ -7,7 +7,7 @@ from functools import partial
 import gradio as gr
 
 from gan_core import options
-from gan_core.config import AUGMENTS, DEFAULT_RECIPE, RESOLUTIONS
+from gan_core.config import AUGMENTS, CRITIC_WIDTH, DEFAULT_RECIPE, RESOLUTIONS, SHORT_CRITIC, SHORT_KIMG
 from gan_core.train import speed_note
 
 from .common import LOSS_COLORS, MAX_UPLOAD_MB, Context, errors_as_messages, loss_frame, progress_html, \
@@ -21,6 +21,8 @@ TRAIN_FOR = [("2 minutes", 2), ("5 minutes", 5), ("10 minutes", 10), ("20 minute
 ADD_TIME = [("no time (use steps)", 0), ("5 minutes", 5), ("10 minutes", 10), ("20 minutes", 20),
             ("30 minutes", 30), ("60 minutes", 60)]
 RESOLUTION_HINT = "128 px costs about 4x the time per image of 64 px: give it at least 4x the time."
+CRITIC_WIDTH_HINT = (f"Channels. Conditional models: 0 = by the time budget ({SHORT_CRITIC} if this computer trains on "
+                     f"at most {SHORT_KIMG:g} thousand images in it, else {CRITIC_WIDTH}).")
 SAMPLE_LABELS = {"cgan": "Latest samples (one row per class)",
                  "sgan": "Latest samples (one 256 px texture per source image)"}
 
@@ -36,7 +38,7 @@ def variant_defaults(variant: str, recipe: str):
 
 def recipe_defaults(recipe: str, variant: str):
     d = options.defaults(variant, recipe)
-    return d["lr"], d["augment"]
+    return d["lr"], d["augment"], d["d_channels"]
 
 
 def check(ctx: Context, variant, data, batch, patch, progress=gr.Progress()):
@@ -135,7 +137,8 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
                 with gr.Accordion("More settings", open=False):
                     with gr.Row():
                         g_channels = gr.Number(value=td["g_channels"], label="Generator width", info="Channels; bigger = more capacity, slower.")
-                        d_channels = gr.Number(value=td["d_channels"], label="Critic width")
+                        d_channels = gr.Number(value=td["d_channels"], label="Critic width",
+                                               info=CRITIC_WIDTH_HINT)
                     with gr.Row():
                         lr = gr.Number(value=td["lr"], label="Learning rate", info="Adam, both networks.")
                         seed = gr.Number(value=td["seed"], label="Seed")
@@ -179,7 +182,7 @@ def build(ctx: Context, refresh_seconds: float) -> dict:
     variant.change(variant_defaults, [variant, recipe], [resolution, zip_box, sample_img, batch, g_channels,
                                                           d_channels, sample_every, ckpt_every, augment, lr],
                    api_visibility="private")
-    recipe.change(recipe_defaults, [recipe, variant], [lr, augment], api_visibility="private")
+    recipe.change(recipe_defaults, [recipe, variant], [lr, augment, d_channels], api_visibility="private")
     start_btn.click(E(partial(start, ctx)), [run_name, variant, data, recipe] + settings, [train_msg, resume_run],
                     api_name="start", concurrency_id="train_control")
     stop_btn.click(partial(stop, ctx), None, train_msg, api_name="stop", queue=False)  # never behind a queue
