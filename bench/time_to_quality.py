@@ -17,7 +17,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
                  group, EMA over 10k images, learning rate falling to zero over the second half of the
                  budget; one generated batch per step, shared by the critic's and the generator's updates;
                  budgets up to 1 minute start the learning rates at 3x and let them fall over the last
-                 quarter instead, and start the coarse noise maps' gains at 0.2, gan_core.config.SHORT_BUDGET)
+                 quarter instead, and start the coarse noise maps' gains at 0.2, gan_core.config.SHORT_BUDGET;
+                 a budget this machine trains on at most 8 thousand images with the full critic trains
+                 one of half its width, gan_core.config.SHORT_CRITIC)
   studio-noshort studio without the short budget's learning-rate schedule (lr_boost 1)
   studio-by-minutes  the default before: studio whose short schedule follows the budget's minutes
                  alone, not also the images it will see at this machine's pace (short_by_pace)
@@ -54,6 +56,9 @@ hits all alike, and scoring is not counted as training time. Contenders (--conte
   studio-d8      studio with half the critic's channels (8 in its first stage), about 40% less time per step
   studio-d12-full16  studio-d12 whose full-resolution layer keeps 16 channels (d_full_res), the layer that
                  sees pixel-scale patterns
+  studio-d16     studio with the full-width critic whatever the budget (the default before the short
+                 budget's half-width critic)
+  studio-half    studio with half the channels in the generator and the critic
   studio-b64     studio with batches of 64
   studio-b16     studio with batches of 16
   studio-nodecay studio with constant learning rates (no fall to zero over the second half)
@@ -208,6 +213,8 @@ CONTENDERS = {
     "studio-wide": ("studio", {"g_channels": 32, "d_channels": 32}, {}),
     "studio-d12": ("studio", {"d_channels": 12}, {}),
     "studio-d8": ("studio", {"d_channels": 8}, {}),
+    "studio-half": ("studio", {"g_channels": 8, "d_channels": 8}, {}),
+    "studio-d16": ("studio", {"d_channels": 16}, {}),
     "studio-d12-full16": ("studio", {"d_channels": 12, "d_full_res": 16}, {}),
     "studio-b64": ("studio", {}, {"batch": 64}),
     "studio-b16": ("studio", {}, {"batch": 16}),
