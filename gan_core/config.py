@@ -70,13 +70,13 @@ SHORT_BOOST, SHORT_DECAY, SHORT_NOISE = 3.0, 0.25, 0.2
 # step) trains a critic of SHORT_CRITIC channels, which costs a quarter of the full critic's work per image;
 # any other run keeps CRITIC_WIDTH. Chosen by 1- and 2-minute budgets on a 2-core AVX2-only CPU (fp32,
 # bench/time_to_quality.py): 40-70% more steps, and the seeds of a class more varied (on the photo set,
-# different pictures where the full critic's drew one); at 1 minute the photo set 1.50x, 1.44x and 1.48x the real-vs-real distance against
-# 2.06x, 2.36x and 2.56x (the reference recipe's 10 minutes there 1.62x), the demo classes 2.86x, 2.71x,
-# 2.07x and 2.72x against 2.58x, 2.43x, 3.17x and 2.69x (reference 2.97x); at 2 minutes the photo set 1.14x
-# against 1.63x, the demo classes 2.62x against 1.88x pooled but closer on three classes of five, where the
-# full critic drew a diagonal hatching. Over 10 fp32 minutes the half-width critic was further (brick
-# 5.34x), so longer budgets keep the full width; a 1-minute budget on a CPU with AVX512-BF16 sees 10-12
-# thousand images and keeps it.
+# different pictures where the full critic's drew one); at 1 minute the photo set 1.50x, 1.44x and 1.48x the
+# real-vs-real distance against 2.06x, 2.36x and 2.56x (the reference recipe's 10 minutes there 1.62x), the
+# demo classes 2.86x, 2.71x, 2.07x and 2.72x against 2.58x, 2.43x, 3.17x and 2.69x (reference 2.97x); at 2
+# minutes the photo set 1.14x against 1.63x, the demo classes 2.62x against 1.88x pooled but closer on three
+# classes of five, where the full critic drew a diagonal hatching. Over 10 fp32 minutes the half-width
+# critic was further (brick 5.34x), so longer budgets keep the full width; a 1-minute budget on a CPU with
+# AVX512-BF16 sees 10-12 thousand images and keeps it.
 CRITIC_WIDTH, SHORT_CRITIC = 16, 8
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "studio": {
