@@ -205,6 +205,7 @@ CONTENDERS = {
     "studio-boost3": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0}),
     "studio-boost4": ("studio", {}, {"lr_boost": 4.0, "lr_boost_kimg": 10.0}),
     "studio-noshort": ("studio", {}, {"lr_boost": 1.0}),
+    "studio-half-short": ("studio", {}, {"lr_boost": 2.0, "lr_boost_kimg": 10.0, "lr_decay": 0.375}),
     "studio-by-minutes": ("studio", {}, {"short_by_pace": False}),
     "studio-noise0": ("studio", {"noise_start": 0.0}, {}),
     "studio-boost3-b16": ("studio", {}, {"lr_boost": 3.0, "lr_boost_kimg": 10.0, "batch": 16}),
